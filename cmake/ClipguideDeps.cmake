@@ -1,0 +1,38 @@
+# Third-party libraries, all from Debian's packages (scripts/setup.sh installs them).
+
+find_package(ZLIB REQUIRED)                       # gzip-compressed BPE vocabularies
+find_package(ICU REQUIRED COMPONENTS uc i18n)     # Unicode classes, case mapping, NFC for the tokenizer
+find_package(nlohmann_json 3.10 REQUIRED)         # configs, safetensors headers, tool output
+if(CLIPGUIDE_BUILD_TOOLS OR CLIPGUIDE_BUILD_BENCH)
+  find_package(CLI11 REQUIRED)
+endif()
+
+# OpenImageIO: optional, so the core builds on machines that only have LibTorch.
+set(CLIPGUIDE_HAVE_OIIO OFF)
+if(NOT CLIPGUIDE_WITH_OIIO STREQUAL "OFF")
+  if(CLIPGUIDE_WITH_OIIO STREQUAL "ON")
+    find_package(OpenImageIO CONFIG REQUIRED)
+  else()
+    find_package(OpenImageIO CONFIG QUIET)
+  endif()
+  if(OpenImageIO_FOUND)
+    set(CLIPGUIDE_HAVE_OIIO ON)
+    # Debian's OpenImageIO target lists an OpenCV include folder that does not exist; drop it.
+    foreach(_t OpenImageIO::OpenImageIO OpenImageIO::OpenImageIO_Util)
+      if(TARGET ${_t})
+        get_target_property(_inc ${_t} INTERFACE_INCLUDE_DIRECTORIES)
+        if(_inc)
+          set(_kept "")
+          foreach(_d IN LISTS _inc)
+            if(_d MATCHES "opencv" AND NOT EXISTS "${_d}")
+              continue()
+            endif()
+            list(APPEND _kept "${_d}")
+          endforeach()
+          set_target_properties(${_t} PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${_kept}")
+        endif()
+      endif()
+    endforeach()
+  endif()
+endif()
+message(STATUS "clipguide: OpenImageIO image files: ${CLIPGUIDE_HAVE_OIIO}")

@@ -1,0 +1,20 @@
+# cmake --install: the libraries, public headers and an exported package, so that another project does
+#   find_package(clipguide REQUIRED)  +  target_link_libraries(app PRIVATE clipguide::clipnet)
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+
+install(TARGETS clipguide_clipnet EXPORT clipguideTargets
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(DIRECTORY clipnet DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/clipguide
+        FILES_MATCHING PATTERN "*.h" PATTERN "*.inc")
+install(EXPORT clipguideTargets NAMESPACE clipguide:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/clipguide)
+
+configure_package_config_file(cmake/clipguideConfig.cmake.in
+  "${CMAKE_CURRENT_BINARY_DIR}/clipguideConfig.cmake"
+  INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/clipguide)
+write_basic_package_version_file("${CMAKE_CURRENT_BINARY_DIR}/clipguideConfigVersion.cmake"
+  COMPATIBILITY SameMinorVersion)
+install(FILES "${CMAKE_CURRENT_BINARY_DIR}/clipguideConfig.cmake" "${CMAKE_CURRENT_BINARY_DIR}/clipguideConfigVersion.cmake"
+        DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/clipguide)

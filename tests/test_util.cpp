@@ -1,0 +1,71 @@
+// Shared test helpers (see test_util.h).
+#include "test_util.h"
+
+#include "clipnet/error.h"
+
+#include <cstdlib>
+#include <random>
+#include <sstream>
+
+namespace clipguide::test {
+
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.detach().to(at::kDouble).cpu() - b.detach().to(at::kDouble).cpu()).abs().max().item<double>();
+}
+
+::testing::AssertionResult tensors_close(const at::Tensor& a, const at::Tensor& b, double atol, double rtol) {
+  if (!a.sizes().equals(b.sizes())) {
+    return ::testing::AssertionFailure() << "shape mismatch: got " << shape_str(a.sizes()) << ", expected "
+                                         << shape_str(b.sizes());
+  }
+  if (a.numel() == 0) return ::testing::AssertionSuccess();
+  auto ad = a.detach().to(at::kDouble).cpu();
+  auto bd = b.detach().to(at::kDouble).cpu();
+  auto diff = (ad - bd).abs();
+  auto bound = atol + rtol * bd.abs();
+  auto over = (diff > bound).logical_or(diff.isnan());
+  double max_diff = diff.max().item<double>();
+  if (!over.any().item<bool>()) {
+    std::cout << "  [max abs diff " << max_diff << " <= atol " << atol << "]\n";
+    return ::testing::AssertionSuccess();
+  }
+  auto flat_index = diff.flatten().argmax().item<int64_t>();
+  std::ostringstream out;
+  out << "tensors differ: max abs diff " << max_diff << " at flat index " << flat_index << " (got "
+      << ad.flatten()[flat_index].item<double>() << ", expected " << bd.flatten()[flat_index].item<double>()
+      << "), " << over.sum().item<int64_t>() << " of " << a.numel() << " elements over atol " << atol
+      << " + rtol " << rtol << ", shape " << shape_str(a.sizes());
+  return ::testing::AssertionFailure() << out.str();
+}
+
+std::filesystem::path fixture_dir(const std::string& name) {
+  const char* root = std::getenv("CLIPGUIDE_FIXTURES");
+  if (!root) {
+    ADD_FAILURE() << "CLIPGUIDE_FIXTURES is not set: run this test through ctest, which writes the reference fixtures first";
+    return {};
+  }
+  std::filesystem::path dir = std::filesystem::path(root) / name;
+  if (!std::filesystem::exists(dir / "DONE")) {
+    ADD_FAILURE() << "reference fixture '" << name << "' missing at " << dir
+                  << ": tests/reference/" << name << ".py did not complete (see ctest -R fixture." << name << ")";
+  }
+  return dir;
+}
+
+std::filesystem::path shared_data_dir() {
+  const char* root = std::getenv("CLIPGUIDE_SHARED_DATA");
+  if (!root || !std::filesystem::exists(root)) return {};
+  return root;
+}
+
+std::filesystem::path temp_dir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "clipguide";
+  std::random_device rd;
+  auto dir = std::filesystem::temp_directory_path() / ("clipguide-" + name + "-" + std::to_string(rd()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+}  // namespace clipguide::test

@@ -1,0 +1,29 @@
+// Helpers shared by the tests: tensor comparison that prints the max difference, fixture paths.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+namespace clipguide::test {
+
+// Asserts |a - b| <= atol + rtol * |b| everywhere; on failure prints shapes, max abs diff and where.
+::testing::AssertionResult tensors_close(const at::Tensor& a, const at::Tensor& b, double atol, double rtol = 0.0);
+#define EXPECT_TENSOR_CLOSE(a, b, atol, rtol) EXPECT_TRUE(::clipguide::test::tensors_close((a), (b), (atol), (rtol)))
+
+// Max |a - b| (as double), for printing figures.
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b);
+
+// Folder written by tests/reference/<name>.py (env CLIPGUIDE_FIXTURES/<name>). Fails the test, never
+// skips, when it is missing: ctest runs the fixture first, so missing means the reference script broke.
+std::filesystem::path fixture_dir(const std::string& name);
+
+// ../shared/data (env CLIPGUIDE_SHARED_DATA); empty path when absent (callers GTEST_SKIP with a message).
+std::filesystem::path shared_data_dir();
+
+// A fresh empty temporary folder for this test.
+std::filesystem::path temp_dir();
+
+}  // namespace clipguide::test
