@@ -1,0 +1,20 @@
+// image_io.h for builds without OpenImageIO (e.g. a GPU box with LibTorch only): clear errors on use.
+#include "clipnet/error.h"
+#include "clipnet/image_io.h"
+
+namespace clipguide::clipnet {
+namespace {
+[[noreturn]] void unavailable(const std::filesystem::path& path) {
+  throw Error("cannot read or write image file '" + path.string() +
+              "': clipguide was built without OpenImageIO (reconfigure with -DCLIPGUIDE_WITH_OIIO=ON)");
+}
+}  // namespace
+
+bool image_io_available() { return false; }
+at::Tensor read_image(const std::filesystem::path& path) { unavailable(path); }
+void write_image(const std::filesystem::path& path, const at::Tensor&, const std::map<std::string, std::string>&) {
+  unavailable(path);
+}
+std::map<std::string, std::string> read_image_metadata(const std::filesystem::path& path) { unavailable(path); }
+
+}  // namespace clipguide::clipnet

@@ -1,0 +1,86 @@
+// image_io.h through OpenImageIO: decoding matches PIL's convert("RGB") (unassociated alpha dropped),
+// writes go to a temporary file that is renamed into place.
+#include "clipnet/image_io.h"
+
+#include "clipnet/error.h"
+
+#include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
+#include <OpenImageIO/imageio.h>
+
+#include <random>
+#include <vector>
+
+namespace clipguide::clipnet {
+
+bool image_io_available() { return true; }
+
+at::Tensor read_image(const std::filesystem::path& path) {
+  if (!std::filesystem::exists(path)) throw Error("image file '" + path.string() + "' does not exist");
+  // PIL keeps colour unpremultiplied; OIIO would premultiply RGBA unless told otherwise.
+  OIIO::ImageSpec hints;
+  hints.attribute("oiio:UnassociatedAlpha", 1);
+  auto in = OIIO::ImageInput::open(path.string(), &hints);
+  if (!in) throw Error("cannot read image file '" + path.string() + "': " + OIIO::geterror());
+  const OIIO::ImageSpec& spec = in->spec();
+  const int64_t w = spec.width, h = spec.height, c = spec.nchannels;
+  if (w <= 0 || h <= 0 || c <= 0 || w * h > (int64_t(1) << 28)) {
+    throw Error("image file '" + path.string() + "': unsupported size " + std::to_string(w) + "x" +
+                std::to_string(h) + "x" + std::to_string(c));
+  }
+  std::vector<uint8_t> pixels(static_cast<size_t>(w * h * c));
+  if (!in->read_image(0, 0, 0, static_cast<int>(c), OIIO::TypeDesc::UINT8, pixels.data())) {
+    throw Error("cannot decode image file '" + path.string() + "': " + in->geterror());
+  }
+  in->close();
+  // (H, W, C) uint8 → (3, H, W): grey (+alpha) replicated, extra channels (alpha) dropped.
+  auto hwc = at::from_blob(pixels.data(), {h, w, c}, at::kByte);
+  at::Tensor rgb = c >= 3 ? hwc.narrow(2, 0, 3) : hwc.narrow(2, 0, 1).expand({h, w, 3});
+  return rgb.permute({2, 0, 1}).contiguous();  // copies out of `pixels`
+}
+
+void write_image(const std::filesystem::path& path, const at::Tensor& image,
+                 const std::map<std::string, std::string>& metadata) {
+  if (image.dim() != 3 || image.size(0) != 3) {
+    throw Error("write_image('" + path.string() + "'): expected a (3, H, W) image, got " + shape_str(image.sizes()));
+  }
+  at::Tensor u8 = image.scalar_type() == at::kByte
+                      ? image
+                      : image.detach().to(at::kFloat).clamp(0, 1).mul(255).round().to(at::kByte);
+  u8 = u8.cpu().permute({1, 2, 0}).contiguous();  // (H, W, 3)
+  const int h = static_cast<int>(u8.size(0)), w = static_cast<int>(u8.size(1));
+
+  // Temporary name keeps the extension: OIIO picks the format from it.
+  std::random_device rd;
+  auto tmp = path.parent_path() / ("." + path.stem().string() + ".tmp-" + std::to_string(rd()) +
+                                   path.extension().string());
+  auto out = OIIO::ImageOutput::create(tmp.string());
+  if (!out) throw Error("cannot write image file '" + path.string() + "': " + OIIO::geterror());
+  OIIO::ImageSpec spec(w, h, 3, OIIO::TypeDesc::UINT8);
+  for (const auto& [key, value] : metadata) spec.attribute(key, value);
+  bool ok = out->open(tmp.string(), spec) && out->write_image(OIIO::TypeDesc::UINT8, u8.data_ptr()) && out->close();
+  if (!ok) {
+    std::string why = out->geterror();
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    throw Error("cannot write image file '" + path.string() + "': " + why);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    throw Error("cannot move finished image into place at '" + path.string() + "': " + ec.message());
+  }
+}
+
+std::map<std::string, std::string> read_image_metadata(const std::filesystem::path& path) {
+  auto in = OIIO::ImageInput::open(path.string());
+  if (!in) throw Error("cannot read image file '" + path.string() + "': " + OIIO::geterror());
+  std::map<std::string, std::string> result;
+  for (const auto& param : in->spec().extra_attribs) {
+    if (param.type() == OIIO::TypeDesc::STRING) result[param.name().string()] = param.get_string();
+  }
+  return result;
+}
+
+}  // namespace clipguide::clipnet
