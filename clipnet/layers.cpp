@@ -1,0 +1,139 @@
+// LayerNormFp32, activations, MultiheadAttention, Mlp, ResidualAttentionBlock, Transformer (see layers.h).
+// ref: openai/CLIP clip/model.py (openai-clip 1.0.1) LayerNorm, QuickGELU, ResidualAttentionBlock, Transformer
+//
+// Shapes: B batch, L tokens, C width, H heads, D = C / H.
+#include "clipnet/layers.h"
+
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/gelu.h>
+#include <ATen/ops/layer_norm.h>
+#include <ATen/ops/linear.h>
+#include <ATen/ops/scaled_dot_product_attention.h>
+#include <ATen/ops/sigmoid.h>
+#include <ATen/ops/upsample_bicubic2d.h>
+#include <torch/nn/init.h>
+
+#include <cmath>
+
+namespace clipguide::clipnet {
+
+at::Tensor apply_activation(const at::Tensor& x, Activation activation) {
+  switch (activation) {
+    case Activation::kQuickGelu:
+      return x * at::sigmoid(1.702 * x);
+    case Activation::kGelu:
+      return at::gelu(x);
+  }
+  TORCH_INTERNAL_ASSERT(false, "unknown activation");
+}
+
+// --- LayerNormFp32 ---------------------------------------------------------------------------------------
+LayerNormFp32Impl::LayerNormFp32Impl(LayerNormFp32Options options_) : options(std::move(options_)) { reset(); }
+
+void LayerNormFp32Impl::reset() {
+  weight = register_parameter("weight", at::ones({options.width()}));
+  bias = register_parameter("bias", at::zeros({options.width()}));
+}
+
+at::Tensor LayerNormFp32Impl::forward(const at::Tensor& x) {
+  // fp16 statistics over wide rows lose precision; OpenAI's LayerNorm casts up and back.
+  auto y = at::layer_norm(x.to(at::kFloat), {options.width()}, weight.to(at::kFloat), bias.to(at::kFloat),
+                          options.eps());
+  return y.to(x.scalar_type());
+}
+
+// --- MultiheadAttention ----------------------------------------------------------------------------------
+MultiheadAttentionImpl::MultiheadAttentionImpl(MultiheadAttentionOptions options_) : options(std::move(options_)) {
+  reset();
+}
+
+void MultiheadAttentionImpl::reset() {
+  const int64_t c = options.width();
+  TORCH_CHECK(c % options.heads() == 0, "attention width ", c, " is not divisible by heads ", options.heads());
+  in_proj_weight = register_parameter("in_proj_weight", at::empty({3 * c, c}));
+  in_proj_bias = register_parameter("in_proj_bias", at::zeros({3 * c}));
+  out_proj = register_module("out_proj", torch::nn::Linear(c, c));
+  at::NoGradGuard no_grad;
+  torch::nn::init::xavier_uniform_(in_proj_weight);  // nn.MultiheadAttention's init
+  out_proj->bias.zero_();
+}
+
+at::Tensor MultiheadAttentionImpl::forward(const at::Tensor& x, bool causal) {
+  TORCH_CHECK(x.dim() == 3 && x.size(2) == options.width(), "attention input must be (B, L, ", options.width(),
+              "), got ", x.sizes());
+  const int64_t b = x.size(0), l = x.size(1), c = x.size(2), h = options.heads(), d = c / h;
+  auto qkv = at::linear(x, in_proj_weight, in_proj_bias).chunk(3, -1);  // 3 x (B, L, C)
+  auto split_heads = [&](const at::Tensor& t) { return t.view({b, l, h, d}).transpose(1, 2); };  // (B, H, L, D)
+  auto out = at::scaled_dot_product_attention(split_heads(qkv[0]), split_heads(qkv[1]), split_heads(qkv[2]),
+                                              /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/causal);  // (B, H, L, D)
+  return out_proj(out.transpose(1, 2).reshape({b, l, c}));  // (B, L, C)
+}
+
+// --- Mlp -------------------------------------------------------------------------------------------------
+MlpImpl::MlpImpl(MlpOptions options_) : options(std::move(options_)) { reset(); }
+
+void MlpImpl::reset() {
+  c_fc = register_module("c_fc", torch::nn::Linear(options.width(), options.hidden()));
+  c_proj = register_module("c_proj", torch::nn::Linear(options.hidden(), options.width()));
+}
+
+at::Tensor MlpImpl::forward(const at::Tensor& x) { return c_proj(apply_activation(c_fc(x), options.activation())); }
+
+// --- ResidualAttentionBlock ------------------------------------------------------------------------------
+ResidualAttentionBlockImpl::ResidualAttentionBlockImpl(ResidualAttentionBlockOptions options_)
+    : options(std::move(options_)) {
+  reset();
+}
+
+void ResidualAttentionBlockImpl::reset() {
+  const int64_t c = options.width();
+  // Registration order follows OpenAI's (attn, ln_1, mlp, ln_2) so named_parameters() lists keys like its state dict.
+  attn = register_module("attn", MultiheadAttention(MultiheadAttentionOptions(c, options.heads())));
+  ln_1 = register_module("ln_1", LayerNormFp32(c));
+  auto hidden = static_cast<int64_t>(std::llround(c * options.mlp_ratio()));
+  mlp = register_module("mlp", Mlp(MlpOptions(c, hidden).activation(options.activation())));
+  ln_2 = register_module("ln_2", LayerNormFp32(c));
+}
+
+at::Tensor ResidualAttentionBlockImpl::forward(const at::Tensor& x, bool causal) {
+  auto y = x + attn(ln_1(x), causal);  // (B, L, C)
+  return y + mlp(ln_2(y));
+}
+
+// --- Transformer -----------------------------------------------------------------------------------------
+TransformerImpl::TransformerImpl(TransformerOptions options_) : options(std::move(options_)) { reset(); }
+
+void TransformerImpl::reset() {
+  resblocks = register_module("resblocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < options.layers(); ++i) {
+    resblocks->push_back(ResidualAttentionBlock(ResidualAttentionBlockOptions(options.width(), options.heads())
+                                                    .mlp_ratio(options.mlp_ratio())
+                                                    .activation(options.activation())));
+  }
+}
+
+at::Tensor TransformerImpl::forward(const at::Tensor& x, bool causal) {
+  at::Tensor y = x;  // (B, L, C)
+  for (const auto& block : *resblocks) y = block->as<ResidualAttentionBlockImpl>()->forward(y, causal);
+  return y;
+}
+
+// --- positional embedding resize -------------------------------------------------------------------------
+at::Tensor resize_positional_embedding(const at::Tensor& positional_embedding, int64_t grid) {
+  const int64_t tokens = positional_embedding.size(0), c = positional_embedding.size(1);
+  const auto old_grid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(tokens - 1))));
+  TORCH_CHECK(old_grid * old_grid + 1 == tokens, "positional embedding of ", tokens, " tokens is not 1 + a square grid");
+  if (old_grid == grid) return positional_embedding;
+  auto first = positional_embedding.narrow(0, 0, 1);  // (1, C)
+  auto spatial = positional_embedding.narrow(0, 1, tokens - 1)
+                     .reshape({1, old_grid, old_grid, c})
+                     .permute({0, 3, 1, 2})
+                     .to(at::kFloat);  // (1, C, G, G)
+  // ref: mlfoundations/open_clip src/open_clip/pos_embed.py resize_pos_embed: bicubic, align_corners=False
+  auto resized = at::upsample_bicubic2d(spatial, {grid, grid}, /*align_corners=*/false);  // (1, C, g, g)
+  resized = resized.permute({0, 2, 3, 1}).reshape({grid * grid, c}).to(positional_embedding.scalar_type());
+  return at::cat({first, resized}, 0);  // (1 + g*g, C)
+}
+
+}  // namespace clipguide::clipnet
