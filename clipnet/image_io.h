@@ -15,8 +15,9 @@ namespace clipguide::clipnet {
 bool image_io_available();
 
 // (3, H, W) uint8 RGB, as PIL's Image.open(path).convert("RGB") gives it: grey is replicated, alpha is
-// dropped (not composited, not premultiplied), 16-bit samples are scaled to 8 bits.
-at::Tensor read_image(const std::filesystem::path& path);
+// dropped (not composited, not premultiplied), 16-bit samples are scaled to 8 bits. With keep_alpha, a
+// file that has an alpha channel gives (4, H, W) RGBA (unpremultiplied), others still (3, H, W).
+at::Tensor read_image(const std::filesystem::path& path, bool keep_alpha = false);
 
 // Writes (3, H, W) uint8, or float in [0, 1] (rounded), to `path`; the format follows the extension.
 // Atomic: a temporary file beside it is renamed over `path`, so a reader never sees half an image.

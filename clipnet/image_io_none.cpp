@@ -11,7 +11,7 @@ namespace {
 }  // namespace
 
 bool image_io_available() { return false; }
-at::Tensor read_image(const std::filesystem::path& path) { unavailable(path); }
+at::Tensor read_image(const std::filesystem::path& path, bool) { unavailable(path); }
 void write_image(const std::filesystem::path& path, const at::Tensor&, const std::map<std::string, std::string>&) {
   unavailable(path);
 }

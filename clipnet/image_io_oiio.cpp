@@ -4,7 +4,7 @@
 
 #include "clipnet/error.h"
 
-#include <ATen/ops/empty.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/from_blob.h>
 #include <OpenImageIO/imageio.h>
 
@@ -15,7 +15,7 @@ namespace clipguide::clipnet {
 
 bool image_io_available() { return true; }
 
-at::Tensor read_image(const std::filesystem::path& path) {
+at::Tensor read_image(const std::filesystem::path& path, bool keep_alpha) {
   if (!std::filesystem::exists(path)) throw Error("image file '" + path.string() + "' does not exist");
   // PIL keeps colour unpremultiplied; OIIO would premultiply RGBA unless told otherwise.
   OIIO::ImageSpec hints;
@@ -33,9 +33,14 @@ at::Tensor read_image(const std::filesystem::path& path) {
     throw Error("cannot decode image file '" + path.string() + "': " + in->geterror());
   }
   in->close();
-  // (H, W, C) uint8 → (3, H, W): grey (+alpha) replicated, extra channels (alpha) dropped.
+  // (H, W, C) uint8 → (3, H, W): grey replicated, alpha dropped unless asked for.
   auto hwc = at::from_blob(pixels.data(), {h, w, c}, at::kByte);
+  const bool has_alpha = spec.alpha_channel >= 0 || c == 2 || c == 4;
   at::Tensor rgb = c >= 3 ? hwc.narrow(2, 0, 3) : hwc.narrow(2, 0, 1).expand({h, w, 3});
+  if (keep_alpha && has_alpha) {
+    int64_t alpha = spec.alpha_channel >= 0 ? spec.alpha_channel : c - 1;
+    rgb = at::cat({rgb, hwc.narrow(2, alpha, 1)}, 2);  // (H, W, 4)
+  }
   return rgb.permute({2, 0, 1}).contiguous();  // copies out of `pixels`
 }
 

@@ -5,7 +5,9 @@
 #include "clipnet/error.h"
 #include "clipnet/image_io.h"
 
+#include <ATen/ops/cat.h>
 #include <ATen/ops/tensor.h>
+#include <ATen/ops/where.h>
 #include <torch/nn/functional/upsampling.h>
 
 #include <cmath>
@@ -73,21 +75,34 @@ at::Tensor preprocess_tensor(const at::Tensor& image, int64_t size, c10::ArrayRe
 
 at::Tensor preprocess_uint8(const at::Tensor& image_u8, int64_t size, c10::ArrayRef<double> mean,
                             c10::ArrayRef<double> std) {
-  TORCH_CHECK(image_u8.dim() == 3 && image_u8.size(0) == 3 && image_u8.scalar_type() == at::kByte,
-              "preprocess_uint8: expected (3, H, W) uint8, got ", shape_str(image_u8.sizes()), " ",
+  TORCH_CHECK(image_u8.dim() == 3 && (image_u8.size(0) == 3 || image_u8.size(0) == 4) &&
+                  image_u8.scalar_type() == at::kByte,
+              "preprocess_uint8: expected (3, H, W) or (4, H, W) uint8, got ", shape_str(image_u8.sizes()), " ",
               image_u8.scalar_type());
+  at::Tensor x = image_u8.unsqueeze(0).to(at::kInt);  // (1, C, H, W) in [0, 255]
+  const bool rgba = x.size(1) == 4;
+  if (rgba) {  // PIL's RGBA → RGBa: c * a / 255 rounded in integers
+    at::Tensor a = x.narrow(1, 3, 1);
+    at::Tensor t = x.narrow(1, 0, 3) * a + 128;
+    x = at::cat({(t + t.bitwise_right_shift(8)).bitwise_right_shift(8), a}, 1);
+  }
   // PIL resamples 8-bit images horizontally, rounds to 8 bits, then vertically; do the same.
-  at::Tensor x = image_u8.unsqueeze(0).to(at::kFloat);  // (1, 3, H, W) in [0, 255]
-  auto [h, w] = resized_shortest(x.size(2), x.size(3), size);
-  x = bicubic_aa(x, x.size(2), w).round().clamp(0, 255);
-  x = bicubic_aa(x, h, w).round().clamp(0, 255);
-  x = center_crop(x, size).div(255.0);  // (1, 3, S, S) in [0, 1]
-  return normalize(x.squeeze(0), mean, std).contiguous();
+  at::Tensor f = x.to(at::kFloat);
+  auto [h, w] = resized_shortest(f.size(2), f.size(3), size);
+  f = bicubic_aa(f, f.size(2), w).round().clamp(0, 255);
+  f = bicubic_aa(f, h, w).round().clamp(0, 255);
+  if (rgba) {  // RGBa → RGBA: 255 * c / a in integers, unchanged where a is 0 or 255; then drop alpha
+    at::Tensor c = f.narrow(1, 0, 3).to(at::kInt), a = f.narrow(1, 3, 1).to(at::kInt);
+    at::Tensor un = (255 * c).div(a.clamp_min(1), "floor").clamp(0, 255);
+    f = at::where(a.eq(0).logical_or(a.eq(255)), c, un).to(at::kFloat);
+  }
+  f = center_crop(f, size).div(255.0);  // (1, 3, S, S) in [0, 1]
+  return normalize(f.squeeze(0), mean, std).contiguous();
 }
 
 at::Tensor preprocess_file(const std::filesystem::path& path, int64_t size, c10::ArrayRef<double> mean,
                            c10::ArrayRef<double> std) {
-  return preprocess_uint8(read_image(path), size, mean, std);
+  return preprocess_uint8(read_image(path, /*keep_alpha=*/true), size, mean, std);
 }
 
 }  // namespace clipguide::clipnet

@@ -31,9 +31,12 @@ at::Tensor normalize(const at::Tensor& image, c10::ArrayRef<double> mean, c10::A
 at::Tensor preprocess_tensor(const at::Tensor& image, int64_t size, c10::ArrayRef<double> mean,
                              c10::ArrayRef<double> std);
 
-// File path, as openai-clip's preprocess (PIL): (3, H, W) uint8 → (3, S, S) float normalised. The resize
-// is done in two 8-bit passes (horizontal, then vertical) with rounding, like PIL, so results agree with
-// the Python reference to about one grey level.
+// File path, as openai-clip's preprocess (PIL): (3, H, W) uint8 RGB or (4, H, W) RGBA → (3, S, S) float
+// normalised. Like PIL, the resize runs in two 8-bit passes (horizontal, then vertical) with rounding, and
+// RGBA is resized premultiplied then unpremultiplied before alpha is dropped (openai-clip resizes before
+// converting to RGB). Results agree with the Python reference to one grey level: Pillow sometimes runs
+// the vertical pass first, which changes the rounding of ~20% of pixels by one level; palette images,
+// which PIL resizes with nearest-neighbour, are resized bicubically here.
 at::Tensor preprocess_uint8(const at::Tensor& image_u8, int64_t size, c10::ArrayRef<double> mean,
                             c10::ArrayRef<double> std);
 
