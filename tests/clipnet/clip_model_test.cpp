@@ -373,6 +373,20 @@ TEST(ClipParity, EveryFormatMatchesReference) {
     if (name.find("hub_folder") != std::string::npos) EXPECT_DOUBLE_EQ(loaded.config.preprocess.mean[0], 0.5);
     if (name.find("_jit") != std::string::npos || name.find("_state") != std::string::npos)
       EXPECT_TRUE(loaded.config.quick_gelu);  // inferred from shapes, OpenAI's rule
+
+    // OpenAI's fp16 files also run as an fp16 model (LayerNorm in fp32): close to the fp32 reference.
+    if (name.find("_jit") != std::string::npos) {
+      options.dtype = at::kHalf;
+      auto half = load_clip(dir / c["weights"].get<std::string>(), options).model;
+      at::NoGradGuard no_grad;
+      auto half_image = half->encode_image(expected.at("image"));
+      auto half_text = half->encode_text(tokens);
+      EXPECT_EQ(half_image.scalar_type(), at::kHalf);
+      std::cout << "  fp16 model: image_emb max abs diff " << test::max_abs_diff(half_image, expected.at("image_emb"))
+                << ", text_emb " << test::max_abs_diff(half_text, expected.at("text_emb")) << "\n";
+      EXPECT_TENSOR_CLOSE(half_image, expected.at("image_emb"), 2e-2, 2e-2);
+      EXPECT_TENSOR_CLOSE(half_text, expected.at("text_emb"), 2e-2, 2e-2);
+    }
   }
 }
 
