@@ -105,8 +105,13 @@ int run(const Options& opt) {
     std::vector<int64_t> ids = tokenizer->encode(text);
     ids.insert(ids.begin(), tokenizer->sot_token());
     ids.push_back(tokenizer->eot_token());
-    if (opt.truncate && static_cast<int64_t>(ids.size()) > context) {
-      ids.resize(context);
+    if (static_cast<int64_t>(ids.size()) > context) {
+      if (!opt.truncate) {
+        throw clipguide::Error("--text '" + text.substr(0, 40) + (text.size() > 40 ? "...'" : "'") + " has " +
+                               std::to_string(ids.size()) + " tokens, more than the context length " +
+                               std::to_string(context) + " (pass --truncate to cut it)");
+      }
+      ids.resize(context);  // as clip.tokenize(truncate=True): keep the first tokens, end with EOT
       ids.back() = tokenizer->eot_token();
     }
     tokens.push_back(ids);

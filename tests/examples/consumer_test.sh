@@ -15,7 +15,7 @@ command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S "$src/examples/zero_shot" -B "$bin/consumer-test/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   "${launcher[@]}" -DCMAKE_PREFIX_PATH="$prefix;$torch_prefix" >/dev/null
 cmake --build "$bin/consumer-test/build" >/dev/null
-out=$("$bin/consumer-test/build/zero_shot" "$fixtures/clip_parity/hf_vit" "$vocab" \
+out=$("$bin/consumer-test/build/zero_shot" "$fixtures/clip_parity/hf_clip" "$vocab" \
       "$fixtures/preprocess/landscape.png" cat dog "red circle")
 echo "$out"
 # Three labels, probabilities in [0, 1] summing to 1.
