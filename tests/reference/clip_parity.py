@@ -178,7 +178,7 @@ def open_clip_cases(out_dir, cases):
             os.makedirs(os.path.join(out_dir, hub_dir), exist_ok=True)
             with open(os.path.join(out_dir, hub_dir, "open_clip_config.json"), "w") as f:
                 json.dump({"model_cfg": cfg, "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}, f)
-            shutil.copy(os.path.join(out_dir, st_path), os.path.join(out_dir, hub_dir, "open_clip_model.safetensors"))
+            os.link(os.path.join(out_dir, st_path), os.path.join(out_dir, hub_dir, "open_clip_model.safetensors"))
             cases.append({"name": name + "_hub_folder", "weights": hub_dir, "config": None, "dtype": "float32",
                           "expected": expected})
     finally:
