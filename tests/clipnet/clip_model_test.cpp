@@ -157,6 +157,42 @@ TEST(ClipConfig, InferConfigRecoversSizes) {
   EXPECT_NE(thrown_text([&] { infer_config(sd); }).find("'visual.conv1.weight'"), std::string::npos);
 }
 
+TEST(ClipConfig, InferConfigAgreesWithEveryBuiltin) {
+  // The keys and shapes build_model reads, as meta tensors (no memory), laid out from each built-in config:
+  // shows the shipped JSONs follow OpenAI's rules (heads = width / 64, image size from positions).
+  for (const auto& name : ClipConfig::builtin_names()) {
+    SCOPED_TRACE(name);
+    const auto config = ClipConfig::builtin(name);
+    const auto& v = config.vision;
+    const auto& t = config.text;
+    auto meta = [](std::vector<int64_t> shape) { return at::empty(shape, at::TensorOptions().device(at::kMeta)); };
+    TensorMap sd;
+    if (v.is_resnet()) {
+      for (int b = 0; b < 4; ++b)
+        for (int64_t i = 0; i < v.layers[b]; ++i)
+          sd["visual.layer" + std::to_string(b + 1) + "." + std::to_string(i) + ".conv1.weight"] =
+              meta({v.width << b, 1, 1, 1});
+      const int64_t s = v.image_size / 32;
+      sd["visual.attnpool.positional_embedding"] = meta({s * s + 1, v.width * 32});
+    } else {
+      const int64_t grid = v.image_size / v.patch_size;
+      sd["visual.proj"] = meta({v.width, config.embed_dim});
+      sd["visual.conv1.weight"] = meta({v.width, 3, v.patch_size, v.patch_size});
+      sd["visual.positional_embedding"] = meta({grid * grid + 1, v.width});
+      for (int64_t i = 0; i < v.layers[0]; ++i)
+        sd["visual.transformer.resblocks." + std::to_string(i) + ".attn.in_proj_weight"] = meta({3 * v.width, v.width});
+    }
+    sd["text_projection"] = meta({t.width, config.embed_dim});
+    sd["positional_embedding"] = meta({t.context_length, t.width});
+    sd["token_embedding.weight"] = meta({t.vocab_size, t.width});
+    sd["ln_final.weight"] = meta({t.width});
+    for (int64_t i = 0; i < t.layers; ++i) sd["transformer.resblocks." + std::to_string(i) + ".ln_1.weight"] = meta({t.width});
+    auto inferred = infer_config(sd);
+    inferred.name = config.name;
+    EXPECT_EQ(inferred.to_json(), config.to_json());
+  }
+}
+
 // --- modules -----------------------------------------------------------------------------------------------
 TEST(ClipModel, NamesAreOpenAIKeys) {
   ClipModel vit(small_vit_config());
