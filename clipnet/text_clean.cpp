@@ -14,7 +14,6 @@
 #include <array>
 #include <cstdint>
 #include <cstdio>
-#include <mutex>
 
 namespace clipguide::clipnet {
 namespace {

@@ -162,8 +162,19 @@ def random_word(rand, pools, pool_name=None):
     return "".join(rand.choice(pool) for _ in range(rand.choice([1, 2, 3, 4, 5, 6, 8, 12])))
 
 
+# Dense mixtures of the characters where the cleaning and splitting rules interact: entity syntax, segment breaks,
+# '<', long s, U+0345, sigma, dotted I, C1 controls, ANSI escapes, ligatures, fullwidth forms, special tokens.
+TRICKY = list("&#xX;0123456789aAbBltgpmoOsStT<>\n\r\t '\"|") + [
+    "ſ", "\u0345", "Σ", "σ", "İ", "ß", "\u00a0", "\u3000", "\u2028", "\u0085", "\u0091", "\u0092", "\u0080", "\u0081",
+    "\x1b", "[", "ﬁ", "ﬅ", "ŉ", "Ｓ", "ｓ", "＆", "＃", "；", "\u2019", "\u201c", "e\u0301", "\u0301", "ΐ", "ᾳ", "ǅ", "\x00",
+    "\x0b", "\x1c", "\ufeff", "\u200d", "😀", "\U0001F3FD", "٣", "¹", "Ⅻ", "amp", "lt", "gt", "nbsp", "notin", "not",
+    "AMP", "EACUTE", "eacute", "Eacute", "frac12", "endoftext", "startoftext", "<|", "|>", "&#", "&#x", "&amp;", "&lt;"]
+
+
 def random_string(rand, pools):
-    kind = rand.randrange(16)
+    kind = rand.randrange(18)
+    if kind >= 16:
+        return "".join(rand.choice(TRICKY) for _ in range(rand.randrange(1, 25)))
     parts = []
     if kind <= 2:  # prompt-like English with noise
         n = rand.randrange(1, 20)
