@@ -474,10 +474,15 @@ struct Tokenizer::Impl {
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;  // (left id, right id) -> (rank, merged id)
   int32_t sot = 0, eot = 0;
 
-  // Word -> ids. Words repeat a lot (Zipf), so after warm-up nearly every word is one lookup.
-  mutable std::shared_mutex cache_mutex;
-  mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
-  static constexpr size_t kMaxCacheWords = 1 << 18;  // cleared when full: bounded memory for endless distinct input
+  // Word -> ids. Words repeat a lot (Zipf), so after warm-up nearly every word is one lookup. Sharded by the
+  // word's hash so that threads encoding at once rarely touch the same lock.
+  struct CacheShard {
+    std::shared_mutex mutex;
+    std::unordered_map<std::string, std::vector<int32_t>> words;
+  };
+  static constexpr size_t kCacheShards = 16;
+  static constexpr size_t kMaxShardWords = 1 << 14;  // a shard is cleared when full: bounded memory for endless input
+  mutable std::array<CacheShard, kCacheShards> cache;
 
   static uint64_t pair_key(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
 
@@ -517,10 +522,12 @@ struct Tokenizer::Impl {
     if (word == "<|startoftext|>") return out.push_back(sot);
     if (word == "<|endoftext|>") return out.push_back(eot);
     std::string key(word);
+    const size_t hash = std::hash<std::string>{}(key);
+    CacheShard& shard = cache[hash % kCacheShards];
     {
-      std::shared_lock<std::shared_mutex> lock(cache_mutex);
-      auto it = cache.find(key);
-      if (it != cache.end()) {
+      std::shared_lock<std::shared_mutex> lock(shard.mutex);
+      auto it = shard.words.find(key);
+      if (it != shard.words.end()) {
         out.insert(out.end(), it->second.begin(), it->second.end());
         return;
       }
@@ -528,9 +535,9 @@ struct Tokenizer::Impl {
     std::vector<int32_t> ids;
     bpe(word, ids);
     out.insert(out.end(), ids.begin(), ids.end());
-    std::unique_lock<std::shared_mutex> lock(cache_mutex);
-    if (cache.size() >= kMaxCacheWords) cache.clear();
-    cache.emplace(std::move(key), std::move(ids));
+    std::unique_lock<std::shared_mutex> lock(shard.mutex);
+    if (shard.words.size() >= kMaxShardWords) shard.words.clear();
+    shard.words.emplace(std::move(key), std::move(ids));
   }
 };
 
