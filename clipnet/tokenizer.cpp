@@ -17,7 +17,6 @@
 #include <fstream>
 #include <mutex>
 #include <shared_mutex>
-#include <sstream>
 #include <unordered_map>
 #include <utility>
 
