@@ -3,11 +3,11 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-install(TARGETS clipguide_clipnet EXPORT clipguideTargets
+install(TARGETS clipguide_clipnet clipguide_generators EXPORT clipguideTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-install(DIRECTORY clipnet DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/clipguide
+install(DIRECTORY clipnet generators DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/clipguide
         FILES_MATCHING PATTERN "*.h" PATTERN "*.inc")
 install(EXPORT clipguideTargets NAMESPACE clipguide:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/clipguide)
 

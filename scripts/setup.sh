@@ -15,7 +15,7 @@ apt_packages=(
   python3 python3-venv python3-pip
   zlib1g-dev libicu-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev libtomlplusplus-dev libarchive-dev
-  libopenimageio-dev openimageio-tools
+  libopenimageio-dev openimageio-tools libyaml-cpp-dev
 )
 missing=()
 for p in "${apt_packages[@]}"; do

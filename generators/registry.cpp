@@ -1,0 +1,41 @@
+// GeneratorRegistry: name -> factory, filled at static-initialisation time by CLIPGUIDE_REGISTER_GENERATOR.
+// The map is a function-local static so registrations from any translation unit see it constructed.
+#include "generators/generator.h"
+
+#include "clipnet/error.h"
+
+namespace clipguide::generators {
+
+namespace {
+
+std::map<std::string, GeneratorFactory>& factories() {
+  static std::map<std::string, GeneratorFactory> map;
+  return map;
+}
+
+}  // namespace
+
+void GeneratorRegistry::add(const std::string& name, GeneratorFactory factory) {
+  // A duplicate is a programming error (two generators claiming one name): fail at load, loudly.
+  if (!factories().emplace(name, std::move(factory)).second) {
+    throw Error("generator '" + name + "' is registered twice");
+  }
+}
+
+std::unique_ptr<Generator> GeneratorRegistry::create(const std::string& name, const GeneratorOptions& options) {
+  auto it = factories().find(name);
+  if (it == factories().end()) {
+    std::string known;
+    for (const auto& entry : factories()) known += (known.empty() ? "" : ", ") + entry.first;
+    throw Error("unknown generator '" + name + "' (known: " + (known.empty() ? "none" : known) + ")");
+  }
+  return it->second(options);
+}
+
+std::vector<std::string> GeneratorRegistry::names() {
+  std::vector<std::string> out;
+  for (const auto& entry : factories()) out.push_back(entry.first);
+  return out;
+}
+
+}  // namespace clipguide::generators

@@ -1,0 +1,106 @@
+// The "vqgan" generator (see vqgan_generator.h).
+// ref: nerdyrodent/VQGAN-CLIP generate.py (synth, random init, init_image, z_min/z_max clamp)
+// Shapes: B batch, H x W image, h x w latent grid, E embed_dim, N n_embed.
+#include "generators/vqgan/vqgan_generator.h"
+
+#include "clipnet/error.h"
+#include "clipnet/grad_ops.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/ops/_upsample_bicubic2d_aa.h>
+#include <ATen/ops/embedding.h>
+#include <ATen/ops/randint.h>
+#include <torch/csrc/autograd/grad_mode.h>
+
+namespace clipguide::generators::vqgan {
+
+namespace {
+
+VQModel load_model(const GeneratorOptions& options) {
+  if (options.weights.empty()) {
+    throw Error("vqgan generator: no weights given (options.weights: a taming .ckpt or .safetensors file)");
+  }
+  return load_vq_model(options.weights, {options.config, options.device});
+}
+
+}  // namespace
+
+VqganGenerator::VqganGenerator(const GeneratorOptions& options) : VqganGenerator(load_model(options), options) {}
+
+VqganGenerator::VqganGenerator(VQModel model, const GeneratorOptions& options) : model_(std::move(model)) {
+  const int64_t f = size_factor();
+  batch_ = options.batch;
+  grid_h_ = options.height / f;  // VQGAN+CLIP: toksY = height // f
+  grid_w_ = options.width / f;
+  if (batch_ < 1 || grid_h_ < 1 || grid_w_ < 1) {
+    throw Error("vqgan generator: need batch >= 1 and width, height >= " + std::to_string(f) + " (the model's factor); got " +
+                std::to_string(options.width) + "x" + std::to_string(options.height) + ", batch " +
+                std::to_string(batch_));
+  }
+  auto codebook = model_->codebook().detach();  // (N, E)
+  const int64_t e = codebook.size(1);
+  z_min_ = std::get<0>(codebook.min(0)).view({1, e, 1, 1});
+  z_max_ = std::get<0>(codebook.max(0)).view({1, e, 1, 1});
+  init_random(options.seed);
+}
+
+at::Tensor VqganGenerator::render() {
+  auto z_q = vector_quantize(z_, model_->codebook());  // (B, E, h, w), gradient straight through to z
+  auto x = model_->decode(z_q);                        // (B, 3, H, W) roughly in [-1, 1]
+  return clamp_with_grad(x.add(1).div(2), 0.0, 1.0);   // (B, 3, H, W) in [0, 1]
+}
+
+void VqganGenerator::init_random(uint64_t seed) {
+  auto codebook = model_->codebook().detach();  // (N, E)
+  auto gen = at::detail::createCPUGenerator(seed);
+  // Random codes, looked up: VQGAN+CLIP's one_hot(randint) @ codebook.
+  auto indices = at::randint(codebook.size(0), {batch_ * grid_h_ * grid_w_}, gen, at::TensorOptions().dtype(at::kLong));
+  auto z = at::embedding(codebook, indices.to(codebook.device()));  // (B*h*w, E)
+  set_z(z.view({batch_, grid_h_, grid_w_, codebook.size(1)}).permute({0, 3, 1, 2}));
+}
+
+void VqganGenerator::init_from_image(const at::Tensor& image) {
+  if (image.dim() != 4 || image.size(1) != 3 || (image.size(0) != 1 && image.size(0) != batch_)) {
+    throw Error("vqgan generator: init image must be (1 or " + std::to_string(batch_) + ", 3, H, W); got " +
+                shape_str(image.sizes()));
+  }
+  at::NoGradGuard no_grad;
+  const int64_t f = size_factor();
+  auto x = image.to(model_->codebook().device(), at::kFloat);  // (B or 1, 3, H', W') in [0, 1]
+  if (x.size(2) != grid_h_ * f || x.size(3) != grid_w_ * f) {
+    // VQGAN+CLIP resizes with PIL's Lanczos; antialiased bicubic is the closest ATen has.
+    x = at::_upsample_bicubic2d_aa(x, {grid_h_ * f, grid_w_ * f}, /*align_corners=*/false).clamp(0, 1);
+  }
+  auto z = model_->encode(x * 2 - 1).z_q;  // (B or 1, E, h, w)
+  set_z(z.expand({batch_, -1, -1, -1}));
+}
+
+void VqganGenerator::post_step() {
+  at::NoGradGuard no_grad;
+  z_.copy_(z_.maximum(z_min_).minimum(z_max_));
+}
+
+void VqganGenerator::load_state(const TensorMap& state) {
+  auto it = state.find("z");
+  if (it == state.end()) throw Error("vqgan generator state: no 'z' tensor");
+  if (!it->second.sizes().equals(z_.sizes())) {
+    throw Error("vqgan generator state: 'z': got " + shape_str(it->second.sizes()) + ", expected " +
+                shape_str(z_.sizes()));
+  }
+  set_z(it->second);
+}
+
+void VqganGenerator::set_z(const at::Tensor& z) {
+  auto device = model_->codebook().device();
+  if (z_.defined() && z_.sizes().equals(z.sizes())) {
+    // In place, so an optimiser holding parameters() keeps working.
+    at::NoGradGuard no_grad;
+    z_.copy_(z);
+    return;
+  }
+  z_ = z.detach().to(device, at::kFloat).contiguous().clone().set_requires_grad(true);
+}
+
+CLIPGUIDE_REGISTER_GENERATOR("vqgan", VqganGenerator);
+
+}  // namespace clipguide::generators::vqgan
