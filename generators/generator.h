@@ -1,0 +1,78 @@
+// The generator interface: something with trainable parameters that renders an image. Guidance, the tools
+// and the GUI see generators only through this header and the registry; adding one is one line:
+//   CLIPGUIDE_REGISTER_GENERATOR("pixel", PixelGenerator);
+// Shapes: B batch, H x W image.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace clipguide::generators {
+
+using TensorMap = std::map<std::string, at::Tensor>;
+
+// What every generator is built from. Fields a generator does not use are ignored.
+struct GeneratorOptions {
+  int64_t width = 256;                   // output width in pixels (rounded to size_factor() by the caller)
+  int64_t height = 256;                  // output height in pixels
+  int64_t batch = 1;                     // images rendered at once
+  c10::Device device = c10::kCPU;        // where parameters live
+  std::filesystem::path weights;         // weight file (VQGAN checkpoint, TorchScript module, ...)
+  std::filesystem::path config;          // architecture file (VQGAN YAML, ...), empty: infer from the weights
+  uint64_t seed = 0;                     // initial random state
+  std::map<std::string, std::string> extra;  // generator-specific settings ("decay_power" for fourier, ...)
+};
+
+class Generator {
+ public:
+  virtual ~Generator() = default;
+  virtual std::string name() const = 0;
+  // Tensors the optimiser updates (leaf tensors with requires_grad).
+  virtual std::vector<at::Tensor> parameters() = 0;
+  // (B, 3, H, W) in [0, 1], differentiable w.r.t. parameters().
+  virtual at::Tensor render() = 0;
+  // Sets the parameters so that render() approximates `image`, (B or 1, 3, H, W) in [0, 1].
+  virtual void init_from_image(const at::Tensor& image) = 0;
+  // Fresh random parameters from `seed`.
+  virtual void init_random(uint64_t seed) = 0;
+  // Shape of the main latent tensor (for display and for init noise).
+  virtual std::vector<int64_t> latent_shape() const = 0;
+  // Width and height must be multiples of this (VQGAN f16: 16).
+  virtual int64_t size_factor() const { return 1; }
+  // Called after each optimiser step (e.g. clamp a VQGAN latent to its codebook's range).
+  virtual void post_step() {}
+  // Everything needed to resume: parameters and buffers by name.
+  virtual TensorMap state() const = 0;
+  virtual void load_state(const TensorMap& state) = 0;
+};
+
+using GeneratorFactory = std::function<std::unique_ptr<Generator>(const GeneratorOptions&)>;
+
+// Name → factory. Registration happens at static-initialisation time through CLIPGUIDE_REGISTER_GENERATOR.
+class GeneratorRegistry {
+ public:
+  static void add(const std::string& name, GeneratorFactory factory);
+  // Throws clipguide::Error listing the known names when `name` is unknown.
+  static std::unique_ptr<Generator> create(const std::string& name, const GeneratorOptions& options);
+  static std::vector<std::string> names();
+};
+
+namespace detail {
+struct Registrar {
+  Registrar(const std::string& name, GeneratorFactory factory) { GeneratorRegistry::add(name, std::move(factory)); }
+};
+}  // namespace detail
+
+#define CLIPGUIDE_REGISTER_GENERATOR(name, Class)                                             \
+  static const ::clipguide::generators::detail::Registrar clipguide_generator_registrar_##Class( \
+      name, [](const ::clipguide::generators::GeneratorOptions& o) { return std::make_unique<Class>(o); })
+
+}  // namespace clipguide::generators
