@@ -4,11 +4,7 @@
 
 #include "clipnet/error.h"
 #include "clipnet/hf_clip.h"
-#include "clipnet/io/safetensors.h"
-#if __has_include("clipnet/io/weights.h")
 #include "clipnet/io/weights.h"
-#define CLIPGUIDE_HAVE_READ_WEIGHTS 1
-#endif
 
 #include <ATen/core/grad_mode.h>
 #include <nlohmann/json.hpp>
@@ -67,17 +63,8 @@ struct ReadResult {
 };
 
 ReadResult read_any_weights(const fs::path& path) {
-#ifdef CLIPGUIDE_HAVE_READ_WEIGHTS
-  WeightFile file = read_weights(path);
-  std::string format = file.format == WeightFormat::kSafetensors ? "safetensors"
-                       : file.format == WeightFormat::kTorchZip  ? "torch zip checkpoint"
-                                                                 : "TorchScript archive";
-  return {std::move(file.tensors), format};
-#else
-  if (path.extension() == ".safetensors") return {read_safetensors(path).tensors, "safetensors"};
-  throw Error(path.string() + ": only .safetensors files can be read in this build (torch zip and TorchScript "
-                              "readers are not available)");
-#endif
+  WeightFile file = read_weights(path);  // detects the format, unwraps {"state_dict": ..}, strips "module."
+  return {std::move(file.tensors), to_string(file.format)};
 }
 
 // The weight file of a model folder: the usual names first, else the only weight-like file.
@@ -220,6 +207,7 @@ LoadedClip load_clip(const fs::path& path, const ClipLoadOptions& options) {
   }
   loaded.model->to(options.device, options.dtype);
   loaded.model->eval();
+  for (auto& parameter : loaded.model->parameters()) parameter.requires_grad_(options.requires_grad);
   loaded.source_description = weights_path.string() + ": " + weights.format + ", " +
                               (hf_names ? "Hugging Face names" : "OpenAI names") + "; " + config_source;
   return loaded;

@@ -38,6 +38,7 @@ struct ClipLoadOptions {
   at::ScalarType dtype = at::kFloat;  // model dtype (LayerNorm still computes in fp32)
   c10::Device device = c10::kCPU;     // where the model lives
   bool strict = true;                 // fail on missing or unexpected weights
+  bool requires_grad = false;         // false: frozen weights, so backward computes only d/d(input)
 };
 
 struct LoadedClip {
