@@ -12,6 +12,7 @@
 
 #include <map>
 #include <set>
+#include <tuple>
 
 namespace clipguide::clipnet {
 
@@ -35,10 +36,22 @@ auto guarded(const std::filesystem::path& path, const std::string& doing, F&& f)
   }
 }
 
-std::string record_text(caffe2::serialize::PyTorchStreamReader& reader, const std::filesystem::path& path,
-                        const std::string& name) {
-  auto [data, size] = guarded(path, "reading record '" + name + "'", [&] { return reader.getRecord(name); });
-  return std::string(static_cast<const char*>(data.get()), size);
+// One record's bytes. PyTorch stores records uncompressed, so a record claiming more bytes than the
+// whole file comes from a corrupt zip directory: refused before anything is allocated.
+std::tuple<at::DataPtr, size_t> read_record(caffe2::serialize::PyTorchStreamReader& reader,
+                                            const std::filesystem::path& path, uint64_t file_size,
+                                            const std::string& name) {
+  const uint64_t claimed = guarded(path, "record '" + name + "'", [&] { return reader.getRecordSize(name); });
+  if (claimed > file_size) {
+    fail(path, "record '" + name + "' claims " + std::to_string(claimed) + " bytes, more than the file's " +
+                   std::to_string(file_size) + " (corrupt zip directory)");
+  }
+  auto record = guarded(path, "reading record '" + name + "'", [&] { return reader.getRecord(name); });
+  if (std::get<1>(record) != claimed) {
+    fail(path, "record '" + name + "' read " + std::to_string(std::get<1>(record)) + " bytes, expected " +
+                   std::to_string(claimed));
+  }
+  return record;
 }
 
 }  // namespace
@@ -61,7 +74,8 @@ TorchArchive read_torch_archive(const std::filesystem::path& path) {
     if (r == "constants.pkl" || r.rfind("code/", 0) == 0) archive.torchscript = true;
   }
   if (records.count("byteorder")) {
-    const std::string order = record_text(*reader, path, "byteorder");
+    auto [bytes, size] = read_record(*reader, path, file_size, "byteorder");
+    const std::string order(static_cast<const char*>(bytes.get()), size);
     if (order != "little") {
       fail(path, "byteorder record got '" + order + "', expected 'little': big-endian archives are not supported "
                  "(re-save on a little-endian machine)");
@@ -90,15 +104,7 @@ TorchArchive read_torch_archive(const std::filesystem::path& path) {
       fail(path, "record '" + name + "' got " + std::to_string(record_size) + " bytes, expected " +
                      std::to_string(numel) + " x " + std::to_string(element) + " bytes (" + t[1]->text + ")");
     }
-    // PyTorch stores records uncompressed, so a record larger than the file is a corrupt directory:
-    // refuse before allocating.
-    if (record_size > file_size) {
-      fail(path, "record '" + name + "' claims " + std::to_string(record_size) + " bytes, more than the file's " +
-                     std::to_string(file_size));
-    }
-    auto [data, size] = guarded(path, "reading record '" + name + "'", [&] { return reader->getRecord(name); });
-    if (size != record_size) fail(path, "record '" + name + "' read " + std::to_string(size) + " bytes, expected " +
-                                            std::to_string(record_size));
+    auto [data, size] = read_record(*reader, path, file_size, name);
     auto value = PickleValue::make(Kind::kStorage);
     value->storage_dtype = *dtype;
     value->storage = c10::Storage(c10::Storage::use_byte_size_t(), static_cast<int64_t>(numel * element),
@@ -107,7 +113,7 @@ TorchArchive read_torch_archive(const std::filesystem::path& path) {
     return value;
   };
 
-  auto [pkl, pkl_size] = guarded(path, "reading record 'data.pkl'", [&] { return reader->getRecord("data.pkl"); });
+  auto [pkl, pkl_size] = read_record(*reader, path, file_size, "data.pkl");
   PickleResult result = read_pickle(static_cast<const uint8_t*>(pkl.get()), pkl_size,
                                     "'" + path.string() + "' data.pkl", load);
   archive.data = std::move(result.value);
