@@ -67,9 +67,9 @@ class EvilEval:
 
 
 class Block(nn.Module):
-    def __init__(self):
+    def __init__(self, d_in):
         super().__init__()
-        self.fc = nn.Linear(4, 3)
+        self.fc = nn.Linear(d_in, 3)
         self.ln = nn.LayerNorm(3)
         self.register_buffer("scale", torch.tensor([0.5, 2.0, 3.0]))
 
@@ -81,7 +81,7 @@ class Net(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 4, 3, bias=False)
-        self.blocks = nn.ModuleList([Block(), Block()])
+        self.blocks = nn.ModuleList([Block(4), Block(3)])
         self.proj = nn.Parameter(torch.randn(3, 2))
         self.head = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 5))
         self.half_layer = nn.Linear(2, 2).half()
@@ -229,6 +229,12 @@ def main():
     scripted.save(os.path.join(out, "scripted.pt"))
     script_sd = {k: v.detach().clone() for k, v in scripted.state_dict().items()}
     write_expected(out, "scripted.pt", script_sd, "torchscript")
+    # Traced, half precision, as OpenAI's CLIP .pt files are (torch.jit.trace, fp16 weights).
+    traced = torch.jit.trace(Net().eval(), torch.randn(2, 3, 8, 8))
+    traced = traced.half()
+    traced.save(os.path.join(out, "traced_half.pt"))
+    traced_sd = {k: v.detach().clone() for k, v in traced.state_dict().items()}
+    write_expected(out, "traced_half.pt", traced_sd, "torchscript")
 
     # --- npy -----------------------------------------------------------------------------------------
     arrays = {

@@ -56,6 +56,11 @@ TEST(ReadWeights, TorchScriptArchive) {
   EXPECT_EQ(w.tensors.at("half_layer.weight").scalar_type(), at::kHalf);
 }
 
+TEST(ReadWeights, TracedHalfTorchScriptArchive) {
+  const WeightFile w = check_file("traced_half.pt", WeightFormat::kTorchScript);
+  EXPECT_EQ(w.tensors.at("conv1.weight").scalar_type(), at::kHalf);
+}
+
 TEST(ReadWeights, ViewsShareStorageAndKeepStrides) {
   const WeightFile w = check_file("views.pt", WeightFormat::kTorchZip);
   const auto& t = w.tensors;
