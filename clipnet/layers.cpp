@@ -11,7 +11,7 @@
 #include <ATen/ops/linear.h>
 #include <ATen/ops/scaled_dot_product_attention.h>
 #include <ATen/ops/sigmoid.h>
-#include <ATen/ops/upsample_bicubic2d.h>
+#include <ATen/ops/_upsample_bicubic2d_aa.h>
 #include <torch/nn/init.h>
 
 #include <cmath>
@@ -130,8 +130,11 @@ at::Tensor resize_positional_embedding(const at::Tensor& positional_embedding, i
                      .reshape({1, old_grid, old_grid, c})
                      .permute({0, 3, 1, 2})
                      .to(at::kFloat);  // (1, C, G, G)
-  // ref: mlfoundations/open_clip src/open_clip/pos_embed.py resize_pos_embed: bicubic, align_corners=False
-  auto resized = at::upsample_bicubic2d(spatial, {grid, grid}, /*align_corners=*/false);  // (1, C, g, g)
+  // ref: open_clip_torch 3.3 open_clip/model.py resize_pos_embed: F.interpolate(bicubic, antialias=True,
+  // align_corners=False). The antialiased kernel (PIL's a = -0.5) differs from plain bicubic even when upsampling.
+  const int64_t size[2] = {grid, grid};
+  auto resized = at::_upsample_bicubic2d_aa(spatial, at::IntArrayRef(size), /*align_corners=*/false,
+                                            /*scale_factors=*/std::nullopt);  // (1, C, g, g)
   resized = resized.permute({0, 2, 3, 1}).reshape({grid * grid, c}).to(positional_embedding.scalar_type());
   return at::cat({first, resized}, 0);  // (1 + g*g, C)
 }

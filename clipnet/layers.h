@@ -132,8 +132,9 @@ class TransformerImpl : public torch::nn::Cloneable<TransformerImpl> {
 };
 TORCH_MODULE(Transformer);
 
-// Bicubic resize of a learned (1 + G*G, C) positional embedding (class/mean token first) to (1 + g*g, C),
-// for running a tower at another resolution (open_clip's resize_pos_embed). Returns it as is when g == G.
+// Antialiased bicubic resize of a learned (1 + G*G, C) positional embedding (class/mean token first) to
+// (1 + g*g, C), for running a tower at another resolution, as open_clip's resize_pos_embed does when loading.
+// Differentiable; returns the input as is when g == G.
 at::Tensor resize_positional_embedding(const at::Tensor& positional_embedding, int64_t grid);
 
 }  // namespace clipguide::clipnet

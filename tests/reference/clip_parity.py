@@ -181,6 +181,20 @@ def open_clip_cases(out_dir, cases):
             os.link(os.path.join(out_dir, st_path), os.path.join(out_dir, hub_dir, "open_clip_model.safetensors"))
             cases.append({"name": name + "_hub_folder", "weights": hub_dir, "config": None, "dtype": "float32",
                           "expected": expected})
+            if not isinstance(cfg["vision_cfg"]["layers"], list):
+                # The same weights run at another resolution: open_clip resizes the positions when loading.
+                side = 64
+                big = open_clip.create_model(cfg_name, force_image_size=side)
+                resized = dict(state)
+                open_clip.model.resize_pos_embed(resized, big)
+                big.load_state_dict(resized)
+                big.eval()
+                image_big, _ = make_inputs(side, cfg["text_cfg"]["context_length"], 650 + seed)
+                outputs_big = reference_outputs(big.encode_image, big.encode_text,
+                                                lambda i, t: big.get_logits(i, t)[0], image_big, tokens)
+                cases.append({"name": name + "_resized_to_%d" % side, "weights": st_path, "config": config_path,
+                              "dtype": "float32",
+                              "expected": save_expected(out_dir, name + "_resized_%d" % side, outputs_big)})
     finally:
         shutil.rmtree(cfg_dir, ignore_errors=True)
 
