@@ -210,6 +210,24 @@ def main():
     torch.save(evil, os.path.join(out, "malicious.pt"))
     write_expected(out, "malicious.pt", {"w": evil["w"]}, "torch_zip", skipped=["posix.system", "__builtin__.eval"])
 
+    # Hand-built archive (Python's zipfile, no torch.save): a protocol-4 data.pkl that calls exec and
+    # subprocess.Popen at load time.
+    class Exec:
+        def __reduce__(self):
+            return (exec, (f"open({marker + '3'!r}, 'w').close()",))
+
+    import subprocess
+
+    class Popen:
+        def __reduce__(self):
+            return (subprocess.Popen, (["touch", marker + "4"],))
+
+    with zipfile.ZipFile(os.path.join(out, "crafted_exec.pt"), "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", pickle.dumps({"run": Exec(), "popen": Popen(), "n": 1}, protocol=4))
+        z.writestr("archive/byteorder", "little")
+        z.writestr("archive/version", "3\n")
+    write_expected(out, "crafted_exec.pt", {}, "torch_zip", skipped=["builtins.exec", "subprocess.Popen"])
+
     # Legacy (pre-1.6) format, a big-endian claim, a missing record: readers must give clear errors.
     torch.save(sd, os.path.join(out, "legacy.pt"), _use_new_zipfile_serialization=False)
     with zipfile.ZipFile(os.path.join(out, "plain.pt")) as src:

@@ -80,6 +80,21 @@ TEST(ReadWeights, MaliciousPickleIsRecordedNotRun) {
   EXPECT_FALSE(std::filesystem::exists(dir / "PWNED2"));
 }
 
+TEST(ReadWeights, HandBuiltArchiveCallingExecAndPopenIsInert) {
+  const auto dir = test::fixture_dir("weights_io");
+  const WeightFile w = check_file("crafted_exec.pt", WeightFormat::kTorchZip);
+  EXPECT_TRUE(w.tensors.empty());
+  EXPECT_FALSE(std::filesystem::exists(dir / "PWNED3"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "PWNED4"));
+  // The object records what it would have called, for diagnostics.
+  const TorchArchive archive = read_torch_archive(dir / "crafted_exec.pt");
+  const auto run = archive.data->get("run");
+  ASSERT_TRUE(run);
+  EXPECT_EQ(run->kind, PickleValue::Kind::kObject);
+  EXPECT_EQ(run->text, "builtins.exec");
+  EXPECT_EQ(archive.data->get("n")->integer, 1);
+}
+
 TEST(ReadWeights, DetectsFormatByContentNotExtension) {
   const auto dir = test::fixture_dir("weights_io");
   const auto tmp = test::temp_dir();
