@@ -143,7 +143,6 @@ LoadedClip load_clip(const fs::path& path, const ClipLoadOptions& options) {
   if (!fs::exists(path)) throw Error("load_clip: no such file or folder: " + path.string());
   std::optional<ClipConfig> config;
   std::string config_source;
-  std::optional<PreprocessConfig> hf_preprocess;
   fs::path weights_path = path;
 
   if (fs::is_directory(path)) {
@@ -158,10 +157,8 @@ LoadedClip load_clip(const fs::path& path, const ClipLoadOptions& options) {
         // The image processor's constants, when the folder has them.
         if (fs::is_regular_file(path / "preprocessor_config.json")) {
           auto p = read_json(path / "preprocessor_config.json");
-          PreprocessConfig pre;
-          pre.mean = p.value("image_mean", pre.mean);
-          pre.std = p.value("image_std", pre.std);
-          hf_preprocess = pre;
+          config->preprocess.mean = p.value("image_mean", config->preprocess.mean);
+          config->preprocess.std = p.value("image_std", config->preprocess.std);
         }
       } else {
         try {
@@ -191,10 +188,6 @@ LoadedClip load_clip(const fs::path& path, const ClipLoadOptions& options) {
     }
     config->name = weights_path.stem().string();
     config_source = "config inferred from tensor shapes";
-  }
-  if (hf_preprocess) {
-    config->preprocess.mean = hf_preprocess->mean;
-    config->preprocess.std = hf_preprocess->std;
   }
 
   LoadedClip loaded;

@@ -421,6 +421,12 @@ TEST(ClipParity, EveryFormatMatchesReference) {
     if (name.find("hub_folder") != std::string::npos) {
       EXPECT_DOUBLE_EQ(loaded.config.preprocess.mean[0], 0.5);  // from open_clip_config.json
     }
+    if (name == "hf_clip_folder") {
+      EXPECT_EQ(loaded.config.preprocess.mean, (std::vector<double>{0.25, 0.5, 0.75}));  // preprocessor_config.json
+      EXPECT_EQ(loaded.config.preprocess.std, (std::vector<double>{0.2, 0.3, 0.4}));
+      EXPECT_FALSE(loaded.config.quick_gelu);  // hidden_act "gelu"
+      EXPECT_EQ(loaded.config.vision.heads(), 3);
+    }
     if (name.find("_jit") != std::string::npos || name.find("_state") != std::string::npos) {
       EXPECT_TRUE(loaded.config.quick_gelu);  // inferred from shapes, OpenAI's rule
     }

@@ -221,6 +221,9 @@ def hf_cases(out_dir, cases):
                                 lambda i, t: model(input_ids=t, pixel_values=i).logits_per_image, image, tokens)
     folder = "hf_clip"
     model.save_pretrained(os.path.join(out_dir, folder), safe_serialization=True)
+    # The image processor's constants travel in preprocessor_config.json; distinctive values to check.
+    transformers.CLIPImageProcessor(image_mean=[0.25, 0.5, 0.75], image_std=[0.2, 0.3, 0.4]).save_pretrained(
+        os.path.join(out_dir, folder))
     cases.append({"name": "hf_clip_folder", "weights": folder, "config": None, "dtype": "float32",
                   "expected": save_expected(out_dir, folder + "_expected", outputs)})
 
