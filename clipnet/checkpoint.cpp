@@ -91,13 +91,15 @@ ClipConfig config_from_option(const std::string& option) {
     if (name == option) return ClipConfig::builtin(option);
   if (fs::is_regular_file(option)) {
     auto j = read_json(option);
-    auto config = is_hf_config_json(j) ? config_from_hf(j) : ClipConfig::from_json(j);
-    if (config.name.empty()) config.name = fs::path(option).stem().string();
-    return config;
+    try {
+      auto config = is_hf_config_json(j) ? config_from_hf(j) : ClipConfig::from_json(j);
+      if (config.name.empty()) config.name = fs::path(option).stem().string();
+      return config;
+    } catch (const Error& e) {
+      throw Error(option + ": " + e.what());
+    }
   }
-  std::string known;
-  for (const auto& name : ClipConfig::builtin_names()) known += (known.empty() ? "" : ", ") + name;
-  throw Error("model config '" + option + "' is neither a built-in name (" + known + ") nor a JSON file");
+  return ClipConfig::builtin(option);  // OpenAI's spellings; else an Error listing the built-in names
 }
 
 }  // namespace

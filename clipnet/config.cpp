@@ -183,7 +183,15 @@ std::vector<std::string> ClipConfig::builtin_names() {
   return names;
 }
 
-ClipConfig ClipConfig::builtin(const std::string& name) {
+ClipConfig ClipConfig::builtin(const std::string& requested) {
+  // OpenAI's spelling ("ViT-B/32", "ViT-L/14@336px") names the same configs as open_clip's ("ViT-B-32").
+  std::string name = requested;
+  for (auto& ch : name)
+    if (ch == '/') ch = '-';
+  if (auto at = name.find("@"); at != std::string::npos) {
+    name = name.substr(0, at) + "-" + name.substr(at + 1);
+    if (name.size() > 2 && name.compare(name.size() - 2, 2, "px") == 0) name.resize(name.size() - 2);
+  }
   for (const auto& [builtin_name, text] : detail::builtin_model_configs()) {
     if (builtin_name != name) continue;
     auto config = from_json_text(text);
@@ -192,7 +200,7 @@ ClipConfig ClipConfig::builtin(const std::string& name) {
   }
   std::string known;
   for (const auto& n : builtin_names()) known += (known.empty() ? "" : ", ") + n;
-  throw Error("unknown model config '" + name + "' (built in: " + known + ")");
+  throw Error("unknown model config '" + requested + "' (built in: " + known + ")");
 }
 
 // ref: openai/CLIP clip/model.py (openai-clip 1.0.1) build_model

@@ -63,8 +63,8 @@ struct ClipConfig {
   nlohmann::json to_json() const;
   std::string to_json_text(int indent = 2) const;
 
-  // The shipped configs (clipnet/model_configs/*.json): "RN50", ..., "ViT-L-14-336". Throws Error listing the
-  // names when unknown.
+  // The shipped configs (clipnet/model_configs/*.json): "RN50", ..., "ViT-L-14-336"; OpenAI's spellings
+  // ("ViT-B/32", "ViT-L/14@336px") also work. Throws Error listing the names when unknown.
   static ClipConfig builtin(const std::string& name);
   static std::vector<std::string> builtin_names();
 

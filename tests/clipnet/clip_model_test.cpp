@@ -127,6 +127,8 @@ TEST(ClipConfig, ReadsOpenClipSchemaAndWrapper) {
   EXPECT_EQ(hub.preprocess.resize_mode, "squash");
   EXPECT_NE(thrown_text([] { ClipConfig::from_json_text(R"({"embed_dim": 1})"); }).find("vision_cfg"), std::string::npos);
   EXPECT_NE(thrown_text([] { ClipConfig::builtin("ViT-Z-99"); }).find("ViT-B-32"), std::string::npos);
+  EXPECT_EQ(ClipConfig::builtin("ViT-B/32").name, "ViT-B-32");
+  EXPECT_EQ(ClipConfig::builtin("ViT-L/14@336px").name, "ViT-L-14-336");
 }
 
 TEST(ClipConfig, BuiltinsHaveOpenAIParameterCounts) {
