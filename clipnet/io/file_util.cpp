@@ -19,7 +19,15 @@ namespace {
 std::string errno_text() { return std::strerror(errno); }
 }  // namespace
 
+namespace {
+void require_regular_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw Error("'" + path.string() + "' is a directory, expected a file");
+}
+}  // namespace
+
 FileBuffer read_file(const std::filesystem::path& path) {
+  require_regular_file(path);
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw Error("cannot open '" + path.string() + "': " + errno_text());
   const std::streamoff end = in.tellg();
@@ -36,6 +44,7 @@ FileBuffer read_file(const std::filesystem::path& path) {
 }
 
 std::string read_file_prefix(const std::filesystem::path& path, size_t n) {
+  require_regular_file(path);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot open '" + path.string() + "': " + errno_text());
   std::string out(n, '\0');

@@ -128,6 +128,7 @@ TEST(ReadWeightsErrors, UnrecognizedAndEmptyFiles) {
   test::write_file_text(tmp / "bare.pkl", "\x80\x02}q\x00.");
   expect_error_containing([&] { read_weights(tmp / "bare.pkl"); }, {"bare pickle"});
   expect_error_containing([&] { read_weights(tmp / "missing.pt"); }, {"missing.pt", "cannot open"});
+  expect_error_containing([&] { read_weights(tmp); }, {"is a directory"});
 }
 
 TEST(ReadWeightsErrors, TruncatedArchivesAreErrors) {
