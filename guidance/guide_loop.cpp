@@ -1,0 +1,244 @@
+// GuideLoop (see guide_loop.h): optimiser construction by name, the step, run() with pause/stop and
+// progress callbacks, pending settings applied between steps, and snapshots (generator state + the
+// optimiser's state serialised through LibTorch's archives, so moments are real copies).
+// Shapes: B images, H x W pixels.
+#include "guidance/guide_loop.h"
+
+#include "clipnet/error.h"
+
+#include <torch/optim/adagrad.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/optimizer.h>
+#include <torch/optim/rmsprop.h>
+#include <torch/optim/sgd.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+#include <utility>
+
+namespace clipguide::guidance {
+namespace {
+
+void check_settings(const LoopSettings& s) {
+  if (!(s.learning_rate > 0.0) || !std::isfinite(s.learning_rate)) {
+    throw Error("GuideLoop: learning_rate must be positive and finite, got " + std::to_string(s.learning_rate));
+  }
+  if (!(s.weight_decay >= 0.0) || !(s.momentum >= 0.0)) {
+    throw Error("GuideLoop: weight_decay and momentum must be >= 0");
+  }
+  const auto names = optimizer_names();
+  if (std::find(names.begin(), names.end(), s.optimizer) == names.end()) {
+    std::string known;
+    for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
+    throw Error("GuideLoop: unknown optimizer '" + s.optimizer + "' (known: " + known + ")");
+  }
+}
+
+generators::TensorMap deep_copy(const generators::TensorMap& state) {
+  generators::TensorMap out;
+  for (const auto& [k, v] : state) out[k] = v.defined() ? v.detach().clone() : v;
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> optimizer_names() { return {"adam", "adamw", "sgd", "rmsprop", "adagrad"}; }
+
+GuideLoop::GuideLoop(std::shared_ptr<generators::Generator> generator, std::shared_ptr<Guide> guide,
+                     LoopSettings settings)
+    : generator_(std::move(generator)), guide_(std::move(guide)) {
+  if (!generator_) throw Error("GuideLoop: no generator");
+  if (!guide_) throw Error("GuideLoop: no guide");
+  check_settings(settings);
+  parameters_ = generator_->parameters();
+  if (parameters_.empty()) throw Error("GuideLoop: generator '" + generator_->name() + "' has no parameters");
+  build_optimizer(settings);
+}
+
+GuideLoop::~GuideLoop() = default;
+
+void GuideLoop::build_optimizer(const LoopSettings& s) {
+  check_settings(s);
+  std::unique_ptr<torch::optim::Optimizer> opt;
+  if (s.optimizer == "adam") {
+    opt = std::make_unique<torch::optim::Adam>(parameters_,
+                                               torch::optim::AdamOptions(s.learning_rate).weight_decay(s.weight_decay));
+  } else if (s.optimizer == "adamw") {
+    opt = std::make_unique<torch::optim::AdamW>(
+        parameters_, torch::optim::AdamWOptions(s.learning_rate).weight_decay(s.weight_decay));
+  } else if (s.optimizer == "sgd") {
+    opt = std::make_unique<torch::optim::SGD>(
+        parameters_, torch::optim::SGDOptions(s.learning_rate).momentum(s.momentum).weight_decay(s.weight_decay));
+  } else if (s.optimizer == "rmsprop") {
+    opt = std::make_unique<torch::optim::RMSprop>(
+        parameters_,
+        torch::optim::RMSpropOptions(s.learning_rate).momentum(s.momentum).weight_decay(s.weight_decay));
+  } else {
+    opt = std::make_unique<torch::optim::Adagrad>(
+        parameters_, torch::optim::AdagradOptions(s.learning_rate).weight_decay(s.weight_decay));
+  }
+  optimizer_ = std::move(opt);
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  settings_ = s;
+}
+
+void GuideLoop::apply_pending() {
+  Pending pending;
+  {
+    std::lock_guard<std::mutex> lock(pending_mutex_);
+    std::swap(pending, pending_);
+  }
+  if (pending.restore) restore(*pending.restore);
+  if (pending.guide_options) guide_->set_options(std::move(*pending.guide_options));
+  if (pending.settings) {
+    const LoopSettings& s = *pending.settings;
+    LoopSettings current = settings();
+    if (s.optimizer != current.optimizer || s.momentum != current.momentum) {
+      build_optimizer(s);  // a different optimiser: its state starts afresh
+    } else {
+      check_settings(s);
+      for (auto& group : optimizer_->param_groups()) group.options().set_lr(s.learning_rate);
+      if (s.weight_decay != current.weight_decay) {
+        build_optimizer(s);
+      } else {
+        std::lock_guard<std::mutex> lock(state_mutex_);
+        settings_ = s;
+      }
+    }
+  }
+}
+
+GuideReport GuideLoop::step() {
+  apply_pending();
+  const int64_t step = step_.load();
+  optimizer_->zero_grad();
+  at::Tensor image = generator_->render();  // (B, 3, H, W) in [0, 1]
+  GuideReport report;
+  at::Tensor loss = guide_->loss(image, step, &report);
+  loss.backward();
+  guide_->hooks().apply_to_parameters(parameters_, step);
+  optimizer_->step();
+  generator_->post_step();
+  {
+    std::lock_guard<std::mutex> lock(state_mutex_);
+    last_image_ = image.detach();
+    last_report_ = report;
+  }
+  step_.store(step + 1);
+  return report;
+}
+
+int64_t GuideLoop::run(int64_t iterations, const LoopCallback& callback, int64_t every) {
+  if (every < 1) throw Error("GuideLoop::run: every must be >= 1, got " + std::to_string(every));
+  stop_.store(false);
+  using Clock = std::chrono::steady_clock;
+  auto since = Clock::now();
+  int64_t since_steps = 0, done = 0;
+  while (done < iterations && !stop_.load()) {
+    {
+      std::unique_lock<std::mutex> lock(pause_mutex_);
+      pause_cv_.wait(lock, [&] { return !paused_.load() || stop_.load(); });
+    }
+    if (stop_.load()) break;
+    GuideReport report = step();
+    ++done;
+    ++since_steps;
+    if (callback && (done % every == 0 || done == iterations)) {
+      const auto now = Clock::now();
+      const double seconds = std::chrono::duration<double>(now - since).count();
+      LoopProgress progress{step_.load(), last_image(), std::move(report),
+                            seconds > 0 ? since_steps / seconds : 0.0};
+      callback(progress);
+      since = Clock::now();  // the callback's own time (saving, drawing) is not counted
+      since_steps = 0;
+    }
+  }
+  return done;
+}
+
+void GuideLoop::pause() {
+  std::lock_guard<std::mutex> lock(pause_mutex_);
+  paused_.store(true);
+}
+
+void GuideLoop::resume() {
+  {
+    std::lock_guard<std::mutex> lock(pause_mutex_);
+    paused_.store(false);
+  }
+  pause_cv_.notify_all();
+}
+
+void GuideLoop::request_stop() {
+  {
+    std::lock_guard<std::mutex> lock(pause_mutex_);
+    stop_.store(true);
+  }
+  pause_cv_.notify_all();
+}
+
+void GuideLoop::update_settings(LoopSettings settings) {
+  check_settings(settings);  // reject bad values here, in the caller's thread
+  std::lock_guard<std::mutex> lock(pending_mutex_);
+  pending_.settings = std::move(settings);
+}
+
+void GuideLoop::update_guide_options(GuideOptions options) {
+  std::lock_guard<std::mutex> lock(pending_mutex_);
+  pending_.guide_options = std::move(options);
+}
+
+void GuideLoop::request_restore(LoopSnapshot snapshot) {
+  std::lock_guard<std::mutex> lock(pending_mutex_);
+  pending_.restore = std::move(snapshot);
+}
+
+LoopSettings GuideLoop::settings() const {
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  return settings_;
+}
+
+at::Tensor GuideLoop::last_image() const {
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  return last_image_;
+}
+
+GuideReport GuideLoop::last_report() const {
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  return last_report_;
+}
+
+LoopSnapshot GuideLoop::snapshot() const {
+  LoopSnapshot snap;
+  snap.step = step_.load();
+  snap.generator = deep_copy(generator_->state());
+  snap.settings = settings();
+  torch::serialize::OutputArchive archive;
+  optimizer_->save(archive);
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  snap.optimizer_state = bytes.str();
+  return snap;
+}
+
+void GuideLoop::restore(const LoopSnapshot& snapshot) {
+  generator_->load_state(deep_copy(snapshot.generator));  // the snapshot stays usable for another restore
+  parameters_ = generator_->parameters();
+  build_optimizer(snapshot.settings);
+  if (!snapshot.optimizer_state.empty()) {
+    torch::serialize::InputArchive archive;
+    std::istringstream bytes(snapshot.optimizer_state);
+    archive.load_from(bytes, parameters_.front().device());
+    optimizer_->load(archive);
+  }
+  step_.store(snapshot.step);
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  last_image_ = at::Tensor();
+  last_report_ = GuideReport{};
+}
+
+}  // namespace clipguide::guidance

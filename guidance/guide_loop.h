@@ -1,0 +1,127 @@
+// GuideLoop: one guidance run, the object the batch CLI, the GUI and user programs all drive. It owns the
+// optimiser over a Generator's parameters (seen only through generators/generator.h) and does each step:
+// render → guide loss (image hooks inside) → backward → parameter hooks → optimiser step → post_step.
+// Pause/stop work from any thread; settings changed from another thread are applied at the next step;
+// snapshots (generator + optimiser state) let a run go back.
+// Shapes: B images, H x W pixels.
+#pragma once
+
+#include "generators/generator.h"
+#include "guidance/guide.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace torch::optim {
+class Optimizer;
+}
+
+namespace clipguide::guidance {
+
+// The optimiser and its settings.
+struct LoopSettings {
+  std::string optimizer = "adam";  // adam | adamw | sgd | rmsprop | adagrad (LibTorch's)
+  double learning_rate = 0.1;      // step size
+  double weight_decay = 0.0;       // L2 (adamw: decoupled) weight decay
+  double momentum = 0.0;           // sgd and rmsprop momentum
+};
+
+// Names the optimisers GuideLoop knows.
+std::vector<std::string> optimizer_names();
+
+// What run() reports every `every` steps.
+struct LoopProgress {
+  int64_t step = 0;              // steps done so far (the one reported is step - 1)
+  at::Tensor image;              // (B, 3, H, W) in [0, 1], detached: what the last step scored
+  GuideReport report;            // the last step's loss report
+  double its_per_second = 0.0;   // since the previous callback
+};
+using LoopCallback = std::function<void(const LoopProgress&)>;
+
+// Everything needed to continue a run from an earlier point.
+struct LoopSnapshot {
+  int64_t step = 0;                    // steps done when it was taken
+  generators::TensorMap generator;     // Generator::state(), deep copies
+  LoopSettings settings;               // optimiser settings then
+  std::string optimizer_state;         // the optimiser's serialised state (moments, step counts)
+};
+
+class GuideLoop {
+ public:
+  // Neither pointer may be null (Error). The loop takes the generator's parameters() once, at construction
+  // and when a snapshot is restored; Generator implementations keep them valid (update in place).
+  GuideLoop(std::shared_ptr<generators::Generator> generator, std::shared_ptr<Guide> guide,
+            LoopSettings settings = {});
+  ~GuideLoop();
+  GuideLoop(const GuideLoop&) = delete;
+  GuideLoop& operator=(const GuideLoop&) = delete;
+
+  // One step; returns its report. Applies pending settings/restores first. Call from one thread at a time.
+  GuideReport step();
+  // Up to `iterations` steps (fewer when stopped); calls `callback` after every `every`-th step and after
+  // the last. Blocks while paused. Returns the number of steps done. A stop requested before run() starts
+  // is forgotten: run() clears it.
+  int64_t run(int64_t iterations, const LoopCallback& callback = {}, int64_t every = 1);
+
+  // --- from any thread ---------------------------------------------------------------------------------
+  void pause();
+  void resume();
+  void request_stop();  // ends run() after the current step; also releases a paused run
+  bool paused() const { return paused_.load(); }
+  bool stop_requested() const { return stop_.load(); }
+  // Applied at the start of the next step (changing the optimiser name or rebuilding resets its state).
+  void update_settings(LoopSettings settings);
+  void update_guide_options(GuideOptions options);
+  void request_restore(LoopSnapshot snapshot);
+  LoopSettings settings() const;  // the settings in use (pending ones not yet included)
+  int64_t steps_done() const { return step_.load(); }
+  // The last step's image (B, 3, H, W) detached, and report; undefined / empty before the first step.
+  at::Tensor last_image() const;
+  GuideReport last_report() const;
+
+  // --- between steps, from the stepping thread --------------------------------------------------------
+  LoopSnapshot snapshot() const;
+  void restore(const LoopSnapshot& snapshot);
+
+  generators::Generator& generator() { return *generator_; }
+  Guide& guide() { return *guide_; }
+
+ private:
+  struct Pending {
+    std::optional<LoopSettings> settings;
+    std::optional<GuideOptions> guide_options;
+    std::optional<LoopSnapshot> restore;
+  };
+  void apply_pending();
+  void build_optimizer(const LoopSettings& settings);
+
+  std::shared_ptr<generators::Generator> generator_;
+  std::shared_ptr<Guide> guide_;
+  std::vector<at::Tensor> parameters_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  LoopSettings settings_;
+
+  std::atomic<int64_t> step_{0};
+  std::atomic<bool> paused_{false};
+  std::atomic<bool> stop_{false};
+  std::mutex pause_mutex_;
+  std::condition_variable pause_cv_;
+
+  mutable std::mutex pending_mutex_;  // guards pending_
+  Pending pending_;
+  mutable std::mutex state_mutex_;    // guards settings_ (for settings()), last_image_, last_report_
+  at::Tensor last_image_;
+  GuideReport last_report_;
+};
+
+}  // namespace clipguide::guidance

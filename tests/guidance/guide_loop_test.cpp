@@ -1,0 +1,177 @@
+// Tests for guidance/guide_loop: the "pixel" generator guided by a tiny CLIP model lowers the loss, pause and
+// stop work from another thread, a restored snapshot repeats the same steps, settings changed between
+// steps apply at the next one, and parameter hooks reach the optimiser.
+// Shapes: B images, H x W pixels.
+#include "guidance/guide_loop.h"
+
+#include "clipnet/error.h"
+#include "generators/generator.h"
+#include "guidance/tiny_clip.h"
+#include "test_util.h"
+
+#include <ATen/ops/zeros.h>
+
+#include <atomic>
+#include <cmath>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+namespace clipguide::guidance {
+namespace {
+
+using test::tiny_member;
+using test::tiny_options;
+
+std::shared_ptr<generators::Generator> pixel_generator(int64_t size = 32, uint64_t seed = 3) {
+  generators::GeneratorOptions options;
+  options.width = options.height = size;
+  options.seed = seed;
+  return generators::GeneratorRegistry::create("pixel", options);
+}
+
+std::shared_ptr<Guide> tiny_guide(const std::string& prompts = "a red circle") {
+  auto guide = std::make_shared<Guide>(std::vector<GuideMember>{tiny_member("hf_clip")}, tiny_options());
+  guide->set_prompts(text_prompts(prompts));
+  return guide;
+}
+
+TEST(GuideLoop, PixelGeneratorLowersTheLoss) {
+  CLIPGUIDE_REQUIRE_VOCABULARY();
+  GuideLoop loop(pixel_generator(), tiny_guide(), LoopSettings{"adam", 0.1});
+  std::vector<double> losses;
+  std::vector<int64_t> reported_steps;
+  const int64_t done = loop.run(
+      20, [&](const LoopProgress& p) { reported_steps.push_back(p.step); }, 5);
+  EXPECT_EQ(done, 20);
+  EXPECT_EQ(loop.steps_done(), 20);
+  EXPECT_EQ(reported_steps, (std::vector<int64_t>{5, 10, 15, 20}));
+  // The run above and a second one, step by step, for the figures.
+  GuideLoop again(pixel_generator(), tiny_guide(), LoopSettings{"adam", 0.1});
+  for (int i = 0; i < 20; ++i) losses.push_back(again.step().total);
+  const double first = (losses[0] + losses[1] + losses[2]) / 3, last = (losses[17] + losses[18] + losses[19]) / 3;
+  std::printf("loss: first 3 steps %.5f, last 3 steps %.5f (step 0 %.5f, step 19 %.5f)\n", first, last, losses[0],
+              losses[19]);
+  EXPECT_LT(last, first);
+  at::Tensor image = again.last_image();
+  EXPECT_EQ(shape_str(image.sizes()), "[1, 3, 32, 32]");
+  EXPECT_FALSE(image.requires_grad());
+}
+
+TEST(GuideLoop, EveryOptimizerRunsAndUnknownNamesAreErrors) {
+  CLIPGUIDE_REQUIRE_VOCABULARY();
+  auto guide = tiny_guide();
+  for (const auto& name : optimizer_names()) {
+    GuideLoop loop(pixel_generator(16), guide, LoopSettings{name, 0.05, 0.0, 0.5});
+    EXPECT_TRUE(std::isfinite(loop.step().total)) << name;
+  }
+  EXPECT_THROW(GuideLoop(pixel_generator(16), guide, LoopSettings{"lbfgs"}), Error);
+  EXPECT_THROW(GuideLoop(pixel_generator(16), guide, LoopSettings{"adam", -1.0}), Error);
+  EXPECT_THROW(GuideLoop(nullptr, guide), Error);
+}
+
+TEST(GuideLoop, PauseAndStopFromAnotherThread) {
+  CLIPGUIDE_REQUIRE_VOCABULARY();
+  GuideLoop loop(pixel_generator(16), tiny_guide());
+  std::atomic<int64_t> seen{0};
+  int64_t done = 0;
+  std::thread runner([&] { done = loop.run(100000, [&](const LoopProgress& p) { seen.store(p.step); }); });
+  auto wait_for = [&](int64_t steps) {
+    for (int i = 0; i < 6000 && seen.load() < steps; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  };
+  wait_for(2);
+  loop.pause();
+  EXPECT_TRUE(loop.paused());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // lets a step in flight finish
+  const int64_t at_pause = loop.steps_done();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(loop.steps_done(), at_pause);  // paused: no progress
+  loop.resume();
+  wait_for(at_pause + 2);
+  EXPECT_GE(loop.steps_done(), at_pause + 2);
+  loop.pause();
+  loop.request_stop();  // releases the paused run
+  runner.join();
+  EXPECT_EQ(done, loop.steps_done());
+  EXPECT_LT(done, 100000);
+  std::printf("stopped after %lld steps\n", static_cast<long long>(done));
+}
+
+TEST(GuideLoop, RestoredSnapshotRepeatsTheSameSteps) {
+  CLIPGUIDE_REQUIRE_VOCABULARY();
+  GuideLoop loop(pixel_generator(), tiny_guide("a cat|a dog:-0.3"), LoopSettings{"adam", 0.05});
+  for (int i = 0; i < 3; ++i) loop.step();  // Adam has moments now: the snapshot must carry them
+  LoopSnapshot snap = loop.snapshot();
+  EXPECT_EQ(snap.step, 3);
+  std::vector<double> first, second;
+  for (int i = 0; i < 3; ++i) first.push_back(loop.step().total);
+  at::Tensor first_state = loop.generator().state().at("logits");
+  loop.restore(snap);
+  EXPECT_EQ(loop.steps_done(), 3);
+  for (int i = 0; i < 3; ++i) second.push_back(loop.step().total);
+  EXPECT_EQ(first, second);
+  EXPECT_TENSOR_CLOSE(loop.generator().state().at("logits"), first_state, 0.0, 0.0);
+  // The same through the pending queue (as the GUI would do it while running).
+  loop.request_restore(snap);
+  EXPECT_EQ(loop.step().total, first[0]);
+}
+
+TEST(GuideLoop, SettingsChangesApplyAtTheNextStep) {
+  CLIPGUIDE_REQUIRE_VOCABULARY();
+  GuideLoop loop(pixel_generator(), tiny_guide(), LoopSettings{"adam", 0.1});
+  loop.step();
+  loop.update_settings(LoopSettings{"adam", 0.5});
+  EXPECT_EQ(loop.settings().learning_rate, 0.1);  // pending until the next step
+  loop.step();
+  EXPECT_EQ(loop.settings().learning_rate, 0.5);
+  loop.update_settings(LoopSettings{"sgd", 1.0, 0.0, 0.9});
+  loop.step();
+  EXPECT_EQ(loop.settings().optimizer, "sgd");
+  EXPECT_THROW(loop.update_settings(LoopSettings{"nope"}), Error);
+
+  GuideOptions options = loop.guide().options();
+  options.cutouts.cutn = 4;
+  options.tv_weight = 0.5;
+  loop.update_guide_options(options);
+  EXPECT_EQ(loop.guide().options().cutouts.cutn, 8);
+  GuideReport r = loop.step();
+  EXPECT_EQ(loop.guide().options().cutouts.cutn, 4);
+  EXPECT_GT(r.tv, 0.0);
+
+  // Prompts edited between steps (from any thread) are used by the next step.
+  loop.guide().set_prompt_weight(0, -2.0);
+  r = loop.step();
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_EQ(r.prompts[0].weight, -2.0);
+  EXPECT_LT(r.prompt_loss, 0.0);
+}
+
+TEST(GuideLoop, LearningRateChangeTakesEffect) {
+  CLIPGUIDE_REQUIRE_VOCABULARY();
+  // A large step, then the learning rate drops to almost nothing: the next step barely moves the image.
+  GuideLoop a(pixel_generator(), tiny_guide(), LoopSettings{"sgd", 100.0});
+  a.step();
+  at::Tensor before = a.generator().state().at("logits");
+  a.update_settings(LoopSettings{"sgd", 1e-9});
+  a.step();
+  const double moved = (a.generator().state().at("logits") - before).abs().max().item<double>();
+  EXPECT_LT(moved, 1e-6);
+}
+
+TEST(GuideLoop, FrozenRegionStaysUnchanged) {
+  CLIPGUIDE_REQUIRE_VOCABULARY();
+  auto guide = tiny_guide();
+  at::Tensor mask = at::zeros({32, 32});
+  mask.narrow(0, 0, 12).fill_(1.0);  // top 12 rows
+  guide->hooks().freeze_region(mask);
+  guide->hooks().clip_grad_norm(1.0);  // parameter hook: runs between backward and the optimiser
+  GuideLoop loop(pixel_generator(), guide, LoopSettings{"adam", 0.1});
+  at::Tensor start = loop.generator().state().at("logits");
+  for (int i = 0; i < 4; ++i) loop.step();
+  at::Tensor end = loop.generator().state().at("logits");
+  EXPECT_TENSOR_CLOSE(end.narrow(2, 0, 12), start.narrow(2, 0, 12), 0.0, 0.0);
+  EXPECT_GT((end.narrow(2, 12, 20) - start.narrow(2, 12, 20)).abs().max().item<double>(), 1e-3);
+}
+
+}  // namespace
+}  // namespace clipguide::guidance

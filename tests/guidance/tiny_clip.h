@@ -1,0 +1,49 @@
+// Helpers for the guidance tests: tiny random-weight CLIP models from the clip_parity fixture (32 px input)
+// as Guide members, and the vocabulary they need. Tests skip with a message when the vocabulary is absent.
+#pragma once
+
+#include "guidance/guide.h"
+#include "test_util.h"
+
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+namespace clipguide::guidance::test {
+
+// The OpenAI vocabulary, or an empty path when the shared data folder does not have it.
+inline std::filesystem::path vocabulary() {
+  auto dir = clipguide::test::shared_data_dir();
+  if (dir.empty()) return {};
+  auto path = dir / "openai-clip" / "bpe_simple_vocab_16e6.txt.gz";
+  return std::filesystem::exists(path) ? path : std::filesystem::path();
+}
+
+// "hf_clip" (Hugging Face folder, 32 px) or "openai_vit" (OpenAI TorchScript archive, 32 px).
+inline GuideMember tiny_member(const std::string& which, double weight = 1.0) {
+  auto fixtures = clipguide::test::fixture_dir("clip_parity");
+  auto path = which == "hf_clip" ? fixtures / "hf_clip" : fixtures / "openai_vit_jit" / "model.pt";
+  GuideMember m = load_member(path, vocabulary(), weight);
+  m.name = which;
+  return m;
+}
+
+// Small, fast defaults: 8 cutouts, no random augmentation.
+inline GuideOptions tiny_options(uint64_t seed = 7) {
+  GuideOptions o;
+  o.cutouts.cutn = 8;
+  o.augments = parse_augments("none");
+  o.seed = seed;
+  return o;
+}
+
+#define CLIPGUIDE_REQUIRE_VOCABULARY()                                                         \
+  do {                                                                                         \
+    at::set_num_threads(1);                                                                    \
+    if (::clipguide::guidance::test::vocabulary().empty())                                     \
+      GTEST_SKIP() << "no OpenAI vocabulary under CLIPGUIDE_SHARED_DATA/openai-clip";          \
+  } while (0)
+
+}  // namespace clipguide::guidance::test
