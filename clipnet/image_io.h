@@ -19,6 +19,11 @@ bool image_io_available();
 // file that has an alpha channel gives (4, H, W) RGBA (unpremultiplied), others still (3, H, W).
 at::Tensor read_image(const std::filesystem::path& path, bool keep_alpha = false);
 
+// read_image on an encoded file held in memory (an image inside a tar shard): `name` picks the format by
+// its extension ("000123.jpg") and names the image in errors. Formats whose reader cannot take a memory
+// buffer go through a temporary file.
+at::Tensor decode_image(const void* data, size_t size, const std::string& name, bool keep_alpha = false);
+
 // Writes (3, H, W) uint8, or float in [0, 1] (rounded), to `path`; the format follows the extension.
 // Atomic: a temporary file beside it is renamed over `path`, so a reader never sees half an image.
 // `metadata` becomes text chunks (PNG tEXt) where the format has them.

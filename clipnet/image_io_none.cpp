@@ -12,6 +12,7 @@ namespace {
 
 bool image_io_available() { return false; }
 at::Tensor read_image(const std::filesystem::path& path, bool) { unavailable(path); }
+at::Tensor decode_image(const void*, size_t, const std::string& name, bool) { unavailable(name); }
 void write_image(const std::filesystem::path& path, const at::Tensor&, const std::map<std::string, std::string>&) {
   unavailable(path);
 }

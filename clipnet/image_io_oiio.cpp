@@ -6,8 +6,10 @@
 
 #include <ATen/ops/cat.h>
 #include <ATen/ops/from_blob.h>
+#include <OpenImageIO/filesystem.h>
 #include <OpenImageIO/imageio.h>
 
+#include <fstream>
 #include <random>
 #include <vector>
 
@@ -15,24 +17,21 @@ namespace clipguide::clipnet {
 
 bool image_io_available() { return true; }
 
-at::Tensor read_image(const std::filesystem::path& path, bool keep_alpha) {
-  if (!std::filesystem::exists(path)) throw Error("image file '" + path.string() + "' does not exist");
-  // PIL keeps colour unpremultiplied; OIIO would premultiply RGBA unless told otherwise.
-  OIIO::ImageSpec hints;
-  hints.attribute("oiio:UnassociatedAlpha", 1);
-  auto in = OIIO::ImageInput::open(path.string(), &hints);
-  if (!in) throw Error("cannot read image file '" + path.string() + "': " + OIIO::geterror());
-  const OIIO::ImageSpec& spec = in->spec();
+namespace {
+
+// Decodes an opened image into (3, H, W) or (4, H, W) uint8; `name` is for messages.
+at::Tensor read_opened(OIIO::ImageInput& in, const std::string& name, bool keep_alpha) {
+  const OIIO::ImageSpec& spec = in.spec();
   const int64_t w = spec.width, h = spec.height, c = spec.nchannels;
   if (w <= 0 || h <= 0 || c <= 0 || w * h > (int64_t(1) << 28)) {
-    throw Error("image file '" + path.string() + "': unsupported size " + std::to_string(w) + "x" +
-                std::to_string(h) + "x" + std::to_string(c));
+    throw Error("image file '" + name + "': unsupported size " + std::to_string(w) + "x" + std::to_string(h) + "x" +
+                std::to_string(c));
   }
   std::vector<uint8_t> pixels(static_cast<size_t>(w * h * c));
-  if (!in->read_image(0, 0, 0, static_cast<int>(c), OIIO::TypeDesc::UINT8, pixels.data())) {
-    throw Error("cannot decode image file '" + path.string() + "': " + in->geterror());
+  if (!in.read_image(0, 0, 0, static_cast<int>(c), OIIO::TypeDesc::UINT8, pixels.data())) {
+    throw Error("cannot decode image file '" + name + "': " + in.geterror());
   }
-  in->close();
+  in.close();
   // (H, W, C) uint8 → (3, H, W): grey replicated, alpha dropped unless asked for.
   auto hwc = at::from_blob(pixels.data(), {h, w, c}, at::kByte);
   const bool has_alpha = spec.alpha_channel >= 0 || c == 2 || c == 4;
@@ -42,6 +41,56 @@ at::Tensor read_image(const std::filesystem::path& path, bool keep_alpha) {
     rgb = at::cat({rgb, hwc.narrow(2, alpha, 1)}, 2);  // (H, W, 4)
   }
   return rgb.permute({2, 0, 1}).contiguous();  // copies out of `pixels`
+}
+
+// PIL keeps colour unpremultiplied; OIIO would premultiply RGBA unless told otherwise.
+OIIO::ImageSpec read_hints() {
+  OIIO::ImageSpec hints;
+  hints.attribute("oiio:UnassociatedAlpha", 1);
+  return hints;
+}
+
+}  // namespace
+
+at::Tensor read_image(const std::filesystem::path& path, bool keep_alpha) {
+  if (!std::filesystem::exists(path)) throw Error("image file '" + path.string() + "' does not exist");
+  OIIO::ImageSpec hints = read_hints();
+  auto in = OIIO::ImageInput::open(path.string(), &hints);
+  if (!in) throw Error("cannot read image file '" + path.string() + "': " + OIIO::geterror());
+  return read_opened(*in, path.string(), keep_alpha);
+}
+
+at::Tensor decode_image(const void* data, size_t size, const std::string& name, bool keep_alpha) {
+  OIIO::ImageSpec hints = read_hints();
+  // The reader is chosen by the extension of `name`; PNG, JPEG, ... read straight from the buffer.
+  auto in = OIIO::ImageInput::create(name, /*do_open=*/false, &hints);
+  if (in && in->supports("ioproxy")) {
+    OIIO::Filesystem::IOMemReader proxy(data, size);
+    in->set_ioproxy(&proxy);
+    OIIO::ImageSpec spec;
+    if (!in->open(name, spec, hints)) throw Error("cannot read image '" + name + "': " + in->geterror());
+    return read_opened(*in, name, keep_alpha);
+  }
+  // Readers without memory input (or an unknown extension): through a temporary file.
+  std::random_device rd;
+  auto tmp = std::filesystem::temp_directory_path() /
+             ("clipguide-decode-" + std::to_string(rd()) + std::filesystem::path(name).extension().string());
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
+    if (!out) throw Error("cannot decode image '" + name + "': cannot write temporary file '" + tmp.string() + "'");
+  }
+  try {
+    auto tmp_in = OIIO::ImageInput::open(tmp.string(), &hints);
+    if (!tmp_in) throw Error("cannot read image '" + name + "': " + OIIO::geterror());
+    at::Tensor image = read_opened(*tmp_in, name, keep_alpha);
+    std::filesystem::remove(tmp);
+    return image;
+  } catch (...) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    throw;
+  }
 }
 
 void write_image(const std::filesystem::path& path, const at::Tensor& image,

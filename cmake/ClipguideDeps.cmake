@@ -4,6 +4,7 @@ find_package(ZLIB REQUIRED)                       # gzip-compressed BPE vocabula
 find_package(ICU REQUIRED COMPONENTS uc i18n)     # Unicode classes, case mapping, NFC for the tokenizer
 find_package(nlohmann_json 3.10 REQUIRED)         # configs, safetensors headers, tool output
 find_package(yaml-cpp REQUIRED)                   # taming-transformers VQGAN configs (generators)
+find_package(LibArchive REQUIRED)                 # WebDataset tar shards (clipguide::train)
 if(CLIPGUIDE_BUILD_TOOLS OR CLIPGUIDE_BUILD_BENCH)
   find_package(CLI11 REQUIRED)
 endif()

@@ -1,0 +1,290 @@
+// The shapes world (shapes_world.h): scene sampling, supersampled rasterisation of inside-tests, and
+// caption templates. All randomness comes from Rng streams keyed by (seed, split, index, purpose).
+#include "clipnet/train/shapes_world.h"
+
+#include "clipnet/error.h"
+#include "clipnet/train/random.h"
+
+#include <ATen/ops/empty.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace clipguide::train {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+// Streams drawn from per picture.
+enum Purpose : uint64_t { kScene = 1, kCaption = 2 };
+
+// Grid cell centres (fraction of S) and radii (fraction of S): a large shape in a corner cell still fits.
+constexpr double kCellCentre[3] = {0.2, 0.5, 0.8};
+constexpr double kRadius[3] = {0.08, 0.12, 0.17};
+constexpr double kJitter = 0.02;
+
+struct Point {
+  double x, y;
+};
+
+// Regular or star polygon with `n` points on the unit circle, the first at the top (y down), and inner
+// radius `inner` between them (1 for a plain polygon).
+std::vector<Point> polygon(int n, double inner) {
+  std::vector<Point> v;
+  const int steps = inner < 1 ? 2 * n : n;
+  for (int k = 0; k < steps; ++k) {
+    const double a = -kPi / 2 + 2 * kPi * k / steps;
+    const double r = (inner < 1 && k % 2 == 1) ? inner : 1.0;
+    v.push_back({r * std::cos(a), r * std::sin(a)});
+  }
+  return v;
+}
+
+// Crossing-number test (works for the non-convex star).
+bool in_polygon(const std::vector<Point>& v, double x, double y) {
+  bool inside = false;
+  for (size_t i = 0, j = v.size() - 1; i < v.size(); j = i++) {
+    if ((v[i].y > y) != (v[j].y > y) && x < (v[j].x - v[i].x) * (y - v[i].y) / (v[j].y - v[i].y) + v[i].x) {
+      inside = !inside;
+    }
+  }
+  return inside;
+}
+
+// Is (u, v), in units of the radius from the centre, inside shape `kind`? Every shape contains the disc
+// of radius 0.3 around its centre (the centre pixel is pure colour) and lies within the unit disc.
+bool inside(int kind, double u, double v) {
+  static const std::vector<Point> triangle = polygon(3, 1), star = polygon(5, 0.45), hexagon = polygon(6, 1);
+  switch (kind) {
+    case 0: return u * u + v * v <= 1;                               // circle
+    case 1: return std::max(std::abs(u), std::abs(v)) <= 0.7;        // square (diagonal 0.99)
+    case 2: return in_polygon(triangle, u, v);                       // triangle, apex up
+    case 3: return in_polygon(star, u, v);                           // five-pointed star
+    case 4: return std::abs(u) + std::abs(v) <= 1;                   // diamond
+    case 5: return in_polygon(hexagon, u, v);                        // hexagon, vertex up
+    case 6: return (std::abs(u) <= 0.3 && std::abs(v) <= 0.95) || (std::abs(v) <= 0.3 && std::abs(u) <= 0.95);  // cross
+  }
+  return false;
+}
+
+template <typename T>
+const T& pick(Rng& rng, const std::vector<T>& v) {
+  return v[static_cast<size_t>(rng.below(static_cast<int64_t>(v.size())))];
+}
+
+// The canonical name most of the time, a variant otherwise (so both are learnt).
+const std::string& word(Rng& rng, const ShapesWord& w) { return rng.chance(0.6) ? w.variants[0] : pick(rng, w.variants); }
+
+std::string with_article(const std::string& phrase) {
+  const char c = phrase.empty() ? 'x' : phrase[0];
+  return (std::string("aeiou").find(c) != std::string::npos ? "an " : "a ") + phrase;
+}
+
+}  // namespace
+
+const std::vector<ShapesWord>& shapes_world_kinds() {
+  static const std::vector<ShapesWord> k = {
+      {"circle", {"circle", "disc", "round dot"}},
+      {"square", {"square", "box"}},
+      {"triangle", {"triangle"}},
+      {"star", {"star", "five-pointed star"}},
+      {"diamond", {"diamond", "rhombus"}},
+      {"hexagon", {"hexagon", "six-sided polygon"}},
+      {"cross", {"cross", "plus sign"}},
+  };
+  return k;
+}
+
+const std::vector<ShapesWord>& shapes_world_colours() {
+  static const std::vector<ShapesWord> c = {
+      {"red", {"red", "crimson", "scarlet"}},  {"green", {"green", "emerald"}},  {"blue", {"blue", "cobalt"}},
+      {"yellow", {"yellow", "golden"}},        {"purple", {"purple", "violet"}}, {"orange", {"orange", "tangerine"}},
+      {"pink", {"pink", "rose"}},              {"cyan", {"cyan", "turquoise"}},  {"white", {"white", "snow-white"}},
+      {"black", {"black", "jet-black"}},       {"grey", {"grey", "gray"}},       {"brown", {"brown", "chocolate"}},
+  };
+  return c;
+}
+
+const std::vector<std::array<uint8_t, 3>>& shapes_world_rgb() {
+  static const std::vector<std::array<uint8_t, 3>> rgb = {
+      {220, 30, 30},  {30, 170, 50},  {30, 60, 220},   {240, 220, 30}, {140, 40, 180}, {245, 140, 20},
+      {250, 130, 190}, {30, 210, 220}, {245, 245, 245}, {20, 20, 20},   {128, 128, 128}, {130, 80, 40},
+  };
+  return rgb;
+}
+
+const std::vector<ShapesWord>& shapes_world_sizes() {
+  static const std::vector<ShapesWord> s = {
+      {"small", {"small", "little", "tiny"}},
+      {"medium", {"medium", "medium-sized", "mid-sized"}},
+      {"large", {"large", "big"}},
+  };
+  return s;
+}
+
+const std::vector<ShapesWord>& shapes_world_positions() {
+  // Row-major 3x3 grid; cell = 3 * row + column.
+  static const std::vector<ShapesWord> p = {
+      {"top left", {"at the top left", "in the top left corner", "in the upper left"}},
+      {"top", {"at the top", "at the top middle"}},
+      {"top right", {"at the top right", "in the top right corner", "in the upper right"}},
+      {"left", {"on the left", "at the left side"}},
+      {"centre", {"in the centre", "in the center", "in the middle"}},
+      {"right", {"on the right", "at the right side"}},
+      {"bottom left", {"at the bottom left", "in the bottom left corner", "in the lower left"}},
+      {"bottom", {"at the bottom", "at the bottom middle"}},
+      {"bottom right", {"at the bottom right", "in the bottom right corner", "in the lower right"}},
+  };
+  return p;
+}
+
+ShapesWorld::ShapesWorld(ShapesWorldOptions options) : options_(options) {
+  if (options_.image_size < 8) throw Error("ShapesWorld: image_size " + std::to_string(options_.image_size) + " is below 8");
+  if (options_.supersample < 1) throw Error("ShapesWorld: supersample must be at least 1");
+  if (options_.size < -1) throw Error("ShapesWorld: size must be -1 (infinite) or a sample count");
+}
+
+ShapesScene ShapesWorld::attributes(int64_t index) const {
+  if (index < 0 || (options_.size >= 0 && index >= options_.size)) {
+    throw Error(describe() + ": index " + std::to_string(index) + " out of range");
+  }
+  Rng rng(mix_seed({options_.seed, static_cast<uint64_t>(options_.split), static_cast<uint64_t>(index), kScene}));
+  const int n_colours = static_cast<int>(shapes_world_colours().size());
+  const double s = static_cast<double>(options_.image_size);
+  ShapesScene scene;
+  scene.background = static_cast<int>(rng.below(n_colours));
+  const int count = rng.chance(options_.two_shape_fraction) ? 2 : 1;
+  for (int k = 0; k < count; ++k) {
+    ShapeAttributes a;
+    for (int attempt = 0;; ++attempt) {
+      a.kind = static_cast<int>(rng.below(static_cast<int64_t>(shapes_world_kinds().size())));
+      do a.colour = static_cast<int>(rng.below(n_colours));
+      while (a.colour == scene.background);
+      a.size = static_cast<int>(rng.below(3));
+      a.position = static_cast<int>(rng.below(9));
+      a.cx = s * (kCellCentre[a.position % 3] + rng.uniform(-kJitter, kJitter));
+      a.cy = s * (kCellCentre[a.position / 3] + rng.uniform(-kJitter, kJitter));
+      a.radius = s * kRadius[a.size];
+      if (k == 0) break;
+      // A second shape: another cell, another look, and a gap of at least 2 pixels.
+      const ShapeAttributes& first = scene.shapes[0];
+      const bool distinct = a.position != first.position && (a.kind != first.kind || a.colour != first.colour);
+      const double gap = std::hypot(a.cx - first.cx, a.cy - first.cy) - a.radius - first.radius;
+      if (distinct && gap >= 2.0) break;
+      if (attempt >= 64) {  // always possible: small shapes in opposite corners
+        a.size = 0;
+        a.radius = s * kRadius[0];
+        a.position = 8 - first.position == first.position ? 0 : 8 - first.position;
+        a.cx = s * kCellCentre[a.position % 3];
+        a.cy = s * kCellCentre[a.position / 3];
+        if (a.kind == first.kind && a.colour == first.colour) a.kind = (a.kind + 1) % 7;
+        break;
+      }
+    }
+    scene.shapes.push_back(a);
+  }
+  return scene;
+}
+
+at::Tensor ShapesWorld::render(const ShapesScene& scene) const {
+  const int64_t s = options_.image_size;
+  const int ss = options_.supersample;
+  const auto& rgb = shapes_world_rgb();
+  std::vector<float> canvas(static_cast<size_t>(3 * s * s));  // (3, S, S) in [0, 255]
+  for (int c = 0; c < 3; ++c) {
+    std::fill(canvas.begin() + c * s * s, canvas.begin() + (c + 1) * s * s, static_cast<float>(rgb[scene.background][c]));
+  }
+  for (const ShapeAttributes& a : scene.shapes) {
+    // Coverage of each pixel in the shape's bounding box, from ss x ss point samples.
+    const int64_t x0 = std::max<int64_t>(0, static_cast<int64_t>(std::floor(a.cx - a.radius)) - 1);
+    const int64_t x1 = std::min<int64_t>(s - 1, static_cast<int64_t>(std::ceil(a.cx + a.radius)) + 1);
+    const int64_t y0 = std::max<int64_t>(0, static_cast<int64_t>(std::floor(a.cy - a.radius)) - 1);
+    const int64_t y1 = std::min<int64_t>(s - 1, static_cast<int64_t>(std::ceil(a.cy + a.radius)) + 1);
+    for (int64_t i = y0; i <= y1; ++i) {
+      for (int64_t j = x0; j <= x1; ++j) {
+        int hits = 0;
+        for (int si = 0; si < ss; ++si) {
+          const double v = (static_cast<double>(i) + (si + 0.5) / ss - a.cy) / a.radius;
+          for (int sj = 0; sj < ss; ++sj) {
+            const double u = (static_cast<double>(j) + (sj + 0.5) / ss - a.cx) / a.radius;
+            hits += inside(a.kind, u, v);
+          }
+        }
+        if (hits == 0) continue;
+        const float cover = static_cast<float>(hits) / static_cast<float>(ss * ss);
+        for (int c = 0; c < 3; ++c) {
+          float& p = canvas[static_cast<size_t>(c * s * s + i * s + j)];
+          p = p * (1 - cover) + static_cast<float>(rgb[a.colour][c]) * cover;
+        }
+      }
+    }
+  }
+  at::Tensor image = at::empty({3, s, s}, at::kByte);  // (3, S, S)
+  uint8_t* out = image.data_ptr<uint8_t>();
+  for (size_t k = 0; k < canvas.size(); ++k) out[k] = static_cast<uint8_t>(std::lround(canvas[k]));
+  return image;
+}
+
+std::string ShapesWorld::caption(int64_t index) const {
+  const ShapesScene scene = attributes(index);
+  Rng rng(mix_seed({options_.seed, static_cast<uint64_t>(options_.split), static_cast<uint64_t>(index), kCaption}));
+  const auto& kinds = shapes_world_kinds();
+  const auto& colours = shapes_world_colours();
+  const auto& sizes = shapes_world_sizes();
+  const auto& positions = shapes_world_positions();
+  const std::string bg = word(rng, colours[scene.background]);
+
+  // Phrases for one shape, each drawn once so a caption uses one variant per attribute.
+  struct Words {
+    std::string kind, colour, size, position;
+  };
+  std::vector<Words> w;
+  for (const auto& a : scene.shapes) {
+    w.push_back({word(rng, kinds[a.kind]), word(rng, colours[a.colour]), word(rng, sizes[a.size]),
+                 word(rng, positions[a.position])});
+  }
+  if (scene.shapes.size() == 1) {
+    const Words& a = w[0];
+    switch (rng.below(10)) {
+      case 0: return with_article(a.size + " " + a.colour + " " + a.kind) + " on " + with_article(bg) + " background";
+      case 1: return with_article(a.size + " " + a.colour + " " + a.kind) + " " + a.position;
+      case 2: return a.colour + " " + a.kind + ", " + bg + " background";
+      case 3: return "a picture of " + with_article(a.size + " " + a.colour + " " + a.kind);
+      case 4: return with_article(a.colour + " " + a.kind) + " " + a.position + " on " + with_article(bg) + " background";
+      case 5: return with_article(bg) + " background with " + with_article(a.size + " " + a.colour + " " + a.kind) + " " + a.position;
+      case 6: return a.position + " there is " + with_article(a.colour + " " + a.kind);
+      case 7: return "a photo of " + with_article(a.colour + " " + a.kind);
+      case 8: return a.size + " " + a.kind + " in " + a.colour + ", " + a.position;
+      default: return with_article(a.colour + " " + a.kind);
+    }
+  }
+  const Words &a = w[0], &b = w[1];
+  switch (rng.below(4)) {
+    case 0: return with_article(a.colour + " " + a.kind) + " and " + with_article(b.colour + " " + b.kind) + " on " + with_article(bg) + " background";
+    case 1: return with_article(a.size + " " + a.colour + " " + a.kind) + " " + a.position + " and " + with_article(b.size + " " + b.colour + " " + b.kind) + " " + b.position;
+    case 2: return "two shapes: " + with_article(a.colour + " " + a.kind) + " and " + with_article(b.colour + " " + b.kind);
+    default: return with_article(b.colour + " " + b.kind) + " " + b.position + " and " + with_article(a.colour + " " + a.kind) + " " + a.position + ", " + bg + " background";
+  }
+}
+
+Sample ShapesWorld::get(int64_t index) const {
+  const ShapesScene scene = attributes(index);
+  return {render(scene), caption(index),
+          std::string("shapes/") + (options_.split == ShapesSplit::kTrain ? "train/" : "heldout/") + std::to_string(index)};
+}
+
+std::string ShapesWorld::describe() const {
+  return std::string("shapes world (seed ") + std::to_string(options_.seed) + ", " +
+         (options_.split == ShapesSplit::kTrain ? "train" : "held-out") + ", " +
+         (options_.size < 0 ? std::string("infinite") : std::to_string(options_.size) + " samples") + ")";
+}
+
+std::string ShapesWorld::prompt(const ShapeAttributes& shape, bool with_size, bool with_position) {
+  std::string text = shapes_world_colours()[shape.colour].name + " " + shapes_world_kinds()[shape.kind].name;
+  if (with_size) text = shapes_world_sizes()[shape.size].name + " " + text;
+  text = with_article(text);
+  if (with_position) text += " " + shapes_world_positions()[shape.position].variants[0];
+  return text;
+}
+
+}  // namespace clipguide::train

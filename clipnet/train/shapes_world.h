@@ -1,0 +1,85 @@
+// The shapes world: a procedural, infinite, seeded image-caption dataset for training and testing CLIP
+// end to end in minutes. One or two flat shapes (7 kinds, 12 colours, 3 sizes, 9 positions) on a plain
+// background, antialiased by 4x4 supersampling, with captions from templates with synonyms and varied
+// word order. sample(i) is a pure function of (seed, split, i); attributes(i) says what is in it.
+// Shapes: S the image side.
+#pragma once
+
+#include "clipnet/train/dataset.h"
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace clipguide::train {
+
+// A word of the shapes world: its canonical name (used for evaluation prompts) and the variants
+// captions use (name first). Variants never overlap between two words of one kind.
+struct ShapesWord {
+  std::string name;
+  std::vector<std::string> variants;
+};
+
+const std::vector<ShapesWord>& shapes_world_kinds();      // circle, square, triangle, star, diamond, hexagon, cross
+const std::vector<ShapesWord>& shapes_world_colours();    // red, green, blue, yellow, ... (12)
+const std::vector<ShapesWord>& shapes_world_sizes();      // small, medium, large
+const std::vector<ShapesWord>& shapes_world_positions();  // 3x3 grid: "top left" ... "bottom right"; variants are phrases
+// RGB of each colour, in shapes_world_colours() order.
+const std::vector<std::array<uint8_t, 3>>& shapes_world_rgb();
+
+// One shape in a picture. Indices refer to the tables above.
+struct ShapeAttributes {
+  int kind = 0;      // shapes_world_kinds()
+  int colour = 0;    // shapes_world_colours()
+  int size = 0;      // shapes_world_sizes()
+  int position = 0;  // shapes_world_positions(): the grid cell holding the centre
+  double cx = 0, cy = 0;  // centre in pixels (x right, y down; pixel (i, j) covers [j, j+1) x [i, i+1))
+  double radius = 0;      // circumradius in pixels: the shape lies within this distance of its centre
+};
+
+// Everything a picture shows.
+struct ShapesScene {
+  std::vector<ShapeAttributes> shapes;  // one or two, not overlapping
+  int background = 0;                   // shapes_world_colours(); differs from every shape's colour
+};
+
+// Disjoint streams of pictures: the held-out split never reproduces a training picture's random draws.
+enum class ShapesSplit { kTrain, kHeldOut };
+
+// Shapes world settings.
+struct ShapesWorldOptions {
+  uint64_t seed = 0;                       // the world's seed
+  ShapesSplit split = ShapesSplit::kTrain;  // which stream of pictures
+  int64_t image_size = 64;                 // S: pictures are (3, S, S)
+  int64_t size = -1;                       // samples: -1 infinite, N for a fixed evaluation set
+  double two_shape_fraction = 0.3;         // fraction of pictures with two shapes
+  int supersample = 4;                     // antialiasing: samples per pixel side
+};
+
+class ShapesWorld : public Dataset {
+ public:
+  explicit ShapesWorld(ShapesWorldOptions options = {});
+  int64_t size() const override { return options_.size; }
+  bool indexable() const override { return true; }
+  Sample get(int64_t index) const override;
+  std::string describe() const override;
+
+  // What picture `index` shows (cheap: no rendering).
+  ShapesScene attributes(int64_t index) const;
+  // (3, S, S) uint8 picture of a scene.
+  at::Tensor render(const ShapesScene& scene) const;
+  // The caption of picture `index` (templates and synonyms drawn from its own random stream).
+  std::string caption(int64_t index) const;
+
+  const ShapesWorldOptions& options() const { return options_; }
+
+  // Canonical text for zero-shot evaluation: "a large red circle at the top left" with the fields not
+  // wanted left out (e.g. only kind and colour: "a red circle").
+  static std::string prompt(const ShapeAttributes& shape, bool with_size = true, bool with_position = true);
+
+ private:
+  ShapesWorldOptions options_;
+};
+
+}  // namespace clipguide::train
