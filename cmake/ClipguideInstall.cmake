@@ -1,13 +1,14 @@
 # cmake --install: the libraries, public headers and an exported package, so that another project does
 #   find_package(clipguide REQUIRED)  +  target_link_libraries(app PRIVATE clipguide::clipnet)
+# (or clipguide::generators, clipguide::guidance: the guidance loss, hooks and loop, with both of the others)
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-install(TARGETS clipguide_clipnet clipguide_generators EXPORT clipguideTargets
+install(TARGETS clipguide_clipnet clipguide_generators clipguide_guidance EXPORT clipguideTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-install(DIRECTORY clipnet generators DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/clipguide
+install(DIRECTORY clipnet generators guidance DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/clipguide
         FILES_MATCHING PATTERN "*.h" PATTERN "*.inc")
 install(EXPORT clipguideTargets NAMESPACE clipguide:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/clipguide)
 
