@@ -85,7 +85,11 @@ def test_hf_folder_against_transformers_and_zero_shot():
     folder = os.path.join(PARITY, "hf_clip")
     model = transformers.CLIPModel.from_pretrained(folder).eval()
     size = model.config.vision_config.image_size
+    # openai-clip's pipeline with the folder's own normalisation (preprocessor_config.json).
+    from torchvision.transforms import Normalize
+    processor = json.load(open(os.path.join(folder, "preprocessor_config.json")))
     preprocess = clip.clip._transform(size)
+    preprocess.transforms[-1] = Normalize(processor["image_mean"], processor["image_std"])
     labels = ["cat", "dog", "red circle"]
     templates = ["a photo of a {}.", "a drawing of the {}"]
     out = embed("--model", folder, "--vocab", VOCAB, "--image", IMAGES[0], "--image", IMAGES[2],
