@@ -320,7 +320,7 @@ at::Tensor Guide::loss(const at::Tensor& image, int64_t step, GuideReport* repor
     auto it = group_of_mask.find(key);
     if (it == group_of_mask.end()) {
       Group g;
-      g.image = mask.defined() ? masked_composite(x, resize_mask(mask, height, width, x.options())) : x;
+      g.image = mask.defined() ? masked_composite(x, detail::resize_mask_unchecked(mask, height, width, x.options())) : x;
       groups.push_back(std::move(g));
       it = group_of_mask.emplace(key, groups.size() - 1).first;
     }
@@ -385,9 +385,10 @@ at::Tensor Guide::loss(const at::Tensor& image, int64_t step, GuideReport* repor
 
   if (opt.report || report) {
     // Everything the report needs, in one tensor and one device → host copy.
-    std::vector<at::Tensor> values{total.detach().to(at::kDouble).cpu()};
+    const auto where = at::TensorOptions().device(total.device()).dtype(at::kDouble);
+    std::vector<at::Tensor> values{total.detach().to(where)};
     auto push = [&](const at::Tensor& t) {
-      values.push_back(t.defined() ? t.detach().to(at::kDouble).cpu().reshape({}) : at::zeros({}, at::kDouble));
+      values.push_back(t.defined() ? t.detach().to(where).reshape({}) : at::zeros({}, where));
     };
     push(prompt_total);
     push(tv);
@@ -396,7 +397,7 @@ at::Tensor Guide::loss(const at::Tensor& image, int64_t step, GuideReport* repor
     push(init);
     for (const auto& t : member_prompt_loss) push(t);
     for (const auto& t : member_prompt_sim) push(t);
-    at::Tensor v = at::stack(values);  // (6 + 2 M P,)
+    at::Tensor v = at::stack(values).cpu();  // (6 + 2 M P,)
     const double* d = v.data_ptr<double>();
     GuideReport r;
     r.step = step;

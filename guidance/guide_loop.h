@@ -89,9 +89,9 @@ class GuideLoop {
   at::Tensor last_image() const;
   GuideReport last_report() const;
 
-  // --- between steps, from the stepping thread --------------------------------------------------------
+  // --- between steps, from the stepping thread (between step() calls, or inside run()'s callback) -----
   LoopSnapshot snapshot() const;
-  void restore(const LoopSnapshot& snapshot);
+  void restore(const LoopSnapshot& snapshot);  // other threads: request_restore()
 
   generators::Generator& generator() { return *generator_; }
   Guide& guide() { return *guide_; }

@@ -53,6 +53,11 @@ void check_mask(const at::Tensor& mask, const std::string& what) {
 
 at::Tensor resize_mask(const at::Tensor& mask, int64_t height, int64_t width, const at::TensorOptions& options) {
   check_mask(mask, "mask");
+  return detail::resize_mask_unchecked(mask, height, width, options);
+}
+
+at::Tensor detail::resize_mask_unchecked(const at::Tensor& mask, int64_t height, int64_t width,
+                                         const at::TensorOptions& options) {
   at::NoGradGuard no_grad;
   at::Tensor m = mask.detach().to(options.device(), options.dtype().toScalarType());  // (H', W') or (1, 1, H', W')
   if (m.dim() == 2) m = m.view({1, 1, m.size(0), m.size(1)});                          // (1, 1, H', W')
@@ -74,7 +79,7 @@ GradientHook freeze_region_hook(const at::Tensor& mask) {
       throw Error("freeze_region: expected a (B, C, H, W) gradient on " + context.name + ", got " +
                   shape_str(grad.sizes()));
     }
-    at::Tensor keep = 1 - resize_mask(source, grad.size(2), grad.size(3), grad.options());  // (1, 1, H, W)
+    at::Tensor keep = 1 - detail::resize_mask_unchecked(source, grad.size(2), grad.size(3), grad.options());  // (1, 1, H, W)
     return grad * keep;
   };
 }

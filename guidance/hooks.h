@@ -39,6 +39,12 @@ void check_mask(const at::Tensor& mask, const std::string& what);
 // The mask resized (bilinear) to (1, 1, H, W) with `options`' dtype and device. Validates as check_mask.
 at::Tensor resize_mask(const at::Tensor& mask, int64_t height, int64_t width, const at::TensorOptions& options);
 
+namespace detail {
+// resize_mask without the checks (and their host synchronisation), for masks checked when they were set.
+at::Tensor resize_mask_unchecked(const at::Tensor& mask, int64_t height, int64_t width,
+                                 const at::TensorOptions& options);
+}  // namespace detail
+
 // image * mask + image.detach() * (1 - mask): the same values as `image`, but gradients reach only the
 // masked pixels (scaled by the mask). mask is (1, 1, H, W) as resize_mask gives it; image (B, 3, H, W).
 at::Tensor masked_composite(const at::Tensor& image, const at::Tensor& mask);

@@ -97,6 +97,32 @@ TEST(GuideLoop, PauseAndStopFromAnotherThread) {
   std::printf("stopped after %lld steps\n", static_cast<long long>(done));
 }
 
+TEST(GuideLoop, PromptsEditedFromAnotherThreadWhileRunning) {
+  CLIPGUIDE_REQUIRE_VOCABULARY();
+  GuideLoop loop(pixel_generator(16), tiny_guide("a cat|a dog"));
+  std::atomic<bool> finished{false};
+  int64_t done = 0;
+  std::thread runner([&] {
+    done = loop.run(40);
+    finished.store(true);
+  });
+  Guide& guide = loop.guide();
+  int edits = 0;
+  for (; !finished.load() || edits < 5; ++edits) {  // the GUI steering: every kind of change, in a loop
+    guide.add_prompt(GuidePrompt::from_text("a bird", -0.5));
+    guide.set_prompt_weight(0, 0.5 + edits % 3);
+    guide.edit_prompt(1, GuidePrompt::from_text(edits % 2 ? "a fish" : "a dog"));
+    guide.remove_prompt(guide.prompts().size() - 1);
+    if (edits % 4 == 0) guide.set_prompts(text_prompts("a cat|a dog"));
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  runner.join();
+  EXPECT_EQ(done, 40);
+  EXPECT_EQ(guide.prompts().size(), 2u);
+  EXPECT_TRUE(std::isfinite(loop.last_report().total));
+  std::printf("%d prompt edits during 40 steps\n", edits);
+}
+
 TEST(GuideLoop, RestoredSnapshotRepeatsTheSameSteps) {
   CLIPGUIDE_REQUIRE_VOCABULARY();
   GuideLoop loop(pixel_generator(), tiny_guide("a cat|a dog:-0.3"), LoopSettings{"adam", 0.05});
