@@ -5,6 +5,7 @@
 #include "clipnet/tokenizer.h"
 
 #include "clipnet/error.h"
+#include "clipnet/utf8.h"
 #include "clipnet/text_clean.h"
 
 #include <ATen/ops/zeros.h>
@@ -162,24 +163,6 @@ std::vector<int> bytes_in_vocab_order() {
     if (std::find(order.begin(), order.end(), b) == order.end()) order.push_back(b);
   }
   return order;
-}
-
-void append_utf8(std::string& out, char32_t c) {
-  if (c < 0x80) {
-    out.push_back(static_cast<char>(c));
-  } else if (c < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (c >> 6)));
-    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  } else if (c < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (c >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (c >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  }
 }
 
 // Python's bytes.decode('utf-8', errors='replace'): one U+FFFD per maximal ill-formed subsequence.

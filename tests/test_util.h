@@ -23,6 +23,9 @@ std::filesystem::path fixture_dir(const std::string& name);
 // ../shared/data (env CLIPGUIDE_SHARED_DATA); empty path when absent (callers GTEST_SKIP with a message).
 std::filesystem::path shared_data_dir();
 
+// Printable form of a UTF-8 string for failure messages: controls and non-ASCII as \uXXXX.
+std::string escaped(const std::string& s);
+
 // A fresh empty temporary folder for this test.
 std::filesystem::path temp_dir();
 

@@ -16,27 +16,9 @@
 namespace clipguide::clipnet {
 namespace {
 
-namespace fs = std::filesystem;
+using test::escaped;
 
-std::string escaped(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size();) {
-    auto b = static_cast<unsigned char>(s[i]);
-    if (b >= 0x20 && b < 0x7F) {
-      out.push_back(static_cast<char>(b));
-      ++i;
-      continue;
-    }
-    size_t len = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
-    uint32_t c = len == 1 ? b : b & (0xFF >> (len + 1));
-    for (size_t k = 1; k < len && i + k < s.size(); ++k) c = (c << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-    char buf[16];
-    std::snprintf(buf, sizeof buf, c > 0xFFFF ? "\\U%08X" : "\\u%04X", c);
-    out += buf;
-    i += len;
-  }
-  return out;
-}
+namespace fs = std::filesystem;
 
 std::string ids_str(const std::vector<int64_t>& ids) {
   std::string s = "[";
