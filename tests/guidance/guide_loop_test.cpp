@@ -140,6 +140,17 @@ TEST(GuideLoop, RestoredSnapshotRepeatsTheSameSteps) {
   // The same through the pending queue (as the GUI would do it while running).
   loop.request_restore(snap);
   EXPECT_EQ(loop.step().total, first[0]);
+
+  // A snapshot before any step (empty optimiser state) after switching optimiser: back to Adam from scratch.
+  GuideLoop fresh(pixel_generator(), tiny_guide("a cat|a dog:-0.3"), LoopSettings{"adam", 0.05});
+  LoopSnapshot start = fresh.snapshot();
+  const double step0 = fresh.step().total, step1 = fresh.step().total;
+  fresh.update_settings(LoopSettings{"sgd", 1.0});
+  fresh.step();
+  fresh.restore(start);
+  EXPECT_EQ(fresh.settings().optimizer, "adam");
+  EXPECT_EQ(fresh.step().total, step0);
+  EXPECT_EQ(fresh.step().total, step1);
 }
 
 TEST(GuideLoop, SettingsChangesApplyAtTheNextStep) {
