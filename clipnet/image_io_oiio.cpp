@@ -28,6 +28,9 @@ at::Tensor read_opened(OIIO::ImageInput& in, const std::string& name, bool keep_
                 std::to_string(c));
   }
   std::vector<uint8_t> pixels(static_cast<size_t>(w * h * c));
+  // One thread: callers decode many images in parallel (training loaders); OIIO's own pool only adds
+  // hand-offs for images this small and oversubscribes the cores.
+  in.threads(1);
   if (!in.read_image(0, 0, 0, static_cast<int>(c), OIIO::TypeDesc::UINT8, pixels.data())) {
     throw Error("cannot decode image file '" + name + "': " + in.geterror());
   }
@@ -62,8 +65,12 @@ at::Tensor read_image(const std::filesystem::path& path, bool keep_alpha) {
 
 at::Tensor decode_image(const void* data, size_t size, const std::string& name, bool keep_alpha) {
   OIIO::ImageSpec hints = read_hints();
-  // The reader is chosen by the extension of `name`; PNG, JPEG, ... read straight from the buffer.
-  auto in = OIIO::ImageInput::create(name, /*do_open=*/false, &hints);
+  // The reader is chosen by the extension of `name` (create() given a name probes the file system, so it
+  // gets the bare extension); PNG, JPEG and WebP read straight from the buffer.
+  const std::string extension = std::filesystem::path(name).extension().string();
+  OIIO::ImageInput::unique_ptr in;
+  if (extension.size() > 1) in = OIIO::ImageInput::create(extension.substr(1), /*do_open=*/false, &hints);
+  OIIO::geterror();  // an unknown extension leaves a message behind; the fallback reports its own
   if (in && in->supports("ioproxy")) {
     OIIO::Filesystem::IOMemReader proxy(data, size);
     in->set_ioproxy(&proxy);

@@ -199,7 +199,11 @@ void Loader::fill_stream_job(Job& job) {
   ++s.batches;
 }
 
-at::Tensor Loader::transform(const at::Tensor& image, const LoaderOptions& o, uint64_t aug_seed) {
+namespace {
+
+// (3, H, W) uint8 → (3, S, S) float in [0, 1]: the crop and resize of Loader::transform, before normalising
+// (which run_job does once per batch).
+at::Tensor crop_and_resize(const at::Tensor& image, const LoaderOptions& o, uint64_t aug_seed) {
   if (image.dim() != 3 || image.size(0) != 3 || image.scalar_type() != at::kByte) {
     throw Error("expected a (3, H, W) uint8 image, got " + shape_str(image.sizes()) + " " +
                 std::string(c10::toString(image.scalar_type())));
@@ -243,7 +247,13 @@ at::Tensor Loader::transform(const at::Tensor& image, const LoaderOptions& o, ui
   } else {
     out = clipnet::resize_center_crop(image.unsqueeze(0).to(at::kFloat).div_(255), s).clamp_(0, 1);
   }
-  return clipnet::normalize(out, o.mean, o.std).squeeze(0);  // (3, S, S)
+  return out.squeeze(0);  // (3, S, S)
+}
+
+}  // namespace
+
+at::Tensor Loader::transform(const at::Tensor& image, const LoaderOptions& o, uint64_t aug_seed) {
+  return clipnet::normalize(crop_and_resize(image, o, aug_seed), o.mean, o.std);
 }
 
 Loader::Result Loader::run_job(const Job& job) const {
@@ -266,13 +276,14 @@ Loader::Result Loader::run_job(const Job& job) const {
           indexable ? mix_seed({o.seed, static_cast<uint64_t>(job.epoch), static_cast<uint64_t>(job.indices[k]), kAugment})
                     : mix_seed({o.seed, static_cast<uint64_t>(job.epoch), static_cast<uint64_t>(job.encoded[k].shard),
                                 static_cast<uint64_t>(job.encoded[k].position), kAugment});
-      batch.images[k].copy_(transform(sample.image, o, aug_seed));
+      batch.images[k].copy_(crop_and_resize(sample.image, o, aug_seed));
       batch.captions.push_back(std::move(sample.caption));
       batch.keys.push_back(std::move(sample.key));
     } catch (const std::exception& e) {
       throw Error("loading " + what + " of " + dataset_->describe() + ": " + error_text(e));
     }
   }
+  batch.images = clipnet::normalize(batch.images, o.mean, o.std);
   result.batch = std::move(batch);
   return result;
 }
