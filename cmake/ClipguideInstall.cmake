@@ -4,7 +4,7 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-install(TARGETS clipguide_clipnet clipguide_generators clipguide_guidance EXPORT clipguideTargets
+install(TARGETS clipguide_clipnet clipguide_train clipguide_generators clipguide_guidance EXPORT clipguideTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})

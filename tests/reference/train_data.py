@@ -5,7 +5,7 @@ with Python's own tools (PIL, csv, tarfile), and what PIL decodes from each imag
 Writes to --out:
   images/*.png|jpg            source images (RGB, grey, JPEG)
   manifest.tsv, manifest.csv  open_clip manifests (filepath, title), captions with quotes/commas/newlines
-  shards/shard-000.tar, -001  WebDataset shards: <key>.jpg|png + <key>.txt (+ <key>.json); one sample
+  shards/shard-000.tar, -001  WebDataset shards: <key>.jpg|png|webp + <key>.txt (+ <key>.json); one sample
                               lacks its caption and must be skipped
   folder/                     image folder with sidecar captions (recursive); folder/uncaptioned.png has none
   expected.safetensors        <name> -> (3, H, W) uint8, PIL Image.open(f).convert("RGB")
@@ -35,7 +35,8 @@ def picture(h, w, seed):
 
 def encode(array, fmt, mode=None):
     buf = io.BytesIO()
-    Image.fromarray(array, mode).save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    options = {"JPEG": {"quality": 90}, "WEBP": {"lossless": True}}.get(fmt, {})
+    Image.fromarray(array, mode).save(buf, format=fmt, **options)
     return buf.getvalue()
 
 
@@ -85,7 +86,8 @@ def main():
          ("000002", "png", picture(18, 26, 12), "third sample")],
         [("000003", "png", picture(22, 30, 13), "fourth sample"),
          ("000004", "png", picture(16, 16, 14), None),          # no caption: skipped
-         ("sub/000005", "jpg", picture(40, 30, 15), "sixth sample in a folder")],
+         ("sub/000005", "jpg", picture(40, 30, 15), "sixth sample in a folder"),
+         ("000006", "webp", picture(20, 24, 16), "seventh sample, lossless WebP")],
     ]
     expected["tar"] = []
     for s, samples in enumerate(shard_samples):
@@ -96,7 +98,7 @@ def main():
                 info.mtime = 0
                 tar.addfile(info, io.BytesIO(data))
             for key, ext, array, caption in samples:
-                data = encode(array, "JPEG" if ext == "jpg" else "PNG")
+                data = encode(array, {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}[ext])
                 if caption is not None:
                     add(f"{key}.txt", (caption + "\n").encode())
                 add(f"{key}.{ext}", data)

@@ -191,8 +191,8 @@ TEST(Loader, TarShardsAcrossWorkersAndRanks) {
       epoch0 += b.keys.size();
     }
   }
-  EXPECT_EQ(epoch0, 5u);
-  EXPECT_EQ(keys, (std::set<std::string>{"000000", "000001", "000002", "000003", "sub/000005"}));
+  EXPECT_EQ(epoch0, 6u);
+  EXPECT_EQ(keys, (std::set<std::string>{"000000", "000001", "000002", "000003", "sub/000005", "000006"}));
   o.num_workers = 2;
   expect_same_batches(serial, drain(data, o, 2));
 
