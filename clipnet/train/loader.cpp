@@ -347,8 +347,10 @@ std::optional<Batch> Loader::next() {
     } catch (...) {
       result.error = std::current_exception();
     }
+    // The caller waited for the whole decode: all of it counts as waiting for data.
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats_.wait_s += seconds_since(start);
     if (!result.error && !result.batch) {
-      std::lock_guard<std::mutex> lock(mutex_);
       epoch_ = job_epoch + 1;
       return std::nullopt;
     }

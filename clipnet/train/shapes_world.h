@@ -65,6 +65,8 @@ class ShapesWorld : public Dataset {
   Sample get(int64_t index) const override;
   std::string describe() const override;
 
+  // Picture `index` with its caption: get(index), a pure function of (seed, split, index).
+  Sample sample(int64_t index) const { return get(index); }
   // What picture `index` shows (cheap: no rendering).
   ShapesScene attributes(int64_t index) const;
   // (3, S, S) uint8 picture of a scene.

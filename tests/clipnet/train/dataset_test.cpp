@@ -2,6 +2,7 @@
 // file:line), WebDataset tar shards, brace-expanded shard lists and image folders, read back against
 // what Python wrote and PIL decoded (fixture tests/reference/train_data.py).
 #include "clipnet/train/dataset.h"
+#include "clipnet/train/open_dataset.h"
 
 #include "clipnet/error.h"
 #include "clipnet/image_io.h"
@@ -167,6 +168,21 @@ TEST(StridedPart, DisjointCover) {
   EXPECT_EQ(strided_part(7, 1, 3), (std::vector<int64_t>{1, 4}));
   EXPECT_EQ(strided_part(7, 0, 3), (std::vector<int64_t>{0, 3, 6}));
   expect_error([] { strided_part(7, 3, 3); }, {"part 3 of 3"});
+}
+
+TEST(OpenDataset, PicksTheKindFromTheSpec) {
+  auto dir = fixture_dir("train_data");
+  EXPECT_NE(open_dataset("shapes")->describe().find("train"), std::string::npos);
+  EXPECT_NE(open_dataset("shapes:heldout")->describe().find("held-out"), std::string::npos);
+  expect_error([] { open_dataset("shapes:test"); }, {"shapes:test", "train or heldout"});
+  auto tar = open_dataset((dir / "shards").string() + "/shard-{000..001}.tar");
+  EXPECT_FALSE(tar->indexable());
+  EXPECT_EQ(tar->num_shards(), 2);
+  OpenDatasetOptions options;
+  options.folder.skip_uncaptioned = true;
+  EXPECT_EQ(open_dataset((dir / "folder").string(), options)->size(), 3);
+  EXPECT_EQ(open_dataset((dir / "manifest.tsv").string())->size(), 3);
+  expect_error([&] { open_dataset((dir / "nothing_here").string()); }, {"nothing_here", "is not"});
 }
 
 }  // namespace
