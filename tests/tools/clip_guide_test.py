@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the clip-guide tool on tiny random-weight CLIP models (fixture clip_parity) and
+every generator (pixel, fourier, vqgan from the vqgan fixture, torchscript from torchscript_generators):
+the loss goes down, settings round-trip through the PNG metadata (--from-png) and TOML (--config), the
+prompts file, story mode, size rounding, Ctrl-C, --help and one-line errors.
+
+Run by ctest with env CLIPGUIDE_BINARY_DIR, CLIPGUIDE_FIXTURES, CLIPGUIDE_SHARED_DATA. Prints a closing
+'N passed, N failed' line; exit status 1 on any failure.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+import numpy as np
+from PIL import Image
+
+BIN = os.path.join(os.environ["CLIPGUIDE_BINARY_DIR"], "tools", "clip-guide")
+FIX = os.environ["CLIPGUIDE_FIXTURES"]
+VOCAB = os.path.join(os.environ.get("CLIPGUIDE_SHARED_DATA", ""), "openai-clip", "bpe_simple_vocab_16e6.txt.gz")
+MODEL = os.path.join(FIX, "clip_parity", "hf_clip")
+BASE = ["-m", MODEL, "--vocab", VOCAB, "--num_cuts", "4", "--seed", "3"]
+TMP = tempfile.mkdtemp(prefix="clip-guide-test-")
+
+
+def run(*args, ok=True, timeout=300):
+    proc = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout)
+    if ok and proc.returncode != 0:
+        raise AssertionError(f"clip-guide {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def losses(stderr):
+    return [float(m) for m in re.findall(r"loss (\S+)", stderr)]
+
+
+def pixels(path):
+    return np.asarray(Image.open(path).convert("RGB")).astype(np.int64)
+
+
+def out(name):
+    return os.path.join(TMP, name)
+
+
+def test_pixel_render_lowers_the_loss_and_stores_settings():
+    proc = run(*BASE, "-p", "a red circle", "-s", "48", "40", "-i", "30", "--save_every", "10", "-o", out("a.png"))
+    ls = losses(proc.stderr)
+    print(f"  losses every 10 steps: {ls}")
+    assert len(ls) == 3 and ls[-1] < ls[0], ls
+    im = Image.open(out("a.png"))
+    assert im.size == (48, 40), im.size
+    settings = im.info["clipguide:settings"]
+    assert 'prompts="a red circle"' in settings and "iterations=30" in settings, settings
+
+
+def test_from_png_and_toml_config_reproduce_the_image():
+    run(*BASE, "-p", "blue sky:1|noise:-0.5", "-s", "32", "32", "-i", "8", "-o", out("b.png"), "-q")
+    run("--from-png", out("b.png"), "-o", out("b2.png"), "-q")
+    assert (pixels(out("b.png")) == pixels(out("b2.png"))).all(), "from-png differs"
+    toml = Image.open(out("b.png")).info["clipguide:settings"].replace(out("b.png"), out("b3.png"))
+    with open(out("b.toml"), "w") as f:
+        f.write(toml)
+    run("--config", out("b.toml"), "-q")
+    assert (pixels(out("b.png")) == pixels(out("b3.png"))).all(), "TOML config differs"
+    # A flag on the command line wins over the stored settings.
+    run("--from-png", out("b.png"), "-o", out("b4.png"), "-i", "2", "-q")
+    assert "iterations=2" in Image.open(out("b4.png")).info["clipguide:settings"]
+
+
+def test_every_generator_renders():
+    vqgan = os.path.join(FIX, "vqgan")
+    ts = os.path.join(FIX, "torchscript_generators", "decoder_scripted.pt")
+    cases = {
+        "pixel": [],
+        "fourier": ["--generator", "fourier"],
+        "vqgan": ["--vqgan_checkpoint", os.path.join(vqgan, "vq.ckpt"), "--vqgan_config", os.path.join(vqgan, "vq.yaml")],
+        "torchscript": ["--generator", "torchscript", "--generator_weights", ts, "--generator_option", "latent_shape=1,16",
+                        "--generator_option", "output_range=-1,1"],
+    }
+    for name, extra in cases.items():
+        size = ["-s", "32", "32"]
+        proc = run(*BASE, "-p", "a cat", *size, "-i", "6", "--save_every", "3", "-o", out(f"g-{name}.png"), *extra)
+        im = pixels(out(f"g-{name}.png"))
+        assert im.shape == (32, 32, 3), (name, im.shape)
+        print(f"  {name}: losses {losses(proc.stderr)}")
+
+
+def test_size_is_rounded_to_the_generator_factor():
+    vqgan = os.path.join(FIX, "vqgan")
+    proc = run(*BASE, "-p", "x", "-s", "45", "37", "-i", "1", "-o", out("r.png"), "-q",
+               "--vqgan_checkpoint", os.path.join(vqgan, "vq.ckpt"))
+    assert "rounded to 44x36" in proc.stderr, proc.stderr
+    assert Image.open(out("r.png")).size == (44, 36)
+
+
+def test_prompts_file_and_story_mode():
+    with open(out("prompts.txt"), "w") as f:
+        f.write("# two renders\na red circle\n\nblue:2\n")
+    run(*BASE, "--prompts_file", out("prompts.txt"), "-s", "24", "24", "-i", "3", "-o", out("many.png"), "-q")
+    assert os.path.exists(out("many-0.png")) and os.path.exists(out("many-1.png"))
+    assert not os.path.exists(out("many-2.png"))
+    proc = run(*BASE, "-p", "a red circle ^ a blue square", "--change_prompt_every", "4", "-s", "24", "24",
+               "-i", "8", "--save_every", "4", "-o", out("story.png"))
+    assert "a red circle" in proc.stderr and "a blue square" in proc.stderr, proc.stderr
+
+
+def test_ctrl_c_saves_and_exits():
+    p = subprocess.Popen([BIN, *BASE, "-p", "x", "-s", "32", "32", "-i", "100000", "--save_every", "1", "-o", out("int.png")],
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not os.path.exists(out("int.png")) and time.time() < deadline:
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, (p.returncode, err)
+    assert "interrupted" in err and Image.open(out("int.png")).size == (32, 32)
+
+
+def test_help_lists_flags_with_defaults():
+    text = run("--help").stdout
+    for flag in ("--prompts", "--image_prompts", "--iterations", "--size", "--seed", "--output", "--learning_rate",
+                 "--num_cuts", "--cut_power", "--cut_method", "--augments", "--optimiser", "--init_image",
+                 "--init_noise", "--save_every", "--clip_model", "--vqgan_config", "--vqgan_checkpoint", "--vocab",
+                 "--from-png", "--config", "--device", "--deterministic"):
+        assert flag in text, flag
+    assert "=500" in text and "=latest" in text, "defaults are shown"
+
+
+def test_errors_are_one_clear_line():
+    cases = [
+        (["-p", "x"], 1, "--clip_model"),
+        ([*BASE, "-p", "x", "--augments", "warp"], 1, "warp"),
+        ([*BASE, "-p", "x", "--cut_method", "square"], 1, "square"),
+        ([*BASE, "-p", "a||b"], 1, "empty prompt"),
+        ([*BASE, "-p", "x", "--generator", "dalle"], 1, "dalle"),
+        ([*BASE, "-p", "x", "--optimiser", "lbfgs2"], 1, "lbfgs2"),
+        ([*BASE, "-p", "x", "-s", "0", "10"], 1, "--size"),
+        ([*BASE, "-p", "x", "--init_image", out("missing.png")], 1, "missing.png"),
+        (["-m", out("nothing.pt"), "--vocab", VOCAB, "-p", "x", "--seed", "1"], 1, "nothing.pt"),
+        ([*BASE, "-p", "x", "--no-such-flag"], 2, "--no-such-flag"),
+        (["--from-png", out("missing.png")], 1, "missing.png"),
+    ]
+    for args, code, needle in cases:
+        proc = run(*args, "-i", "1", ok=False)
+        lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+        assert proc.returncode == code, f"{args}: exit {proc.returncode}, stderr {proc.stderr!r}"
+        assert len(lines) == 1 and needle in lines[0], f"{args}: stderr {proc.stderr!r}"
+        print(f"  {needle}: {lines[0]}")
+
+
+def main():
+    if not os.path.exists(VOCAB):
+        print(f"SKIP: no vocabulary at {VOCAB}")
+        return 77
+    tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
+    passed = failed = 0
+    for name, fn in tests:
+        print(f"[ RUN  ] {name}", flush=True)
+        try:
+            fn()
+            passed += 1
+            print(f"[  OK  ] {name}", flush=True)
+        except Exception:
+            failed += 1
+            traceback.print_exc()
+            print(f"[ FAIL ] {name}", flush=True)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,361 @@
+// clip-guide: batch renders steered by CLIP, with the flags VQGAN+CLIP (nerdyrodent generate.py) users
+// know. Thin: flags (or a TOML config, or a PNG's stored settings) → Options → generator + Guide +
+// GuideLoop → images written atomically with their settings in the PNG metadata. Ctrl-C saves and exits.
+#include "clipnet/error.h"
+#include "clipnet/image_io.h"
+#include "generators/generator.h"
+#include "guidance/guide.h"
+#include "guidance/guide_loop.h"
+
+#include <ATen/Context.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/ops/rand.h>
+#include <ATen/ops/linspace.h>
+#include <CLI/CLI.hpp>
+#include <torch/cuda.h>
+#include <torch/nn/functional/upsampling.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <random>
+#include <sstream>
+
+namespace cg = clipguide;
+namespace cn = clipguide::clipnet;
+namespace gd = clipguide::guidance;
+namespace gen = clipguide::generators;
+
+namespace {
+
+constexpr const char* kSettingsKey = "clipguide:settings";  // PNG text chunk holding the run's TOML settings
+
+struct Options {
+  std::string prompts;                    // "text[:weight[:stop]]|..."; '^' separates story phases
+  std::string image_prompts;              // "path[:weight[:stop]]|..."
+  std::string prompts_file;               // one prompt spec per line: one image each, in one process
+  int64_t iterations = 500;               // optimisation steps
+  std::vector<int64_t> size{256, 256};    // width height (rounded to the generator's factor)
+  int64_t seed = -1;                      // -1: a random seed, printed
+  std::string output = "output.png";      // image file (format from the extension)
+  double learning_rate = 0.1;             // optimiser step size
+  std::string optimiser = "adam";         // adam, adamw, sgd, rmsprop, adagrad
+  int64_t num_cuts = 32;                  // cutouts per step
+  double cut_power = 1.0;                 // cutout size exponent
+  double cut_min = 0.0;                   // smallest cutout side as a fraction of the image (0: model size)
+  std::string cut_method = "latest";      // random, latest, disco
+  std::string augments = "Af,Pe,Ji,Er";   // augmentation list (see guidance/cutouts.h); "none" for none
+  std::string init_image;                 // start from this image
+  std::string init_noise;                 // "pixels" or "gradient": start from noise
+  double init_weight = 0.0;               // keep close to the init image (decays over steps)
+  double tv_weight = 0.0;                 // total-variation smoothness
+  int64_t save_every = 50;                // write the image every N steps (0: only at the end)
+  int64_t change_prompt_every = 0;        // story mode: next '^' phase every N steps
+  std::vector<std::string> clip_models;   // CLIP weight file or folder, "path[:weight]", repeatable (ensemble)
+  std::string vocab;                      // BPE vocabulary (default: beside the model)
+  std::string generator;                  // vqgan, pixel, fourier, torchscript (default: vqgan with a checkpoint, else pixel)
+  std::string vqgan_config;               // taming YAML (optional: inferred from the checkpoint)
+  std::string vqgan_checkpoint;           // taming .ckpt or .safetensors
+  std::string generator_weights;          // weights for other generators (torchscript module)
+  std::vector<std::string> generator_options;  // key=value settings passed to the generator
+  std::string device = "auto";            // cpu, cuda or auto
+  bool deterministic = false;             // deterministic algorithms (slower on GPU)
+  bool quiet = false;                     // no progress bar
+};
+
+std::atomic<bool> g_interrupted{false};
+extern "C" void on_sigint(int) { g_interrupted.store(true); }
+
+c10::Device pick_device(const std::string& name) {
+  if (name == "cpu") return c10::kCPU;
+  if (name == "cuda") {
+    if (!torch::cuda::is_available()) throw cg::Error("--device cuda: no CUDA device is available");
+    return {c10::kCUDA, 0};
+  }
+  if (name == "auto") return torch::cuda::is_available() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  throw cg::Error("--device: expected cpu, cuda or auto, got '" + name + "'");
+}
+
+// "path[:weight]" for --clip_model; a trailing ":number" is the weight.
+std::pair<std::string, double> split_weight(const std::string& spec) {
+  auto colon = spec.rfind(':');
+  if (colon != std::string::npos) {
+    char* end = nullptr;
+    std::string tail = spec.substr(colon + 1);
+    double w = std::strtod(tail.c_str(), &end);
+    if (!tail.empty() && *end == '\0') return {spec.substr(0, colon), w};
+  }
+  return {spec, 1.0};
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string piece;
+  while (std::getline(in, piece, sep)) out.push_back(piece);
+  if (!s.empty() && s.back() == sep) out.emplace_back();
+  return out;
+}
+
+// (1, 3, H, W) in [0, 1]: VQGAN+CLIP's "pixels" (uniform random pixels) or "gradient" (smooth random ramps).
+at::Tensor noise_image(const std::string& kind, int64_t w, int64_t h, uint64_t seed) {
+  auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  if (kind == "pixels") return at::rand({1, 3, h, w}, g);
+  if (kind == "gradient") {
+    auto c = at::rand({2, 3, 1, 1}, g);  // two random colours, blended top to bottom
+    auto t = at::linspace(0, 1, h).view({1, 1, h, 1});
+    return (c[0] * (1 - t) + c[1] * t).expand({1, 3, h, w}).contiguous();
+  }
+  throw cg::Error("--init_noise: expected pixels or gradient, got '" + kind + "'");
+}
+
+at::Tensor load_init_image(const std::string& path, int64_t w, int64_t h) {
+  namespace F = torch::nn::functional;
+  auto image = cn::read_image(path).unsqueeze(0).to(at::kFloat).div(255);  // (1, 3, H', W')
+  return F::interpolate(image, F::InterpolateFuncOptions()
+                                   .size(std::vector<int64_t>{h, w})
+                                   .mode(torch::kBicubic)
+                                   .align_corners(false)
+                                   .antialias(true))
+      .clamp(0, 1);
+}
+
+std::filesystem::path numbered(const std::filesystem::path& path, int64_t index) {
+  auto stem = path.stem().string() + "-" + std::to_string(index);
+  return path.parent_path() / (stem + path.extension().string());
+}
+
+// One render: prompts (with '^' phases) → image file.
+void render(const Options& opt, const std::string& prompt_specs, const std::filesystem::path& output,
+            const std::string& settings_toml, std::vector<gd::GuideMember>& members, c10::Device device,
+            uint64_t seed) {
+  // Generator, with the size rounded to its factor.
+  gen::GeneratorOptions go;
+  go.width = opt.size[0];
+  go.height = opt.size[1];
+  go.device = device;
+  go.seed = seed;
+  std::string name = opt.generator.empty() ? (opt.vqgan_checkpoint.empty() ? "pixel" : "vqgan") : opt.generator;
+  if (name == "vqgan") {
+    if (opt.vqgan_checkpoint.empty()) throw cg::Error("--generator vqgan needs --vqgan_checkpoint");
+    go.weights = opt.vqgan_checkpoint;
+    go.config = opt.vqgan_config;
+  } else {
+    go.weights = opt.generator_weights;
+  }
+  for (const auto& kv : opt.generator_options) {
+    if (kv.empty()) continue;  // an empty list round-trips through TOML as one empty string
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) throw cg::Error("--generator_option: expected key=value, got '" + kv + "'");
+    go.extra[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  std::shared_ptr<gen::Generator> generator = gen::GeneratorRegistry::create(name, go);
+  const int64_t factor = generator->size_factor();
+  int64_t w = std::max(factor, opt.size[0] / factor * factor), h = std::max(factor, opt.size[1] / factor * factor);
+  if (w != opt.size[0] || h != opt.size[1]) {
+    std::cerr << "clip-guide: size " << opt.size[0] << "x" << opt.size[1] << " rounded to " << w << "x" << h
+              << " (multiples of " << factor << " for " << name << ")\n";
+    go.width = w;
+    go.height = h;
+    generator = gen::GeneratorRegistry::create(name, go);
+  }
+  generator->init_random(seed);
+  at::Tensor init;
+  if (!opt.init_image.empty()) init = load_init_image(opt.init_image, w, h);
+  else if (!opt.init_noise.empty()) init = noise_image(opt.init_noise, w, h, seed);
+  if (init.defined()) generator->init_from_image(init.to(device));
+
+  // The loss.
+  gd::GuideOptions options;
+  options.cutouts.cutn = opt.num_cuts;
+  options.cutouts.cut_pow = opt.cut_power;
+  options.cutouts.min_size = opt.cut_min;
+  options.cutouts.method = gd::parse_cut_method(opt.cut_method);
+  options.augments = gd::parse_augments(opt.augments);
+  options.tv_weight = opt.tv_weight;
+  options.init_weight = opt.init_weight;
+  if (opt.init_weight != 0) {
+    if (!init.defined()) throw cg::Error("--init_weight needs --init_image or --init_noise");
+    options.init_image = init.to(device);
+  }
+  options.seed = seed;
+  auto guide = std::make_shared<gd::Guide>(members, options);
+
+  // Prompts: '^' separates story phases, each a '|' list; image prompts join every phase.
+  std::vector<std::vector<gd::GuidePrompt>> phases;
+  for (const auto& phase : split(prompt_specs, '^')) {
+    std::vector<gd::GuidePrompt> prompts = gd::text_prompts(phase);
+    for (const auto& spec : gd::parse_prompts(opt.image_prompts)) {
+      prompts.push_back(gd::GuidePrompt::from_spec(spec, /*image=*/true));
+    }
+    if (prompts.empty()) throw cg::Error("no prompts: give --prompts text and/or --image_prompts files");
+    phases.push_back(std::move(prompts));
+  }
+  if (phases.empty()) throw cg::Error("no prompts: give --prompts text and/or --image_prompts files");
+  guide->set_prompts(phases[0]);
+
+  gd::LoopSettings settings;
+  settings.optimizer = opt.optimiser;
+  settings.learning_rate = opt.learning_rate;
+  gd::GuideLoop loop(generator, guide, settings);
+
+  const std::map<std::string, std::string> metadata = {{kSettingsKey, settings_toml}};
+  const bool bar = !opt.quiet && isatty(STDERR_FILENO);
+  size_t phase = 0;
+  auto save = [&](const at::Tensor& image) { cn::write_image(output, image[0].cpu(), metadata); };
+  loop.run(opt.iterations, [&](const gd::LoopProgress& p) {
+    if (g_interrupted.load()) loop.request_stop();
+    if (opt.change_prompt_every > 0 && p.step % opt.change_prompt_every == 0 && phase + 1 < phases.size()) {
+      guide->set_prompts(phases[++phase]);
+    }
+    if (opt.save_every > 0 && p.step % opt.save_every == 0) save(p.image);
+    if (bar || (!opt.quiet && (p.step % std::max<int64_t>(opt.save_every, 1) == 0 || p.step == opt.iterations))) {
+      const int width = 30;
+      int filled = static_cast<int>(width * p.step / std::max<int64_t>(opt.iterations, 1));
+      std::ostringstream line;
+      line << "[" << std::string(filled, '#') << std::string(width - filled, '.') << "] " << p.step << "/"
+           << opt.iterations << "  " << std::fixed << std::setprecision(2) << p.its_per_second << " it/s  loss "
+           << std::setprecision(4) << p.report.total;
+      for (const auto& pr : p.report.prompts) line << "  [" << pr.label.substr(0, 24) << " sim " << std::setprecision(3) << pr.similarity << "]";
+      std::cerr << (bar ? "\r" : "") << line.str() << (bar ? "" : "\n") << std::flush;
+    }
+  });
+  if (bar) std::cerr << "\n";
+  save(loop.last_image());
+  std::cerr << "clip-guide: wrote " << output.string() << (g_interrupted.load() ? " (interrupted)" : "") << "\n";
+}
+
+int run(Options opt, const std::string& settings_toml) {
+  if (opt.size.size() != 2 || opt.size[0] <= 0 || opt.size[1] <= 0) throw cg::Error("--size: expected WIDTH HEIGHT > 0");
+  if (opt.iterations < 0) throw cg::Error("--iterations must be >= 0");
+  if (std::all_of(opt.clip_models.begin(), opt.clip_models.end(), [](const std::string& m) { return m.empty(); })) {
+    throw cg::Error("--clip_model is required: a CLIP weight file or folder (OpenAI .pt, open_clip, Hugging Face)");
+  }
+  if (opt.deterministic) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
+  const c10::Device device = pick_device(opt.device);
+  uint64_t seed = opt.seed >= 0 ? static_cast<uint64_t>(opt.seed) : std::random_device{}();
+  if (opt.seed < 0) std::cerr << "clip-guide: seed " << seed << "\n";
+
+  std::vector<gd::GuideMember> members;
+  for (const auto& spec : opt.clip_models) {
+    if (spec.empty()) continue;
+    auto [path, weight] = split_weight(spec);
+    cn::ClipLoadOptions load;
+    load.device = device;
+    std::filesystem::path vocab = opt.vocab.empty() ? std::filesystem::path(path) : std::filesystem::path(opt.vocab);
+    if (opt.vocab.empty() && !std::filesystem::is_directory(path)) {
+      throw cg::Error("--vocab is required for '" + path + "' (OpenAI's bpe_simple_vocab_16e6.txt.gz or a vocab.json)");
+    }
+    members.push_back(gd::load_member(path, vocab, weight, load));
+  }
+
+  std::signal(SIGINT, on_sigint);
+  if (!opt.prompts_file.empty()) {
+    std::ifstream in(opt.prompts_file);
+    if (!in) throw cg::Error("--prompts_file: cannot read '" + opt.prompts_file + "'");
+    std::string line;
+    int64_t index = 0;
+    while (std::getline(in, line) && !g_interrupted.load()) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos || line[line.find_first_not_of(" \t")] == '#') continue;
+      render(opt, line, numbered(opt.output, index++), settings_toml, members, device, seed);
+    }
+    if (index == 0) throw cg::Error("--prompts_file '" + opt.prompts_file + "' has no prompts");
+  } else {
+    render(opt, opt.prompts, opt.output, settings_toml, members, device, seed);
+  }
+  return g_interrupted.load() ? 130 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  CLI::App app{"clip-guide: render images steered towards text (and image) prompts by CLIP"};
+  app.option_defaults()->always_capture_default();
+  // Every long flag is accepted with underscores (VQGAN+CLIP's spelling) and with dashes.
+  auto names = [](const std::string& flag, const std::string& shorts = "") {
+    std::string dashed = flag;
+    std::replace(dashed.begin(), dashed.end(), '_', '-');
+    std::string out = (shorts.empty() ? "" : shorts + ",") + "--" + flag;
+    if (dashed != flag) out += ",--" + dashed;
+    return out;
+  };
+  app.add_option(names("prompts", "-p") + ",--prompt", opt.prompts, "Text prompts 'text[:weight[:stop]]|...'; '^' separates story phases");
+  app.add_option(names("image_prompts"), opt.image_prompts, "Image prompts 'path[:weight[:stop]]|...'");
+  app.add_option(names("prompts_file"), opt.prompts_file, "File with one prompt spec per line: renders output-0.png, output-1.png, ...");
+  app.add_option(names("iterations", "-i"), opt.iterations, "Optimisation steps");
+  app.add_option(names("size", "-s"), opt.size, "Width and height in pixels")->expected(2);
+  app.add_option(names("seed"), opt.seed, "Random seed (-1: random, printed)");
+  app.add_option(names("output", "-o"), opt.output, "Output image file");
+  app.add_option(names("learning_rate") + ",--lr", opt.learning_rate, "Optimiser learning rate");
+  app.add_option(names("optimiser") + ",--optimizer", opt.optimiser, "adam, adamw, sgd, rmsprop or adagrad");
+  app.add_option(names("num_cuts") + ",--cutn", opt.num_cuts, "Cutouts per step");
+  app.add_option(names("cut_power") + ",--cut_pow", opt.cut_power, "Cutout size exponent (<1: larger cutouts)");
+  app.add_option(names("cut_min"), opt.cut_min, "Smallest cutout side as a fraction of the image (0: the CLIP input size)");
+  app.add_option(names("cut_method"), opt.cut_method, "random, latest or disco");
+  app.add_option(names("augments"), opt.augments, "Augmentations, e.g. 'Af,Pe,Ji,Er' or 'flip,affine:0.7,noise'; 'none'");
+  app.add_option(names("init_image") + ",--ii", opt.init_image, "Start from this image");
+  app.add_option(names("init_noise"), opt.init_noise, "Start from noise: pixels or gradient");
+  app.add_option(names("init_weight"), opt.init_weight, "Stay close to the initial image (decays)");
+  app.add_option(names("tv_weight"), opt.tv_weight, "Total-variation smoothness weight");
+  app.add_option(names("save_every"), opt.save_every, "Write the image every N steps (0: only at the end)");
+  app.add_option(names("change_prompt_every"), opt.change_prompt_every, "Story mode: move to the next '^' phase every N steps");
+  app.add_option(names("clip_model", "-m"), opt.clip_models, "CLIP weights 'path[:weight]' (repeatable: an ensemble)");
+  app.add_option(names("vocab"), opt.vocab, "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz, vocab.json, tokenizer.json)");
+  app.add_option(names("generator"), opt.generator, "vqgan, pixel, fourier or torchscript (default: vqgan with --vqgan_checkpoint, else pixel)");
+  app.add_option(names("vqgan_config"), opt.vqgan_config, "taming-transformers YAML (optional)");
+  app.add_option(names("vqgan_checkpoint"), opt.vqgan_checkpoint, "taming-transformers .ckpt or .safetensors");
+  app.add_option(names("generator_weights"), opt.generator_weights, "Weights of the chosen generator (torchscript: the module)");
+  app.add_option(names("generator_option"), opt.generator_options, "Generator setting key=value (repeatable)");
+  app.add_option(names("device"), opt.device, "cpu, cuda or auto");
+  app.add_flag(names("deterministic", "-d"), opt.deterministic, "Deterministic algorithms");
+  app.add_flag(names("quiet", "-q"), opt.quiet, "No progress output");
+  // --from-png FILE: the settings a PNG stores become the config file (flags on the command line still win).
+  std::string from_png;
+  app.add_option("--from-png,--from_png", from_png, "Reproduce the settings stored in a PNG written by clip-guide")
+      ->configurable(false);
+  std::string config_default;
+  try {
+    for (int i = 1; i + 1 < argc; ++i) {
+      std::string a = argv[i];
+      if (a != "--from-png" && a != "--from_png") continue;
+      auto meta = cn::read_image_metadata(argv[i + 1]);
+      auto it = meta.find(kSettingsKey);
+      if (it == meta.end()) {
+        throw cg::Error(std::string("--from-png '") + argv[i + 1] + "' has no clip-guide settings in its metadata");
+      }
+      config_default = (std::filesystem::temp_directory_path() / ("clip-guide-" + std::to_string(getpid()) + ".toml")).string();
+      std::ofstream(config_default) << it->second;
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "clip-guide: error: " << cg::error_text(e) << "\n";
+    return 1;
+  }
+  app.set_config("--config", config_default, "TOML file with the same settings as the flags (flags given on the command line win)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "clip-guide: error: " << e.what() << " (see --help)\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "clip-guide: error: " << cg::error_text(e) << "\n";
+    return 1;
+  }
+  try {
+    std::string settings = app.config_to_str(/*default_also=*/true, /*write_description=*/false);
+    return run(opt, settings);
+  } catch (const std::exception& e) {
+    std::cerr << "clip-guide: error: " << cg::error_text(e) << "\n";
+    return 1;
+  }
+}
