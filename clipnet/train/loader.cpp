@@ -42,7 +42,9 @@ struct Loader::StreamState {
   std::vector<int64_t> shards;  // this rank's shards, in reading order
   size_t next_shard = 0;
   std::unique_ptr<ShardReader> reader;
-  std::deque<EncodedSample> buffer;
+  std::deque<std::pair<EncodedSample, int64_t>> buffer;  // samples and the pass that read them
+  int64_t pass = 0;        // passes over the shards started this epoch, minus one
+  int64_t read_in_pass = 0;  // samples read in the current pass
   Rng rng{0};
   bool exhausted = false;  // every shard read to the end
   int64_t batches = 0;     // full or partial batches claimed this epoch
@@ -80,6 +82,7 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, LoaderOptions options)
                   " shards, fewer than the " + std::to_string(o.world_size) + " ranks that must each read their own");
     }
     stream_ = std::make_unique<StreamState>();
+    if (o.stream_epoch_batches > 0) batches_per_epoch_ = o.stream_epoch_batches;
   }
   epoch_ = o.start_epoch;
   start_epoch_plan(o.start_epoch);
@@ -126,6 +129,8 @@ void Loader::start_epoch_plan(int64_t epoch) {
   s.buffer.clear();
   s.rng = Rng(mix_seed({o.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(o.rank), kBuffer}));
   s.exhausted = false;
+  s.pass = 0;
+  s.read_in_pass = 0;
   s.batches = 0;
 }
 
@@ -159,31 +164,41 @@ void Loader::fill_stream_job(Job& job) {
   StreamState& s = *stream_;
   const LoaderOptions& o = options_;
   const size_t buffer_size = o.shuffle ? static_cast<size_t>(std::max<int64_t>(1, o.shuffle_buffer)) : 1;
+  const bool fixed = o.stream_epoch_batches > 0;
+  if (fixed && s.batches == o.stream_epoch_batches) {
+    job.end_of_epoch = true;
+    plan_done_ = true;
+    return;
+  }
   while (static_cast<int64_t>(job.encoded.size()) < o.batch_size) {
     // Top the buffer up from the shards, in order.
     while (s.buffer.size() < buffer_size && !s.exhausted) {
       if (!s.reader) {
         if (s.next_shard == s.shards.size()) {
-          s.exhausted = true;
-          break;
+          // A fixed-length epoch reads the shards again, unless a whole pass found nothing.
+          if (!fixed || s.read_in_pass == 0) {
+            s.exhausted = true;
+            break;
+          }
+          s.next_shard = 0;
+          ++s.pass;
+          s.read_in_pass = 0;
         }
         s.reader = dataset_->open_shard(s.shards[s.next_shard++]);
       }
       if (auto sample = s.reader->next()) {
-        s.buffer.push_back(std::move(*sample));
+        s.buffer.emplace_back(std::move(*sample), s.pass);
+        ++s.read_in_pass;
       } else {
         s.reader.reset();
       }
     }
     if (s.buffer.empty()) break;
-    if (buffer_size > 1) {
-      std::swap(s.buffer[static_cast<size_t>(s.rng.below(static_cast<int64_t>(s.buffer.size())))], s.buffer.back());
-      job.encoded.push_back(std::move(s.buffer.back()));
-      s.buffer.pop_back();
-    } else {
-      job.encoded.push_back(std::move(s.buffer.front()));
-      s.buffer.pop_front();
-    }
+    // Take a random buffered sample (without shuffling the buffer holds one: taken in order).
+    std::swap(s.buffer[static_cast<size_t>(s.rng.below(static_cast<int64_t>(s.buffer.size())))], s.buffer.back());
+    job.encoded.push_back(std::move(s.buffer.back().first));
+    job.passes.push_back(s.buffer.back().second);
+    s.buffer.pop_back();
   }
   if (job.encoded.empty() || (o.drop_last && static_cast<int64_t>(job.encoded.size()) < o.batch_size)) {
     if (s.batches == 0) {
@@ -274,7 +289,8 @@ Loader::Result Loader::run_job(const Job& job) const {
       // Each sample's crop is drawn from its own stream: same result on any worker, in any order.
       const uint64_t aug_seed =
           indexable ? mix_seed({o.seed, static_cast<uint64_t>(job.epoch), static_cast<uint64_t>(job.indices[k]), kAugment})
-                    : mix_seed({o.seed, static_cast<uint64_t>(job.epoch), static_cast<uint64_t>(job.encoded[k].shard),
+                    : mix_seed({o.seed, static_cast<uint64_t>(job.epoch), static_cast<uint64_t>(job.passes[k]),
+                                static_cast<uint64_t>(job.encoded[k].shard),
                                 static_cast<uint64_t>(job.encoded[k].position), kAugment});
       batch.images[k].copy_(crop_and_resize(sample.image, o, aug_seed));
       batch.captions.push_back(std::move(sample.caption));

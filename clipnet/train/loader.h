@@ -46,6 +46,8 @@ struct LoaderOptions {
   bool shuffle = true;             // finite indexable: a permutation per epoch; streams: shard order and buffer
   int64_t shuffle_buffer = 1000;   // streams: samples held to shuffle from (0 or 1: shard order only)
   bool drop_last = true;           // drop an epoch's last incomplete batch
+  int64_t stream_epoch_batches = 0;  // streams: 0 = an epoch is one pass over this rank's shards; N = exactly
+                                     // N batches, re-reading the shards as needed (keeps ranks in step)
   uint64_t seed = 0;               // all shuffling and augmentation follow from it
   int64_t rank = 0;                // this process's part of the data ...
   int64_t world_size = 1;          // ... out of world_size disjoint parts
@@ -77,7 +79,8 @@ class Loader {
 
   // The epoch the next batch belongs to.
   int64_t epoch() const { return epoch_; }
-  // Batches per epoch for this rank: known for finite indexable datasets, -1 otherwise.
+  // Batches per epoch for this rank: known for finite indexable datasets and for streams with
+  // stream_epoch_batches, -1 otherwise.
   int64_t batches_per_epoch() const { return batches_per_epoch_; }
   LoaderStats stats() const;
   const LoaderOptions& options() const { return options_; }
@@ -94,6 +97,7 @@ class Loader {
     bool end_of_epoch = false;           // marker: next() returns nullopt
     std::vector<int64_t> indices;        // indexable: sample indices
     std::vector<EncodedSample> encoded;  // streams: samples read in order, not decoded
+    std::vector<int64_t> passes;         // streams: which pass over the shards each sample came from
   };
   struct Result {
     std::optional<Batch> batch;  // none: an end-of-epoch marker (or an error)

@@ -208,6 +208,22 @@ TEST(Loader, TarShardsAcrossWorkersAndRanks) {
   both.insert(by_rank[1].begin(), by_rank[1].end());
   EXPECT_EQ(both, keys);
   EXPECT_EQ(by_rank[0].size() + by_rank[1].size(), keys.size());
+  // Fixed-length epochs: both ranks give exactly 4 batches (re-reading their shard), then end the epoch.
+  o.stream_epoch_batches = 4;
+  for (int64_t rank = 0; rank < 2; ++rank) {
+    o.rank = rank;
+    Loader loader(data, o);
+    EXPECT_EQ(loader.batches_per_epoch(), 4);
+    for (int k = 0; k < 4; ++k) {
+      auto b = loader.next();
+      ASSERT_TRUE(b);
+      EXPECT_EQ(b->keys.size(), 2u);
+      for (const auto& key : b->keys) EXPECT_TRUE(by_rank[rank].count(key)) << key;
+    }
+    EXPECT_FALSE(loader.next());
+    EXPECT_EQ(loader.epoch(), 1);
+  }
+  o.stream_epoch_batches = 0;
   o.world_size = 3;
   o.rank = 0;
   EXPECT_THROW(Loader(data, o), Error);  // 2 shards cannot feed 3 ranks
