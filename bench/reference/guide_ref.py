@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Python side of bench/guide_bench: the VQGAN+CLIP loop (nerdyrodent generate.py, original cutouts, no
+augmentations) written with the PyPI reference packages (openai-clip + taming-transformers-rom1504).
+
+  guide_ref.py --write DIR    random-weight ViT-B/32 CLIP (state dict) and VQGAN f16 (Lightning .ckpt + YAML)
+  guide_ref.py --run DIR ...  times the reference loop on those files; prints one JSON line
+"""
+import argparse
+import json
+import os
+import sys
+import time
+import types
+
+import torch
+import torch.nn.functional as F
+
+# taming 0.0.6 imports pytorch_lightning.utilities.distributed, which Lightning 2 removed.
+import pytorch_lightning
+import pytorch_lightning.utilities
+_shim = types.ModuleType("pytorch_lightning.utilities.distributed")
+_shim.rank_zero_only = pytorch_lightning.utilities.rank_zero_only
+sys.modules["pytorch_lightning.utilities.distributed"] = _shim
+from omegaconf import OmegaConf  # noqa: E402
+from taming.models.vqgan import VQModel  # noqa: E402
+import clip  # noqa: E402
+from clip import model as clip_model  # noqa: E402
+
+# VQGAN f16 (imagenet_f16_16384's architecture, smaller codebook to keep the file small).
+DDCONFIG = dict(double_z=False, z_channels=256, resolution=256, in_channels=3, out_ch=3, ch=128,
+                ch_mult=[1, 1, 2, 2, 4], num_res_blocks=2, attn_resolutions=[16], dropout=0.0)
+N_EMBED, EMBED_DIM = 1024, 256
+
+
+def write(out):
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(0)
+    cfg = {"model": {"target": "taming.models.vqgan.VQModel", "params": {
+        "embed_dim": EMBED_DIM, "n_embed": N_EMBED, "ddconfig": DDCONFIG, "lossconfig": {"target": "torch.nn.Identity"}}}}
+    OmegaConf.save(OmegaConf.create(cfg), os.path.join(out, "vqgan.yaml"))
+    model = VQModel(ddconfig=DDCONFIG, lossconfig={"target": "torch.nn.Identity"}, n_embed=N_EMBED, embed_dim=EMBED_DIM)
+    torch.save({"state_dict": model.state_dict(), "epoch": 0}, os.path.join(out, "vqgan.ckpt"))
+    clip_net = clip_model.CLIP(512, 224, 12, 768, 32, 77, 49408, 512, 8, 12)  # ViT-B/32
+    torch.save(clip_net.state_dict(), os.path.join(out, "clip.pt"))
+
+
+class ReplaceGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x_forward, x_backward):
+        ctx.shape = x_backward.shape
+        return x_forward
+
+    @staticmethod
+    def backward(ctx, grad_in):
+        return None, grad_in.sum_to_size(ctx.shape)
+
+
+class ClampWithGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, min, max):
+        ctx.min, ctx.max = min, max
+        ctx.save_for_backward(input)
+        return input.clamp(min, max)
+
+    @staticmethod
+    def backward(ctx, grad_in):
+        input, = ctx.saved_tensors
+        return grad_in * (grad_in * (input - input.clamp(ctx.min, ctx.max)) >= 0), None, None
+
+
+replace_grad, clamp_with_grad = ReplaceGrad.apply, ClampWithGrad.apply
+
+
+def vector_quantize(x, codebook):
+    d = x.pow(2).sum(dim=-1, keepdim=True) + codebook.pow(2).sum(dim=1) - 2 * x @ codebook.T
+    indices = d.argmin(-1)
+    x_q = F.one_hot(indices, codebook.shape[0]).to(d.dtype) @ codebook
+    return replace_grad(x_q, x)
+
+
+def spherical_dist(a, b):
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    return (a - b).norm(dim=-1).div(2).arcsin().pow(2).mul(2)
+
+
+def run(args):
+    torch.manual_seed(args.seed)
+    model = VQModel(ddconfig=DDCONFIG, lossconfig={"target": "torch.nn.Identity"}, n_embed=N_EMBED, embed_dim=EMBED_DIM)
+    model.load_state_dict(torch.load(os.path.join(args.dir, "vqgan.ckpt"), weights_only=False)["state_dict"])
+    model.eval().requires_grad_(False)
+    perceptor = clip_model.build_model(torch.load(os.path.join(args.dir, "clip.pt"))).float().eval().requires_grad_(False)
+    normalize = lambda x: (x - torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)) / \
+        torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+    embed = perceptor.encode_text(clip.tokenize([args.prompt])).float()
+    f = 2 ** (model.decoder.num_resolutions - 1)
+    toksX, toksY = args.size // f, args.size // f
+    e_dim, n_toks = model.quantize.e_dim, model.quantize.n_e
+    z_min = model.quantize.embedding.weight.min(dim=0).values[None, :, None, None]
+    z_max = model.quantize.embedding.weight.max(dim=0).values[None, :, None, None]
+    one_hot = F.one_hot(torch.randint(n_toks, [toksY * toksX]), n_toks).float()
+    z = (one_hot @ model.quantize.embedding.weight).view([-1, toksY, toksX, e_dim]).permute(0, 3, 1, 2)
+    z.requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=args.lr)
+    cut_size = perceptor.visual.input_resolution
+
+    def cutouts(x):  # VQGAN+CLIP's original MakeCutouts (random square crops, pooled to the CLIP size)
+        side = x.shape[2:4]
+        max_size, min_size = min(side), min(min(side), cut_size)
+        out = []
+        for _ in range(args.cutn):
+            size = int(torch.rand([]) ** 1.0 * (max_size - min_size) + min_size)
+            ox = torch.randint(0, side[1] - size + 1, ())
+            oy = torch.randint(0, side[0] - size + 1, ())
+            out.append(F.adaptive_avg_pool2d(x[:, :, oy:oy + size, ox:ox + size], cut_size))
+        return torch.cat(out)
+
+    def step():
+        z_q = vector_quantize(z.movedim(1, 3), model.quantize.embedding.weight).movedim(3, 1)
+        out = clamp_with_grad(model.decode(z_q).add(1).div(2), 0, 1)
+        iii = perceptor.encode_image(normalize(cutouts(out))).float()
+        loss = spherical_dist(iii.unsqueeze(1), embed.unsqueeze(0)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            z.copy_(z.maximum(z_min).minimum(z_max))
+        return loss.item()
+
+    for _ in range(args.warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(args.iters):
+        step()
+    elapsed = time.perf_counter() - start
+    print(json.dumps({"its_per_s": args.iters / elapsed, "threads": torch.get_num_threads(), "torch": torch.__version__}))
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--write")
+    ap.add_argument("--run", dest="dir")
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--cutn", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prompt", default="a painting of a lighthouse at dusk")
+    args = ap.parse_args()
+    if args.write:
+        write(args.write)
+    else:
+        torch.set_grad_enabled(True)
+        run(args)
