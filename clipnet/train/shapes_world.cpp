@@ -157,16 +157,17 @@ const std::vector<ShapesWord>& shapes_world_sizes() {
 }
 
 const std::vector<ShapesWord>& shapes_world_positions() {
-  // Row-major 3x3 grid; cell = 3 * row + column.
+  // Row-major 3x3 grid; cell = 3 * row + column. No phrase contains another's ("at the top" would be
+  // inside "at the top left"), so captions can be checked by substring.
   static const std::vector<ShapesWord> p = {
       {"top left", {"at the top left", "in the top left corner", "in the upper left"}},
-      {"top", {"at the top", "at the top middle"}},
+      {"top centre", {"at the top centre", "at the top center", "at the top middle"}},
       {"top right", {"at the top right", "in the top right corner", "in the upper right"}},
       {"left", {"on the left", "at the left side"}},
       {"centre", {"in the centre", "in the center", "in the middle"}},
       {"right", {"on the right", "at the right side"}},
       {"bottom left", {"at the bottom left", "in the bottom left corner", "in the lower left"}},
-      {"bottom", {"at the bottom", "at the bottom middle"}},
+      {"bottom centre", {"at the bottom centre", "at the bottom center", "at the bottom middle"}},
       {"bottom right", {"at the bottom right", "in the bottom right corner", "in the lower right"}},
   };
   return p;

@@ -24,7 +24,7 @@ struct ShapesWord {
 const std::vector<ShapesWord>& shapes_world_kinds();      // circle, square, triangle, star, diamond, hexagon, cross
 const std::vector<ShapesWord>& shapes_world_colours();    // red, green, blue, yellow, ... (12)
 const std::vector<ShapesWord>& shapes_world_sizes();      // small, medium, large
-const std::vector<ShapesWord>& shapes_world_positions();  // 3x3 grid: "top left" ... "bottom right"; variants are phrases
+const std::vector<ShapesWord>& shapes_world_positions();  // 3x3 grid: "top left", "top centre", ... "bottom right"; variants are phrases
 // RGB of each colour, in shapes_world_colours() order.
 const std::vector<std::array<uint8_t, 3>>& shapes_world_rgb();
 

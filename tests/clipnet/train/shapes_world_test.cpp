@@ -36,6 +36,17 @@ TEST(ShapesWorld, VocabularyIsLargeEnoughAndUnambiguous) {
       EXPECT_EQ(w.variants.front(), table == &shapes_world_positions() ? w.variants.front() : w.name);
       for (const auto& v : w.variants) EXPECT_TRUE(seen.insert(v).second) << "'" << v << "' used twice";
     }
+    // Nor is any inside a variant of another word ("at the top" in "at the top left"), as whole words.
+    for (const auto& a : *table) {
+      for (const auto& b : *table) {
+        if (&a == &b) continue;
+        for (const auto& va : a.variants) {
+          for (const auto& vb : b.variants) {
+            EXPECT_EQ((" " + vb + " ").find(" " + va + " "), std::string::npos) << "'" << va << "' inside '" << vb << "'";
+          }
+        }
+      }
+    }
   }
 }
 
