@@ -49,8 +49,11 @@ struct LoaderOptions {
   int64_t stream_epoch_batches = 0;  // streams: 0 = an epoch is one pass over this rank's shards; N = exactly
                                      // N batches, re-reading the shards as needed (keeps ranks in step)
   uint64_t seed = 0;               // all shuffling and augmentation follow from it
-  int64_t rank = 0;                // this process's part of the data ...
-  int64_t world_size = 1;          // ... out of world_size disjoint parts
+  // Rank r of world_size reads a disjoint part: floor(N / world_size) samples of a finite indexable dataset
+  // (the same count on every rank), every world_size-th index of an infinite one, every world_size-th
+  // shard of a stream (per epoch, after the shard order is shuffled).
+  int64_t rank = 0;                // this process's part
+  int64_t world_size = 1;          // number of parts
   int64_t start_epoch = 0;         // first epoch (resuming)
 };
 
