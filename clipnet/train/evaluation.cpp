@@ -1,0 +1,167 @@
+// Zero-shot, retrieval and linear-probe evaluation (see evaluation.h).
+// ref: openai/CLIP notebooks (prompt ensembles), mlfoundations/open_clip src/open_clip_train/zero_shot.py
+// Shapes: N images, K classes, E embedding width, S image side, T templates.
+#include "clipnet/train/evaluation.h"
+
+#include "clipnet/error.h"
+#include "clipnet/preprocess.h"
+#include "clipnet/train/shapes_world.h"
+#include "clipnet/zero_shot.h"
+
+#include <ATen/ops/argmax.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/cross_entropy_loss.h>
+#include <ATen/ops/eq.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/stack.h>
+#include <ATen/ops/tensor.h>
+#include <ATen/ops/topk.h>
+#include <ATen/ops/zeros.h>
+#include <c10/core/GradMode.h>
+#include <torch/optim/lbfgs.h>
+
+#include <functional>
+
+namespace clipguide::train {
+namespace {
+
+// Held-out single-shape pictures: (N, 3, S, S) normalised, their scenes and captions.
+struct HeldOut {
+  at::Tensor images;
+  std::vector<ShapesScene> scenes;
+  std::vector<std::string> captions;
+};
+
+HeldOut held_out(const ShapesEvalOptions& options, int64_t first, int64_t n) {
+  ShapesWorldOptions w;
+  w.seed = options.seed;
+  w.split = ShapesSplit::kHeldOut;
+  w.image_size = options.image_size;
+  w.two_shape_fraction = 0.0;
+  ShapesWorld world(w);
+  HeldOut out;
+  std::vector<at::Tensor> images;
+  for (int64_t i = first; i < first + n; ++i) {
+    images.push_back(world.get(i).image);  // (3, S, S) uint8
+    out.scenes.push_back(world.attributes(i));
+    out.captions.push_back(world.caption(i));
+  }
+  at::Tensor x = at::stack(images).to(at::kFloat).div_(255.0);  // (N, 3, S, S) in [0, 1]
+  out.images = clipnet::normalize(x, options.mean, options.std);
+  return out;
+}
+
+at::Tensor unit_rows(const at::Tensor& x) { return x / x.norm(2, {-1}, true); }
+
+struct Attribute {
+  std::string name;
+  const std::vector<ShapesWord>* words;
+  std::function<int(const ShapesScene&)> label;
+  std::vector<std::string> templates;
+};
+
+std::vector<Attribute> attributes() {
+  return {
+      {"colour", &shapes_world_colours(), [](const ShapesScene& s) { return s.shapes[0].colour; },
+       {"a {} shape.", "a {} object.", "something {}."}},
+      {"shape", &shapes_world_kinds(), [](const ShapesScene& s) { return s.shapes[0].kind; },
+       {"a {}.", "a picture of a {}.", "a {} on a plain background."}},
+      {"size", &shapes_world_sizes(), [](const ShapesScene& s) { return s.shapes[0].size; },
+       {"a {} shape.", "a {} object."}},
+      {"position", &shapes_world_positions(), [](const ShapesScene& s) { return s.shapes[0].position; },
+       {"a shape at the {}.", "something at the {}."}},
+      {"background", &shapes_world_colours(), [](const ShapesScene& s) { return s.background; },
+       {"a shape on a {} background.", "on a {} background."}},
+  };
+}
+
+}  // namespace
+
+at::Tensor encode_images(clipnet::ClipModel& model, const at::Tensor& images, int64_t batch_size) {
+  c10::NoGradGuard no_grad;
+  std::vector<at::Tensor> out;
+  for (int64_t i = 0; i < images.size(0); i += batch_size)
+    out.push_back(model->encode_image(images.narrow(0, i, std::min(batch_size, images.size(0) - i))).to(at::kFloat));
+  return at::cat(out, 0);  // (N, E)
+}
+
+EvalReport evaluate_shapes_world(clipnet::ClipModel& model, const clipnet::Tokenizer& tokenizer,
+                                 const ShapesEvalOptions& options) {
+  c10::NoGradGuard no_grad;
+  model->eval();
+  EvalReport report;
+  const HeldOut data = held_out(options, 0, options.samples);
+  const at::Tensor features = unit_rows(encode_images(model, data.images, options.batch_size));  // (N, E)
+  for (const auto& attr : attributes()) {
+    std::vector<std::string> labels;
+    for (const auto& w : *attr.words) labels.push_back(w.name);
+    const at::Tensor classifier = clipnet::zero_shot_classifier(model, tokenizer, labels, attr.templates,
+                                                                options.context_length).to(at::kFloat);  // (K, E)
+    const at::Tensor predicted = at::argmax(at::matmul(features, classifier.t()), 1);             // (N,)
+    std::vector<int64_t> truth;
+    for (const auto& s : data.scenes) truth.push_back(attr.label(s));
+    report.zero_shot[attr.name] = at::eq(predicted, at::tensor(truth)).to(at::kDouble).mean().item<double>();
+  }
+  // Caption retrieval: each picture's own caption among the K of its pool.
+  int64_t hits1 = 0, hits5 = 0, total = 0;
+  const int64_t k = std::min(options.retrieval_k, options.samples);
+  for (int64_t start = 0; start + k <= options.samples; start += k) {
+    std::vector<std::string> captions(data.captions.begin() + start, data.captions.begin() + start + k);
+    const at::Tensor text = unit_rows(model->encode_text(tokenizer.tokenize(captions, options.context_length, true))
+                                          .to(at::kFloat));                                     // (K, E)
+    const at::Tensor sims = at::matmul(features.narrow(0, start, k), text.t());                 // (K, K)
+    const at::Tensor top = std::get<1>(at::topk(sims, std::min<int64_t>(5, k), 1));              // (K, 5)
+    for (int64_t i = 0; i < k; ++i) {
+      const at::Tensor row = top[i];
+      hits1 += row[0].item<int64_t>() == i;
+      hits5 += at::eq(row, i).any().item<bool>();
+    }
+    total += k;
+  }
+  if (total > 0) {
+    report.recall_at_1 = static_cast<double>(hits1) / static_cast<double>(total);
+    report.recall_at_5 = static_cast<double>(hits5) / static_cast<double>(total);
+  }
+  return report;
+}
+
+double linear_probe(const at::Tensor& train_features, const at::Tensor& train_labels, const at::Tensor& test_features,
+                    const at::Tensor& test_labels, int64_t num_classes, const LinearProbeOptions& options) {
+  if (train_features.dim() != 2 || test_features.dim() != 2 || train_features.size(1) != test_features.size(1) ||
+      train_labels.numel() != train_features.size(0) || test_labels.numel() != test_features.size(0))
+    throw Error("linear probe: features (N, E) and labels (N) must match; got train " +
+                shape_str(train_features.sizes()) + " / " + shape_str(train_labels.sizes()) + ", test " +
+                shape_str(test_features.sizes()) + " / " + shape_str(test_labels.sizes()));
+  const at::Tensor x = unit_rows(train_features.detach().to(at::kFloat));  // (N, E)
+  const at::Tensor y = train_labels.to(at::kLong);
+  at::Tensor w = at::zeros({x.size(1), num_classes}).requires_grad_();     // (E, K)
+  at::Tensor b = at::zeros({num_classes}).requires_grad_();                // (K,)
+  c10::AutoGradMode grad(true);
+  torch::optim::LBFGS lbfgs({w, b}, torch::optim::LBFGSOptions(1.0).max_iter(options.max_iterations)
+                                        .line_search_fn("strong_wolfe"));
+  lbfgs.step([&] {
+    lbfgs.zero_grad();
+    at::Tensor loss = at::cross_entropy_loss(at::matmul(x, w) + b, y) + options.weight_decay * w.pow(2).sum();
+    loss.backward();
+    return loss;
+  });
+  c10::NoGradGuard no_grad;
+  const at::Tensor logits = at::matmul(unit_rows(test_features.to(at::kFloat)), w) + b;  // (N, K)
+  return at::eq(at::argmax(logits, 1), test_labels.to(at::kLong)).to(at::kDouble).mean().item<double>();
+}
+
+double shapes_linear_probe(clipnet::ClipModel& model, const ShapesEvalOptions& options, int64_t n_train,
+                           int64_t n_test, const LinearProbeOptions& probe) {
+  model->eval();
+  const HeldOut train = held_out(options, 100000, n_train);
+  const HeldOut test = held_out(options, 200000, n_test);
+  auto labels = [](const HeldOut& d) {
+    std::vector<int64_t> y;
+    for (const auto& s : d.scenes) y.push_back(s.shapes[0].kind);
+    return at::tensor(y);
+  };
+  return linear_probe(encode_images(model, train.images), labels(train), encode_images(model, test.images),
+                      labels(test), static_cast<int64_t>(shapes_world_kinds().size()), probe);
+}
+
+}  // namespace clipguide::train
