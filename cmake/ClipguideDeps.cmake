@@ -38,3 +38,26 @@ if(NOT CLIPGUIDE_WITH_OIIO STREQUAL "OFF")
   endif()
 endif()
 message(STATUS "clipguide: OpenImageIO image files: ${CLIPGUIDE_HAVE_OIIO}")
+
+# clip-studio (gui/): Dear ImGui with its GLFW and OpenGL3 backends (Debian's libimgui-dev), GLFW, OpenGL.
+# CLIPGUIDE_BUILD_GUI defaults to ON only when all three are found, so a LibTorch-only machine still builds.
+find_package(PkgConfig QUIET)
+if(PkgConfig_FOUND)
+  pkg_check_modules(IMGUI QUIET IMPORTED_TARGET imgui)
+endif()
+find_package(glfw3 QUIET)
+find_package(OpenGL QUIET)
+set(_clipguide_gui_default OFF)
+if(IMGUI_FOUND AND glfw3_FOUND AND OpenGL_FOUND)
+  set(_clipguide_gui_default ON)
+endif()
+# Build folders configured before clip-studio existed cached the old fixed default (OFF); switch those on
+# once. A value given with -D on the first configure (type not yet BOOL) is kept.
+get_property(_clipguide_gui_type CACHE CLIPGUIDE_BUILD_GUI PROPERTY TYPE)
+if(_clipguide_gui_default AND NOT CLIPGUIDE_GUI_DEFAULT_SEEN AND _clipguide_gui_type STREQUAL "BOOL"
+   AND NOT CLIPGUIDE_BUILD_GUI)
+  set(CLIPGUIDE_BUILD_GUI ON CACHE BOOL "Build clip-studio (needs Dear ImGui, GLFW, OpenGL)" FORCE)
+endif()
+set(CLIPGUIDE_GUI_DEFAULT_SEEN ON CACHE INTERNAL "clip-studio's found-dependent default has been applied")
+option(CLIPGUIDE_BUILD_GUI "Build clip-studio (needs Dear ImGui, GLFW, OpenGL)" ${_clipguide_gui_default})
+message(STATUS "clipguide: clip-studio GUI: ${CLIPGUIDE_BUILD_GUI}")

@@ -1,0 +1,137 @@
+// clip-studio: the interactive steering GUI. Thin: flags → StudioOptions, a GLFW window with an OpenGL 3
+// context, Dear ImGui's frame loop around StudioApp, screenshots read back from the framebuffer. Exits
+// non-zero with one clear line when there is no display or no OpenGL.
+#include "clipnet/error.h"
+#include "clipnet/image_io.h"
+#include "gui/studio_app.h"
+
+#include <ATen/ops/from_blob.h>
+#include <CLI/CLI.hpp>
+#include <GLFW/glfw3.h>
+#include <backends/imgui_impl_glfw.h>
+#include <backends/imgui_impl_opengl3.h>
+#include <imgui.h>
+
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace cs = clipguide::studio;
+
+namespace {
+
+std::string g_glfw_error;  // the last GLFW error, for the one-line message
+void on_glfw_error(int code, const char* text) { g_glfw_error = text ? text : ("GLFW error " + std::to_string(code)); }
+
+// The window's framebuffer (what was just rendered) → PNG.
+void write_screenshot(GLFWwindow* window, const std::string& path) {
+  int w = 0, h = 0;
+  glfwGetFramebufferSize(window, &w, &h);
+  std::vector<unsigned char> pixels(static_cast<size_t>(w) * h * 3);
+  glPixelStorei(GL_PACK_ALIGNMENT, 1);
+  glReadBuffer(GL_BACK);
+  glReadPixels(0, 0, w, h, GL_RGB, GL_UNSIGNED_BYTE, pixels.data());
+  // GL rows run bottom-up: flip to (H, W, 3) top-down, then (3, H, W).
+  auto image = at::from_blob(pixels.data(), {h, w, 3}, at::kByte).flip({0}).permute({2, 0, 1}).contiguous();
+  clipguide::clipnet::write_image(path, image);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cs::StudioOptions opt;
+  CLI::App app{"clip-studio: steer CLIP-guided image generation interactively"};
+  app.option_defaults()->always_capture_default();
+  app.add_option("-m,--clip_model,--clip-model", opt.clip_models, "CLIP weights 'path[:weight]' (repeatable: an ensemble)");
+  app.add_option("--vocab", opt.vocab, "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz, vocab.json, tokenizer.json)");
+  app.add_option("--generator", opt.generator, "pixel, fourier, vqgan or torchscript");
+  app.add_option("--generator_weights,--generator-weights", opt.generator_weights, "VQGAN checkpoint or TorchScript module");
+  app.add_option("--generator_config,--generator-config", opt.generator_config, "VQGAN YAML (optional)");
+  app.add_option("-s,--size", opt.size, "Image width and height in pixels")->expected(2);
+  app.add_option("-p,--prompts", opt.prompts, "Initial text prompts 'text[:weight[:stop]]|...'");
+  app.add_option("--image_prompts,--image-prompts", opt.image_prompts, "Initial image prompts 'path[:weight[:stop]]|...'");
+  app.add_option("--seed", opt.seed, "Generator and cutout seed")->check(CLI::NonNegativeNumber);
+  app.add_option("--learning_rate,--lr", opt.learning_rate, "Optimiser learning rate");
+  app.add_option("--num_cuts,--cutn", opt.num_cuts, "Cutouts per step");
+  app.add_option("--cut_power,--cut_pow", opt.cut_power, "Cutout size exponent");
+  app.add_option("--cut_method", opt.cut_method, "random, latest or disco");
+  app.add_option("--augments", opt.augments, "Augmentations, e.g. 'Af,Pe,Ji,Er'; 'none'");
+  app.add_option("--device", opt.device, "cpu, cuda or auto");
+  app.add_option("--width", opt.window_width, "Window width in screen pixels");
+  app.add_option("--height", opt.window_height, "Window height in screen pixels");
+  app.add_option("--script", opt.script, "Scripted input: one command per line (see gui/studio_app.cpp), for tests");
+  app.add_option("--screenshot-dir,--screenshot_dir", opt.screenshot_dir, "Where the script's 'screenshot NAME' writes NAME.png");
+  app.add_option("--output-dir,--output_dir", opt.output_dir, "Folder for saved PNGs and exports given as relative paths");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "clip-studio: error: " << e.what() << " (see --help)\n";
+    return 2;
+  }
+
+  glfwSetErrorCallback(on_glfw_error);
+  if (!glfwInit()) {
+    std::cerr << "clip-studio: error: cannot open a window (no display? set DISPLAY or run under xvfb-run): "
+              << g_glfw_error << "\n";
+    return 1;
+  }
+  glfwWindowHint(GLFW_CONTEXT_VERSION_MAJOR, 3);
+  glfwWindowHint(GLFW_CONTEXT_VERSION_MINOR, 0);
+  GLFWwindow* window = glfwCreateWindow(opt.window_width, opt.window_height, "clip-studio", nullptr, nullptr);
+  if (!window) {
+    std::cerr << "clip-studio: error: cannot create an OpenGL 3.0 window (no OpenGL driver?): " << g_glfw_error << "\n";
+    glfwTerminate();
+    return 1;
+  }
+  glfwMakeContextCurrent(window);
+  glfwSwapInterval(1);
+
+  IMGUI_CHECKVERSION();
+  ImGui::CreateContext();
+  ImGui::GetIO().IniFilename = nullptr;  // the layout is fixed; no imgui.ini beside the user's files
+  ImGui::StyleColorsDark();
+  ImGui_ImplGlfw_InitForOpenGL(window, true);
+  ImGui_ImplOpenGL3_Init("#version 130");
+
+  int code = 0;
+  {
+    cs::StudioApp studio(opt);
+    while (!glfwWindowShouldClose(window) && !studio.quit_requested()) {
+      glfwWaitEventsTimeout(1.0 / 60.0);  // redraws at least 60 times a second for live previews
+      studio.run_script();
+      ImGui_ImplOpenGL3_NewFrame();
+      ImGui_ImplGlfw_NewFrame();
+      ImGui::NewFrame();
+      int w = 0, h = 0;
+      glfwGetFramebufferSize(window, &w, &h);
+      studio.draw(w, h);
+      ImGui::Render();
+      glViewport(0, 0, w, h);
+      glClearColor(0.08f, 0.08f, 0.1f, 1.0f);
+      glClear(GL_COLOR_BUFFER_BIT);
+      ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
+      if (auto shot = studio.take_screenshot_request()) {
+        try {
+          write_screenshot(window, *shot);
+          std::cerr << "clip-studio: screenshot " << *shot << "\n";
+        } catch (const std::exception& e) {
+          std::cerr << "clip-studio: error: screenshot " << *shot << ": " << clipguide::error_text(e) << "\n";
+          code = 1;
+        }
+      }
+      glfwSwapBuffers(window);
+    }
+    code = std::max(code, studio.exit_code());
+  }  // the worker thread is joined here, before the GL context goes
+
+  ImGui_ImplOpenGL3_Shutdown();
+  ImGui_ImplGlfw_Shutdown();
+  ImGui::DestroyContext();
+  glfwDestroyWindow(window);
+  glfwTerminate();
+  return code;
+}

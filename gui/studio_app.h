@@ -1,0 +1,185 @@
+// clip-studio's application: plain state structs, the immediate-mode UI drawn from them each frame (Dear
+// ImGui), the actions the widgets and the scripted-input mode share, and the clip-guide settings export
+// (TOML as clip-guide's config_to_str writes it, and a command line). No GL window code: see main.cpp.
+// Shapes: H x W pixels.
+#pragma once
+
+#include "gui/worker.h"
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace clipguide::studio {
+
+constexpr const char* kSettingsKey = "clipguide:settings";  // PNG text chunk, as clip-guide writes it
+
+// Command-line options of clip-studio (main.cpp fills them; each has its default here).
+struct StudioOptions {
+  std::vector<std::string> clip_models;    // CLIP weights "path[:weight]", repeatable (ensemble)
+  std::string vocab;                       // BPE vocabulary
+  std::string generator = "pixel";         // pixel, fourier, vqgan, torchscript
+  std::string generator_weights;           // vqgan checkpoint or torchscript module
+  std::string generator_config;            // vqgan YAML (optional)
+  std::vector<int64_t> size{256, 256};     // image width and height
+  std::string prompts;                     // initial text prompts "text[:weight[:stop]]|..."
+  std::string image_prompts;               // initial image prompts "path[:weight[:stop]]|..."
+  int64_t seed = 0;                        // generator and cutout seed
+  double learning_rate = 0.1;              // optimiser step size
+  int64_t num_cuts = 32;                   // cutouts per step
+  double cut_power = 1.0;                  // cutout size exponent
+  std::string cut_method = "latest";       // random, latest, disco
+  std::string augments = "Af,Pe,Ji,Er";    // augmentation list
+  std::string device = "auto";             // cpu, cuda or auto
+  int window_width = 1280;                 // window size in screen pixels
+  int window_height = 800;
+  std::string script;                      // scripted-input file (tests); empty: interactive
+  std::string screenshot_dir = ".";        // where `screenshot NAME` writes NAME.png
+  std::string output_dir = ".";            // default folder of saved PNGs and exports
+};
+
+// One prompt as the UI holds it.
+struct PromptState {
+  bool image = false;             // text or image (path) prompt
+  std::string text;               // the text, or the image path
+  float weight = 1.0f;            // negative pushes away
+  bool use_stop = false;          // whether `stop` applies
+  float stop = 0.0f;              // distance below which the pull stops
+  std::vector<float> mask;        // H x W in [0, 1] over the run's image; empty: the whole image
+};
+
+// What the brush paints on the preview.
+enum class BrushTarget { kNone, kPromptMask, kFreeze };
+
+struct BrushState {
+  BrushTarget target = BrushTarget::kNone;  // what a drag on the preview paints
+  int prompt = 0;                           // kPromptMask: which prompt
+  float radius = 12.0f;                     // in image pixels
+  bool erase = false;                       // paint 0 instead of 1
+  bool dirty = false;                       // painted since the mask was last sent to the run
+};
+
+// Everything the UI edits; the widgets and the script both change it through StudioApp's actions.
+struct StudioState {
+  RunConfig config;                         // what the next (re)start builds
+  RunConfig active;                         // what the current run was built from
+  std::vector<PromptState> prompts;
+  std::string new_prompt;                   // the "add prompt" field: "text[:weight[:stop]]" or a path
+  bool new_prompt_image = false;
+  guidance::LoopSettings settings;          // optimiser
+  int cutn = 32;
+  float cut_pow = 1.0f;
+  std::string cut_method = "latest";
+  std::string augments = "Af,Pe,Ji,Er";
+  float tv_weight = 0.0f;
+  int seed = 0;
+  int size[2] = {256, 256};
+  std::string models_text;                  // one "path[:weight]" per line
+  BrushState brush;
+  std::vector<float> freeze_mask;           // H x W; empty: nothing frozen
+  std::string save_path = "studio.png";     // Save PNG target
+  std::string export_stem = "studio-setup"; // export writes <stem>.toml and <stem>.sh
+  std::string exported_command;             // the last exported command line (shown)
+  std::deque<std::string> messages;         // newest last; errors start with "error:"
+};
+
+// Loss and similarity curves, by prompt label.
+struct History {
+  std::vector<float> total;
+  std::map<std::string, std::vector<float>> loss, similarity;
+  int64_t last_step = -1;
+};
+
+// The settings as the TOML clip-guide's --config and --from-png read (the same text clip-guide stores in
+// its PNGs), for `output` and `iterations`.
+std::string settings_toml(const StudioState& state, const std::string& output, int64_t iterations);
+// The same settings as a clip-guide command line (shell-quoted).
+std::string command_line(const StudioState& state, const std::string& output, int64_t iterations);
+
+class StudioApp {
+ public:
+  explicit StudioApp(StudioOptions options);
+  ~StudioApp();
+
+  // Draws one frame of UI (between ImGui::NewFrame and ImGui::Render); polls the worker first.
+  void draw(int window_width, int window_height);
+  // Runs script lines until one waits (wait_steps, screenshot) or the script ends. Call once per frame,
+  // before draw(). Screenshots are requested through screenshot_request().
+  void run_script();
+  // A screenshot path the main loop should write after this frame is rendered (then cleared), if any.
+  std::optional<std::string> take_screenshot_request();
+  bool quit_requested() const { return quit_; }
+  int exit_code() const { return exit_code_; }
+
+  // --- actions: what the widgets do, and what the script calls -------------------------------------
+  void start();                                  // (re)builds the run from state_ and runs it
+  void pause();
+  void resume();
+  void single_step();
+  void add_prompt();                             // from state_.new_prompt / new_prompt_image
+  void remove_prompt(int index);
+  void set_prompt_weight(int index, float weight);
+  void edit_prompt(int index);                   // after the text / stop changed
+  void sync_prompts();                           // the UI's prompt list (with masks) to the run
+  void apply_optimisation();                     // lr, cutn, cut_pow, method, augments, tv
+  void paint(int x, int y);                      // one brush dab at image pixel (x, y)
+  void paint_rect(BrushTarget target, int prompt, int x0, int y0, int x1, int y1);
+  void send_masks();                             // the brush's mask to the run
+  void clear_mask(BrushTarget target, int prompt);
+  void take_snapshot();
+  void restore_snapshot(size_t id);
+  void save_png(const std::string& path);
+  void export_setup(const std::string& stem);
+
+  StudioState& state() { return state_; }
+
+ private:
+  void poll_worker();
+  void upload_preview();
+  void message(std::string text);
+  bool execute(const std::string& line);   // one script line; false: wait and call again
+  std::vector<guidance::GuidePrompt> guide_prompts() const;
+  guidance::GuideOptions guide_options() const;
+  std::string resolve(const std::string& path) const;  // relative to output_dir
+  int64_t image_width() const;
+  int64_t image_height() const;
+  std::vector<float>* brush_mask(BrushTarget target, int prompt);
+
+  // [SECTION] widgets, one function per panel
+  void draw_run_panel();
+  void draw_prompts_panel();
+  void draw_optimisation_panel();
+  void draw_setup_panel();
+  void draw_brush_panel();
+  void draw_snapshots_panel();
+  void draw_output_panel();
+  void draw_messages_panel();
+  void draw_preview(float x, float y, float w, float h);
+  void draw_curves(float x, float y, float w, float h);
+
+  StudioOptions options_;
+  StudioState state_;
+  History history_;
+  Worker worker_;
+  Frame frame_;                    // the latest frame the UI has
+  unsigned int texture_ = 0;       // GL texture of the preview
+  int texture_w_ = 0, texture_h_ = 0;
+  bool preview_dirty_ = false;     // frame or masks changed since the last upload
+
+  // scripted input
+  std::vector<std::string> script_lines_;
+  size_t script_pos_ = 0;
+  int64_t wait_until_step_ = -1;   // wait_steps in progress
+  int wait_frames_ = 0;
+  int frames_drawn_ = 0;
+  double wait_started_ = 0.0;      // for the script timeout
+  std::optional<std::string> screenshot_;
+  bool quit_ = false;
+  int exit_code_ = 0;
+};
+
+}  // namespace clipguide::studio

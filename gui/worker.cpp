@@ -1,0 +1,298 @@
+// clip-studio's optimisation thread (see worker.h): a task queue drained between steps, a step when
+// running (or asked for one), and the latest frame published under a mutex for the UI to poll.
+// Shapes: H x W pixels.
+#include "gui/worker.h"
+
+#include "clipnet/error.h"
+
+#include <c10/core/GradMode.h>
+#include <torch/cuda.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <utility>
+
+namespace clipguide::studio {
+
+std::pair<std::string, double> split_model_weight(const std::string& spec) {
+  auto colon = spec.rfind(':');
+  if (colon != std::string::npos) {
+    char* end = nullptr;
+    std::string tail = spec.substr(colon + 1);
+    double w = std::strtod(tail.c_str(), &end);
+    if (!tail.empty() && *end == '\0') return {spec.substr(0, colon), w};
+  }
+  return {spec, 1.0};
+}
+
+namespace {
+
+c10::Device pick_device(const std::string& name) {
+  if (name == "cpu") return c10::kCPU;
+  if (name == "cuda") {
+    if (!torch::cuda::is_available()) throw Error("device cuda: no CUDA device is available");
+    return {c10::kCUDA, 0};
+  }
+  if (name == "auto") return torch::cuda::is_available() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  throw Error("device: expected cpu, cuda or auto, got '" + name + "'");
+}
+
+}  // namespace
+
+Worker::Worker() : thread_([this] { thread_main(); }) {}
+
+Worker::~Worker() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    quit_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void Worker::restart(RunConfig config, std::vector<guidance::GuidePrompt> prompts, guidance::LoopSettings settings,
+                     guidance::GuideOptions options, bool running) {
+  busy_.store(true);
+  running_.store(running);
+  std::lock_guard<std::mutex> lock(mutex_);
+  tasks_.clear();  // edits meant for the old run
+  step_requests_ = 0;
+  tasks_.push_back([this, config = std::move(config), prompts = std::move(prompts), settings, options]() mutable {
+    try {
+      build(config, std::move(prompts), settings, options);
+    } catch (const std::exception& e) {
+      running_.store(false);
+      set_status("no run: the last start failed");
+      report_error("start", e);
+    }
+    busy_.store(false);
+  });
+  wake_.notify_all();
+}
+
+void Worker::set_running(bool running) {
+  running_.store(running);
+  wake_.notify_all();
+}
+
+void Worker::single_step() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++step_requests_;
+  wake_.notify_all();
+}
+
+void Worker::post(Task task) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  tasks_.push_back([this, task = std::move(task)] {
+    if (!loop_) return;
+    task(*loop_, *guide_);
+  });
+  wake_.notify_all();
+}
+
+void Worker::update_settings(const guidance::LoopSettings& settings) {
+  post([settings](guidance::GuideLoop& loop, guidance::Guide&) { loop.update_settings(settings); });
+}
+
+void Worker::update_guide_options(const guidance::GuideOptions& options) {
+  post([options](guidance::GuideLoop& loop, guidance::Guide&) { loop.update_guide_options(options); });
+}
+
+void Worker::take_snapshot() {
+  post([this](guidance::GuideLoop& loop, guidance::Guide&) {
+    auto snap = loop.snapshot();
+    std::lock_guard<std::mutex> lock(mutex_);
+    snapshots_.push_back({SnapshotInfo{snap.step, next_snapshot_id_++}, std::move(snap)});
+  });
+}
+
+void Worker::restore_snapshot(size_t id) {
+  post([this, id](guidance::GuideLoop& loop, guidance::Guide&) {
+    guidance::LoopSnapshot snap;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      bool found = false;
+      for (const auto& [info, s] : snapshots_) {
+        if (info.id == id) {
+          snap = s;
+          found = true;
+        }
+      }
+      if (!found) throw Error("restore: no snapshot #" + std::to_string(id));
+    }
+    loop.restore(snap);  // between steps, on the stepping thread
+    c10::NoGradGuard no_grad;
+    publish(loop.generator().render(), nullptr);  // show the restored image at once, also when paused
+  });
+}
+
+std::string Worker::status() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return status_;
+}
+
+Frame Worker::frame() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return frame_;
+}
+
+std::vector<SnapshotInfo> Worker::snapshots() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<SnapshotInfo> out;
+  for (const auto& s : snapshots_) out.push_back(s.first);
+  return out;
+}
+
+std::vector<std::string> Worker::take_errors() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return std::exchange(errors_, {});
+}
+
+void Worker::set_status(std::string status) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  status_ = std::move(status);
+}
+
+void Worker::report_error(const std::string& what, const std::exception& e) {
+  std::string text = error_text(e);
+  for (auto& c : text) {
+    if (c == '\n') c = ' ';
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  errors_.push_back(what + ": " + text);
+}
+
+void Worker::build(const RunConfig& config, std::vector<guidance::GuidePrompt> prompts,
+                   const guidance::LoopSettings& settings, const guidance::GuideOptions& options) {
+  loop_.reset();
+  guide_.reset();
+  generator_.reset();
+  has_run_.store(false);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    snapshots_.clear();
+    Frame fresh;  // a new run: no image until it renders
+    fresh.version = frame_.version + 1;
+    frame_ = fresh;
+  }
+  if (config.clip_models.empty()) throw Error("no CLIP model: add one (path to weights) and start again");
+  const c10::Device device = pick_device(config.device);
+
+  // Members are cached: a restart for a new size, seed or generator does not reload CLIP.
+  std::string key = config.vocab + "|" + config.device;
+  for (const auto& m : config.clip_models) key += "|" + m;
+  if (key != members_key_) {
+    members_.clear();
+    members_key_.clear();
+    for (const auto& spec : config.clip_models) {
+      auto [path, weight] = split_model_weight(spec);
+      set_status("loading CLIP model " + path);
+      clipnet::ClipLoadOptions load;
+      load.device = device;
+      std::string vocab = config.vocab.empty() ? path : config.vocab;
+      members_.push_back(guidance::load_member(path, vocab, weight, load));
+    }
+    members_key_ = key;
+  }
+
+  set_status("building generator " + config.generator);
+  generators::GeneratorOptions go;
+  go.width = config.width;
+  go.height = config.height;
+  go.device = device;
+  go.seed = config.seed;
+  go.weights = config.generator_weights;
+  go.config = config.generator_config;
+  std::shared_ptr<generators::Generator> generator = generators::GeneratorRegistry::create(config.generator, go);
+  const int64_t factor = generator->size_factor();
+  const int64_t w = std::max(factor, config.width / factor * factor);
+  const int64_t h = std::max(factor, config.height / factor * factor);
+  if (w != config.width || h != config.height) {
+    go.width = w;
+    go.height = h;
+    generator = generators::GeneratorRegistry::create(config.generator, go);
+  }
+  generator->init_random(config.seed);
+
+  guidance::GuideOptions guide_options = options;
+  guide_options.seed = config.seed;
+  set_status("encoding prompts");
+  auto guide = std::make_shared<guidance::Guide>(members_, guide_options);
+  guide->set_prompts(std::move(prompts));
+  auto loop = std::make_unique<guidance::GuideLoop>(generator, guide, settings);
+  generator_ = generator;
+  guide_ = guide;
+  loop_ = std::move(loop);
+  its_ = 0.0;
+  has_run_.store(true);
+  set_status("ready");
+  c10::NoGradGuard no_grad;
+  publish(generator_->render(), nullptr);
+}
+
+void Worker::publish(const at::Tensor& image, const guidance::GuideReport* report) {
+  // (1, 3, H, W) in [0, 1] → (H, W, 3) uint8 on the CPU.
+  at::Tensor rgb = image[0].detach().clamp(0, 1).mul(255).round().to(at::kByte).permute({1, 2, 0}).contiguous().cpu();
+  std::lock_guard<std::mutex> lock(mutex_);
+  frame_.version += 1;
+  frame_.step = loop_ ? loop_->steps_done() : 0;
+  frame_.rgb = rgb;
+  if (report) frame_.report = *report;
+  frame_.its_per_second = its_;
+}
+
+void Worker::thread_main() {
+  using Clock = std::chrono::steady_clock;
+  for (;;) {
+    std::deque<std::function<void()>> tasks;
+    bool do_step = false;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait_for(lock, std::chrono::milliseconds(200), [&] {
+        return quit_ || !tasks_.empty() || step_requests_ > 0 || (running_.load() && loop_ != nullptr);
+      });
+      if (quit_) return;
+      tasks.swap(tasks_);
+    }
+    for (auto& task : tasks) {
+      try {
+        task();
+      } catch (const std::exception& e) {
+        report_error("edit", e);
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!loop_) {
+        step_requests_ = 0;
+        continue;
+      }
+      if (running_.load()) {
+        do_step = true;
+      } else if (step_requests_ > 0) {
+        --step_requests_;
+        do_step = true;
+      }
+      if (!tasks_.empty() && !do_step) continue;
+    }
+    if (!do_step) {
+      if (loop_) set_status("paused");
+      continue;
+    }
+    try {
+      const auto start = Clock::now();
+      guidance::GuideReport report = loop_->step();
+      const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+      const double rate = seconds > 0 ? 1.0 / seconds : 0.0;
+      its_ = its_ == 0.0 ? rate : 0.8 * its_ + 0.2 * rate;
+      publish(loop_->last_image(), &report);
+      set_status(running_.load() ? "running" : "paused");
+    } catch (const std::exception& e) {
+      running_.store(false);
+      set_status("paused after an error");
+      report_error("step " + std::to_string(loop_->steps_done()), e);
+    }
+  }
+}
+
+}  // namespace clipguide::studio

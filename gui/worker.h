@@ -1,0 +1,121 @@
+// clip-studio's optimisation thread: owns the CLIP members, the generator, the Guide and the GuideLoop, and
+// steps them while the UI thread draws. The UI never waits on it: it posts tasks (prompt edits, masks,
+// snapshots, restarts) that run between steps, and polls the latest Frame (image, report, speed).
+// Shapes: H x W pixels.
+#pragma once
+
+#include "generators/generator.h"
+#include "guidance/guide.h"
+#include "guidance/guide_loop.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace clipguide::studio {
+
+// What a (re)start builds; changing any of it needs a restart.
+struct RunConfig {
+  std::vector<std::string> clip_models;  // "path[:weight]" each, an ensemble
+  std::string vocab;                     // BPE vocabulary for every member
+  std::string generator = "pixel";       // GeneratorRegistry name
+  std::string generator_weights;         // vqgan checkpoint / torchscript module
+  std::string generator_config;          // vqgan YAML (optional)
+  int64_t width = 256;                   // image size, rounded to the generator's size_factor()
+  int64_t height = 256;
+  uint64_t seed = 0;                     // generator init and cutout seed
+  std::string device = "auto";           // cpu, cuda or auto
+};
+
+// The latest completed step, as the UI shows it.
+struct Frame {
+  uint64_t version = 0;            // increases with every published frame
+  int64_t step = 0;                // steps done
+  at::Tensor rgb;                  // (H, W, 3) uint8 on the CPU, contiguous
+  guidance::GuideReport report;    // that step's report (empty for a frame published without a step)
+  double its_per_second = 0.0;     // smoothed steps per second
+};
+
+// A snapshot the UI can go back to.
+struct SnapshotInfo {
+  int64_t step = 0;   // steps done when it was taken
+  size_t id = 0;      // stable handle for restore_snapshot()
+};
+
+using Task = std::function<void(guidance::GuideLoop& loop, guidance::Guide& guide)>;
+
+class Worker {
+ public:
+  Worker();
+  ~Worker();  // stops and joins the thread
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // --- from the UI thread; none of these block on a step ------------------------------------------
+  // Builds a fresh run (models cached by path) with these prompts and settings, replacing the old one.
+  void restart(RunConfig config, std::vector<guidance::GuidePrompt> prompts, guidance::LoopSettings settings,
+               guidance::GuideOptions options, bool running);
+  void set_running(bool running);      // step continuously, or stay paused
+  void single_step();                  // one step (while paused)
+  void post(Task task);                // runs between steps; ignored when there is no run
+  void update_settings(const guidance::LoopSettings& settings);   // GuideLoop::update_settings
+  void update_guide_options(const guidance::GuideOptions& options);
+  void take_snapshot();
+  void restore_snapshot(size_t id);
+
+  bool has_run() const { return has_run_.load(); }
+  bool running() const { return running_.load(); }
+  bool busy() const { return busy_.load(); }     // building a run
+  std::string status() const;                    // one line: "loading CLIP models", "running", ...
+  // The latest frame, or an empty one (version 0).
+  Frame frame() const;
+  std::vector<SnapshotInfo> snapshots() const;
+  // Errors since the last call (each one line, with context), oldest first.
+  std::vector<std::string> take_errors();
+
+ private:
+  void thread_main();
+  void build(const RunConfig& config, std::vector<guidance::GuidePrompt> prompts,
+             const guidance::LoopSettings& settings, const guidance::GuideOptions& options);
+  void publish(const at::Tensor& image, const guidance::GuideReport* report);
+  void report_error(const std::string& what, const std::exception& e);
+  void set_status(std::string status);
+
+  std::thread thread_;
+  mutable std::mutex mutex_;   // guards everything below except the atomics and the run objects
+  std::condition_variable wake_;
+  bool quit_ = false;
+  std::deque<std::function<void()>> tasks_;
+  int64_t step_requests_ = 0;
+  std::vector<std::string> errors_;
+  std::string status_ = "idle: press Start";
+  Frame frame_;
+  std::vector<std::pair<SnapshotInfo, guidance::LoopSnapshot>> snapshots_;
+  size_t next_snapshot_id_ = 1;
+
+  std::atomic<bool> running_{false};
+  std::atomic<bool> has_run_{false};
+  std::atomic<bool> busy_{false};
+
+  // Owned by the worker thread.
+  std::string members_key_;
+  std::vector<guidance::GuideMember> members_;
+  std::shared_ptr<generators::Generator> generator_;
+  std::shared_ptr<guidance::Guide> guide_;
+  std::unique_ptr<guidance::GuideLoop> loop_;
+  double its_ = 0.0;
+};
+
+// "path[:weight]" → path and weight (a trailing ":number" is the weight), as clip-guide reads --clip_model.
+std::pair<std::string, double> split_model_weight(const std::string& spec);
+
+}  // namespace clipguide::studio

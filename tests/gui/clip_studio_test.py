@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""End-to-end test of clip-studio under Xvfb with Mesa's software OpenGL, driven by its scripted-input mode
+on the tiny random-weight CLIP model of the clip_parity fixture: the script types a prompt, starts, waits
+for steps, changes a weight, paints a prompt mask, takes framebuffer screenshots, saves a PNG and exports
+the setup. Checks the screenshots (preview not blank and changing, the UI panels visible and unlike the
+preview), the saved PNG's clipguide:settings (prompt and changed weight; clip-guide --config accepts the
+export), --help, and the one-line error without a display.
+
+Run by ctest with env CLIPGUIDE_BINARY_DIR, CLIPGUIDE_FIXTURES, CLIPGUIDE_SHARED_DATA. Prints a closing
+'N passed, N failed' line; exit status 1 on any failure (also when Xvfb is missing: scripts/setup.sh
+installs it).
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import traceback
+
+import numpy as np
+from PIL import Image
+
+BIN_DIR = os.environ["CLIPGUIDE_BINARY_DIR"]
+BIN = os.path.join(BIN_DIR, "gui", "clip-studio")
+GUIDE = os.path.join(BIN_DIR, "tools", "clip-guide")
+FIX = os.environ["CLIPGUIDE_FIXTURES"]
+VOCAB = os.path.join(os.environ.get("CLIPGUIDE_SHARED_DATA", ""), "openai-clip", "bpe_simple_vocab_16e6.txt.gz")
+MODEL = os.path.join(FIX, "clip_parity", "hf_clip")
+TMP = tempfile.mkdtemp(prefix="clip-studio-test-")
+WIN_W, WIN_H, SIDE, CURVES_H = 1000, 700, 400, 230  # window and the fixed layout of studio_app.cpp
+
+SCRIPT = """\
+# typed as a user would, through the app's own actions
+type_prompt a red circle
+type_prompt blue sky:0.7
+start
+wait_steps 3
+screenshot first
+wait_steps 4
+set_weight 0 0.5
+paint_mask 1 0 0 31 15
+freeze 0 28 31 31
+set_lr 0.05
+set_augments Af,Pe
+wait_steps 2
+screenshot second
+snapshot
+wait_steps 1
+restore 0
+clear_freeze
+wait_steps 1
+save saved.png
+export setup
+screenshot third
+quit
+"""
+
+
+def xvfb_env():
+    if shutil.which("xvfb-run") is None:
+        raise AssertionError("xvfb-run (package xvfb) is not installed: run scripts/setup.sh")
+    env = dict(os.environ, LIBGL_ALWAYS_SOFTWARE="1")
+    return env
+
+
+def run_studio(*args, timeout=600, display=True):
+    cmd = [BIN, *args]
+    env = dict(os.environ)
+    if display:
+        cmd = ["xvfb-run", "-a", "-s", f"-screen 0 {WIN_W + 50}x{WIN_H + 50}x24"] + cmd
+        env = xvfb_env()
+    else:
+        env.pop("DISPLAY", None)
+        env.pop("WAYLAND_DISPLAY", None)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def rgb(path):
+    return np.asarray(Image.open(path).convert("RGB")).astype(np.int64)
+
+
+def preview_box(shot):
+    """The preview window's area: right of the side panel, above the curves (title bar dropped)."""
+    return shot[25:WIN_H - CURVES_H - 5, SIDE + 5:WIN_W - 5]
+
+
+_ran = {}
+
+
+def scripted_run():
+    if "proc" not in _ran:
+        with open(os.path.join(TMP, "script.txt"), "w") as f:
+            f.write(SCRIPT)
+        _ran["proc"] = run_studio("-m", MODEL, "--vocab", VOCAB, "--size", "32", "32", "--num_cuts", "4",
+                                  "--seed", "5", "--device", "cpu", "--width", str(WIN_W), "--height", str(WIN_H),
+                                  "--script", os.path.join(TMP, "script.txt"), "--screenshot-dir", TMP,
+                                  "--output-dir", TMP)
+        print("  clip-studio stderr:\n    " + _ran["proc"].stderr.strip().replace("\n", "\n    "))
+    proc = _ran["proc"]
+    assert proc.returncode == 0, f"clip-studio exited {proc.returncode}: {proc.stderr}"
+    return proc
+
+
+def test_script_runs_and_takes_screenshots():
+    scripted_run()
+    for name in ("first", "second", "third"):
+        shot = rgb(os.path.join(TMP, name + ".png"))
+        assert shot.shape == (WIN_H, WIN_W, 3), shot.shape
+
+
+def test_preview_is_drawn_and_changes():
+    scripted_run()
+    first, second = preview_box(rgb(os.path.join(TMP, "first.png"))), preview_box(rgb(os.path.join(TMP, "second.png")))
+    colours = len(np.unique(first.reshape(-1, 3), axis=0))
+    print(f"  preview: {colours} distinct colours, std {first.std():.1f}")
+    assert colours > 50 and first.std() > 10, "the preview area looks blank"
+    diff = np.abs(first - second).mean()
+    print(f"  preview change between screenshots: mean |diff| {diff:.2f}")
+    assert diff > 1.0, "the preview did not change between steps"
+
+
+def test_widgets_are_visible_and_differ_from_the_preview():
+    scripted_run()
+    shot = rgb(os.path.join(TMP, "second.png"))
+    panel, curves = shot[:, :SIDE], shot[WIN_H - CURVES_H:, SIDE:]
+    assert len(np.unique(shot.reshape(-1, 3), axis=0)) > 20, "the screenshot is nearly one flat colour"
+    for name, area in (("side panel", panel), ("curves", curves)):
+        colours = len(np.unique(area.reshape(-1, 3), axis=0))
+        print(f"  {name}: {colours} distinct colours, std {area.std():.1f}")
+        assert colours > 5 and area.std() > 5, f"the {name} looks empty"
+    preview = preview_box(shot)
+    assert abs(panel.mean() - preview.mean()) > 1 or abs(panel.std() - preview.std()) > 1, "UI and preview look alike"
+    # The curve plots are drawn in ImGui's plot colour (light grey-blue lines on the frame background).
+    assert (np.abs(curves - curves.mean(axis=(0, 1))).sum(axis=2) > 60).mean() > 0.001, "no curve drawn"
+
+
+def test_saved_png_carries_the_settings():
+    scripted_run()
+    im = Image.open(os.path.join(TMP, "saved.png"))
+    assert im.size == (32, 32), im.size
+    settings = im.info["clipguide:settings"]
+    print("  " + settings.replace("\n", "\n  ")[:400])
+    assert 'prompts="a red circle:0.5|blue sky:0.7"' in settings, settings
+    assert "num_cuts=4" in settings and "seed=5" in settings and "size=[32, 32]" in settings, settings
+    assert f'clip_model="{MODEL}"' in settings, settings
+    assert "learning_rate=0.05" in settings and 'augments="Af,Pe"' in settings, settings
+
+
+def test_export_is_accepted_by_clip_guide():
+    scripted_run()
+    command = open(os.path.join(TMP, "setup.sh")).read()
+    assert "clip-guide" in command and "'a red circle:0.5|blue sky:0.7'" in command, command
+    if not os.path.exists(GUIDE):
+        print("  clip-guide not built: only the files were checked")
+        return
+    toml = open(os.path.join(TMP, "setup.toml")).read().replace("iterations=", "iterations=2\n#")
+    with open(os.path.join(TMP, "short.toml"), "w") as f:
+        f.write(toml.replace(os.path.join(TMP, "setup.png"), os.path.join(TMP, "from-toml.png")))
+    proc = subprocess.run([GUIDE, "--config", os.path.join(TMP, "short.toml"), "-q"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert os.path.exists(os.path.join(TMP, "from-toml.png")), proc.stderr
+    # The saved PNG's settings reproduce through --from-png too.
+    proc = subprocess.run([GUIDE, "--from-png", os.path.join(TMP, "saved.png"), "-i", "1", "-q", "-o",
+                           os.path.join(TMP, "from-png.png")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_help_lists_every_flag_with_defaults():
+    proc = run_studio("--help", display=False)
+    assert proc.returncode == 0, proc.stderr
+    for flag in ("--clip_model", "--vocab", "--generator", "--size", "--prompts", "--width", "--height", "--script",
+                 "--screenshot-dir"):
+        assert flag in proc.stdout, flag
+    assert "1280" in proc.stdout and "pixel" in proc.stdout, proc.stdout
+
+
+def test_no_display_is_a_clear_error():
+    proc = run_studio("-m", MODEL, "--vocab", VOCAB, display=False, timeout=60)
+    print(f"  exit {proc.returncode}: {proc.stderr.strip()}")
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "clip-studio: error:" in lines[0] and "display" in lines[0], proc.stderr
+
+
+def main():
+    tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
+    failed = 0
+    for name, fn in tests:
+        print(f"[ RUN  ] {name}", flush=True)
+        try:
+            fn()
+            print(f"[  OK  ] {name}", flush=True)
+        except Exception:
+            failed += 1
+            traceback.print_exc()
+            print(f"[ FAIL ] {name}", flush=True)
+    print(f"{len(tests) - failed} passed, {failed} failed (files in {TMP})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
