@@ -14,6 +14,7 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <utility>
 
 namespace clipguide::guidance {
@@ -52,6 +53,17 @@ void check_image(const at::Tensor& image) {
 }  // namespace
 
 // --- members and prompts ----------------------------------------------------------------------------
+
+std::pair<std::string, double> split_member_spec(const std::string& spec) {
+  auto colon = spec.rfind(':');
+  if (colon != std::string::npos) {
+    std::string tail = spec.substr(colon + 1);
+    char* end = nullptr;
+    double weight = std::strtod(tail.c_str(), &end);
+    if (!tail.empty() && *end == '\0') return {spec.substr(0, colon), weight};
+  }
+  return {spec, 1.0};
+}
 
 GuideMember load_member(const std::filesystem::path& clip_path, const std::filesystem::path& vocabulary,
                         double weight, const clipnet::ClipLoadOptions& options) {

@@ -25,6 +25,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace clipguide::guidance {
@@ -37,6 +38,10 @@ struct GuideMember {
   double weight = 1.0;                          // factor of this member's loss in the total
   std::string name;                             // for reports; empty: config.name
 };
+
+// "path[:weight]" (the tools' --clip_model syntax) → {path, weight}; a trailing ":number" is the weight,
+// anything else stays in the path (so "C:\\models\\x.pt" and URLs keep their colons).
+std::pair<std::string, double> split_member_spec(const std::string& spec);
 
 // load_clip(path) + Tokenizer::from_file(vocabulary) as a member. Errors name the path.
 GuideMember load_member(const std::filesystem::path& clip_path, const std::filesystem::path& vocabulary,

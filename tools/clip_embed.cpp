@@ -2,6 +2,7 @@
 // weight file, printed as one JSON object (or written as .npy files). Other scripts parse this output:
 // the key names are an interface.
 #include "clipnet/checkpoint.h"
+#include "clipnet/device.h"
 #include "clipnet/error.h"
 #include "clipnet/io/npy.h"
 #include "clipnet/preprocess.h"
@@ -12,7 +13,6 @@
 #include <ATen/ops/stack.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <torch/cuda.h>
 
 #include <fstream>
 #include <iostream>
@@ -64,22 +64,12 @@ std::vector<std::string> split_labels(const std::string& text) {
   return labels;
 }
 
-c10::Device pick_device(const std::string& name) {
-  if (name == "cpu") return c10::kCPU;
-  if (name == "cuda") {
-    if (!torch::cuda::is_available()) throw clipguide::Error("--device cuda: no CUDA device is available");
-    return c10::Device(c10::kCUDA, 0);
-  }
-  if (name == "auto") return torch::cuda::is_available() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
-  throw clipguide::Error("--device: expected cpu, cuda or auto, got '" + name + "'");
-}
-
 int run(const Options& opt) {
   json out;
   std::optional<cn::LoadedClip> clip;
   cn::ClipLoadOptions load;
   load.config = opt.config;
-  load.device = pick_device(opt.device);
+  load.device = cn::parse_device(opt.device);
   if (!opt.tokens_only) {
     if (opt.model.empty()) throw clipguide::Error("--model is required (a weight file or model folder)");
     clip = cn::load_clip(opt.model, load);

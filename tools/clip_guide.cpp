@@ -1,6 +1,7 @@
 // clip-guide: batch renders steered by CLIP, with the flags VQGAN+CLIP (nerdyrodent generate.py) users
 // know. Thin: flags (or a TOML config, or a PNG's stored settings) → Options → generator + Guide +
 // GuideLoop → images written atomically with their settings in the PNG metadata. Ctrl-C saves and exits.
+#include "clipnet/device.h"
 #include "clipnet/error.h"
 #include "clipnet/image_io.h"
 #include "generators/generator.h"
@@ -12,7 +13,6 @@
 #include <ATen/ops/rand.h>
 #include <ATen/ops/linspace.h>
 #include <CLI/CLI.hpp>
-#include <torch/cuda.h>
 #include <torch/nn/functional/upsampling.h>
 
 #include <unistd.h>
@@ -71,28 +71,6 @@ struct Options {
 
 std::atomic<bool> g_interrupted{false};
 extern "C" void on_sigint(int) { g_interrupted.store(true); }
-
-c10::Device pick_device(const std::string& name) {
-  if (name == "cpu") return c10::kCPU;
-  if (name == "cuda") {
-    if (!torch::cuda::is_available()) throw cg::Error("--device cuda: no CUDA device is available");
-    return {c10::kCUDA, 0};
-  }
-  if (name == "auto") return torch::cuda::is_available() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
-  throw cg::Error("--device: expected cpu, cuda or auto, got '" + name + "'");
-}
-
-// "path[:weight]" for --clip_model; a trailing ":number" is the weight.
-std::pair<std::string, double> split_weight(const std::string& spec) {
-  auto colon = spec.rfind(':');
-  if (colon != std::string::npos) {
-    char* end = nullptr;
-    std::string tail = spec.substr(colon + 1);
-    double w = std::strtod(tail.c_str(), &end);
-    if (!tail.empty() && *end == '\0') return {spec.substr(0, colon), w};
-  }
-  return {spec, 1.0};
-}
 
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;
@@ -238,14 +216,14 @@ int run(Options opt, const std::string& settings_toml) {
     throw cg::Error("--clip_model is required: a CLIP weight file or folder (OpenAI .pt, open_clip, Hugging Face)");
   }
   if (opt.deterministic) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
-  const c10::Device device = pick_device(opt.device);
+  const c10::Device device = cn::parse_device(opt.device);
   uint64_t seed = opt.seed >= 0 ? static_cast<uint64_t>(opt.seed) : std::random_device{}();
   if (opt.seed < 0) std::cerr << "clip-guide: seed " << seed << "\n";
 
   std::vector<gd::GuideMember> members;
   for (const auto& spec : opt.clip_models) {
     if (spec.empty()) continue;
-    auto [path, weight] = split_weight(spec);
+    auto [path, weight] = gd::split_member_spec(spec);
     cn::ClipLoadOptions load;
     load.device = device;
     std::filesystem::path vocab = opt.vocab.empty() ? std::filesystem::path(path) : std::filesystem::path(opt.vocab);

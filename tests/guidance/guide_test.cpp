@@ -211,5 +211,12 @@ TEST(Guide, NoPromptsGivesAZeroDifferentiableLoss) {
   EXPECT_THROW(Guide({}, tiny_options()), Error);
 }
 
+TEST(SplitMemberSpec, TrailingNumberIsTheWeight) {
+  EXPECT_EQ(split_member_spec("models/ViT-B-32.pt"), (std::pair<std::string, double>{"models/ViT-B-32.pt", 1.0}));
+  EXPECT_EQ(split_member_spec("a.pt:0.5"), (std::pair<std::string, double>{"a.pt", 0.5}));
+  EXPECT_EQ(split_member_spec("C:\\m\\a.pt"), (std::pair<std::string, double>{"C:\\m\\a.pt", 1.0}));
+  EXPECT_EQ(split_member_spec("http://h/x:2"), (std::pair<std::string, double>{"http://h/x", 2.0}));
+}
+
 }  // namespace
 }  // namespace clipguide::guidance
