@@ -532,6 +532,7 @@ void StudioApp::upload_preview() {
 //   set_lr X   set_cutn N   set_cut_pow X   set_augments LIST   set_seed N   set_size W H
 //   set_generator NAME            paint_mask I X0 Y0 X1 Y1 (prompt I's region, image pixels)
 //   freeze X0 Y0 X1 Y1            clear_mask I | clear_freeze                snapshot   restore K (K-th snapshot)
+//   open_panel P | close_panel P (prompts optimisation setup brush snapshots output messages)
 //   screenshot NAME (screenshot_dir/NAME.png)   save FILE   export STEM   quit
 // A script error, or a wait longer than 600 s, quits with exit status 1.
 
@@ -663,6 +664,11 @@ bool StudioApp::execute(const std::string& line) {
     need(1);
     state_.export_stem = words[1];
     export_setup(state_.export_stem);
+  } else if (cmd == "open_panel" || cmd == "close_panel") {
+    need(1);
+    static const char* keys[] = {"prompts", "optimisation", "setup", "brush", "snapshots", "output", "messages"};
+    if (std::find(std::begin(keys), std::end(keys), words[1]) == std::end(keys)) throw Error("no panel '" + words[1] + "'");
+    panel_requests_[words[1]] = cmd == "open_panel";
   } else if (cmd == "quit") {
     quit_ = true;
   } else {
@@ -702,6 +708,15 @@ void StudioApp::draw(int window_width, int window_height) {
   draw_curves(side, H - curves_h, W - side, curves_h);
 }
 
+bool StudioApp::header(const char* label, const std::string& key, bool default_open) {
+  auto it = panel_requests_.find(key);
+  if (it != panel_requests_.end()) {
+    ImGui::SetNextItemOpen(it->second);
+    panel_requests_.erase(it);
+  }
+  return ImGui::CollapsingHeader(label, default_open ? ImGuiTreeNodeFlags_DefaultOpen : 0);
+}
+
 void StudioApp::draw_run_panel() {
   const bool has_run = worker_.has_run(), running = worker_.running();
   if (ImGui::Button(has_run ? "Reset" : "Start")) start();
@@ -722,7 +737,7 @@ void StudioApp::draw_run_panel() {
 }
 
 void StudioApp::draw_prompts_panel() {
-  if (!ImGui::CollapsingHeader("Prompts", ImGuiTreeNodeFlags_DefaultOpen)) return;
+  if (!header("Prompts", "prompts", true)) return;
   StudioState& s = state_;
   for (int i = 0; i < static_cast<int>(s.prompts.size()); ++i) {
     PromptState& p = s.prompts[i];
@@ -760,7 +775,7 @@ void StudioApp::draw_prompts_panel() {
 }
 
 void StudioApp::draw_optimisation_panel() {
-  if (!ImGui::CollapsingHeader("Optimisation", ImGuiTreeNodeFlags_DefaultOpen)) return;
+  if (!header("Optimisation", "optimisation", true)) return;
   StudioState& s = state_;
   bool changed = false;
   float lr = static_cast<float>(s.settings.learning_rate);
@@ -792,7 +807,7 @@ void StudioApp::draw_optimisation_panel() {
 }
 
 void StudioApp::draw_setup_panel() {
-  if (!ImGui::CollapsingHeader("Model, generator, size (restart)")) return;
+  if (!header("Model, generator, size (restart)", "setup", false)) return;
   StudioState& s = state_;
   ImGui::TextUnformatted("CLIP models, one 'path[:weight]' per line:");
   ImGui::InputTextMultiline("##models", &s.models_text, ImVec2(-1, 50));
@@ -820,7 +835,7 @@ void StudioApp::draw_setup_panel() {
 }
 
 void StudioApp::draw_brush_panel() {
-  if (!ImGui::CollapsingHeader("Mask brush", ImGuiTreeNodeFlags_DefaultOpen)) return;
+  if (!header("Mask brush", "brush", true)) return;
   BrushState& b = state_.brush;
   int target = static_cast<int>(b.target);
   bool changed = ImGui::RadioButton("off", &target, 0);
@@ -849,7 +864,7 @@ void StudioApp::draw_brush_panel() {
 }
 
 void StudioApp::draw_snapshots_panel() {
-  if (!ImGui::CollapsingHeader("Snapshots")) return;
+  if (!header("Snapshots", "snapshots", false)) return;
   auto snaps = worker_.snapshots();
   if (snaps.empty()) ImGui::TextDisabled("none yet: press Snapshot");
   for (const auto& s : snaps) {
@@ -862,7 +877,7 @@ void StudioApp::draw_snapshots_panel() {
 }
 
 void StudioApp::draw_output_panel() {
-  if (!ImGui::CollapsingHeader("Save and export", ImGuiTreeNodeFlags_DefaultOpen)) return;
+  if (!header("Save and export", "output", true)) return;
   StudioState& s = state_;
   ImGui::SetNextItemWidth(-110);
   ImGui::InputText("##save", &s.save_path);
@@ -873,12 +888,15 @@ void StudioApp::draw_output_panel() {
   ImGui::SameLine();
   if (ImGui::Button("Export setup")) export_setup(s.export_stem);
   if (!s.exported_command.empty()) {
-    ImGui::InputTextMultiline("##command", &s.exported_command, ImVec2(-1, 60), ImGuiInputTextFlags_ReadOnly);
+    ImGui::PushStyleColor(ImGuiCol_Text, ImVec4(0.75f, 0.85f, 1.0f, 1.0f));
+    ImGui::TextWrapped("%s", s.exported_command.c_str());
+    ImGui::PopStyleColor();
+    if (ImGui::SmallButton("Copy command")) ImGui::SetClipboardText(s.exported_command.c_str());
   }
 }
 
 void StudioApp::draw_messages_panel() {
-  if (!ImGui::CollapsingHeader("Messages", ImGuiTreeNodeFlags_DefaultOpen)) return;
+  if (!header("Messages", "messages", true)) return;
   ImGui::BeginChild("##messages", ImVec2(0, std::max(90.0f, ImGui::GetContentRegionAvail().y)), true);
   for (const auto& m : state_.messages) {
     if (m.rfind("error:", 0) == 0) {

@@ -150,6 +150,7 @@ class StudioApp {
   std::vector<float>* brush_mask(BrushTarget target, int prompt);
 
   // [SECTION] widgets, one function per panel
+  bool header(const char* label, const std::string& key, bool default_open);  // CollapsingHeader + script requests
   void draw_run_panel();
   void draw_prompts_panel();
   void draw_optimisation_panel();
@@ -178,6 +179,7 @@ class StudioApp {
   int frames_drawn_ = 0;
   double wait_started_ = 0.0;      // for the script timeout
   std::optional<std::string> screenshot_;
+  std::map<std::string, bool> panel_requests_;  // open_panel / close_panel, applied at the next draw
   bool quit_ = false;
   int exit_code_ = 0;
 };

@@ -11,6 +11,7 @@ Run by ctest with env CLIPGUIDE_BINARY_DIR, CLIPGUIDE_FIXTURES, CLIPGUIDE_SHARED
 installs it).
 """
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -160,6 +161,12 @@ def test_export_is_accepted_by_clip_guide():
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert os.path.exists(os.path.join(TMP, "from-toml.png")), proc.stderr
+    # The exported command line runs as it is (with fewer steps and another output file).
+    argv = shlex.split(command.strip().splitlines()[-1])
+    argv[argv.index("--iterations") + 1] = "2"
+    argv[argv.index("--output") + 1] = os.path.join(TMP, "from-command.png")
+    proc = subprocess.run([GUIDE, *argv[1:], "-q"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
     # The saved PNG's settings reproduce through --from-png too.
     proc = subprocess.run([GUIDE, "--from-png", os.path.join(TMP, "saved.png"), "-i", "1", "-q", "-o",
                            os.path.join(TMP, "from-png.png")], capture_output=True, text=True, timeout=300)
