@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """End-to-end test of clip-studio under Xvfb with Mesa's software OpenGL, driven by its scripted-input mode
-on the tiny random-weight CLIP model of the clip_parity fixture: the script types a prompt, starts, waits
-for steps, changes a weight, paints a prompt mask, takes framebuffer screenshots, saves a PNG and exports
+on the tiny random-weight CLIP model of the clip_parity fixture: the script types prompts, starts, waits
+for steps, adds an image prompt, changes a weight, paints a prompt mask and a frozen region, takes
+framebuffer screenshots, goes back to a snapshot, saves a PNG and exports
 the setup. Checks the screenshots (preview not blank and changing, the UI panels visible and unlike the
 preview), the saved PNG's clipguide:settings (prompt and changed weight; clip-guide --config accepts the
 export), --help, and the one-line error without a display.
@@ -37,6 +38,7 @@ type_prompt blue sky:0.7
 start
 wait_steps 3
 screenshot first
+image_prompt {tmp}/first.png:0.3
 wait_steps 4
 set_weight 0 0.5
 paint_mask 1 0 0 31 15
@@ -91,7 +93,7 @@ _ran = {}
 def scripted_run():
     if "proc" not in _ran:
         with open(os.path.join(TMP, "script.txt"), "w") as f:
-            f.write(SCRIPT)
+            f.write(SCRIPT.format(tmp=TMP))
         _ran["proc"] = run_studio("-m", MODEL, "--vocab", VOCAB, "--size", "32", "32", "--num_cuts", "4",
                                   "--seed", "5", "--device", "cpu", "--width", str(WIN_W), "--height", str(WIN_H),
                                   "--script", os.path.join(TMP, "script.txt"), "--screenshot-dir", TMP,
@@ -144,6 +146,7 @@ def test_saved_png_carries_the_settings():
     assert 'prompts="a red circle:0.5|blue sky:0.7"' in settings, settings
     assert "num_cuts=4" in settings and "seed=5" in settings and "size=[32, 32]" in settings, settings
     assert f'clip_model="{MODEL}"' in settings, settings
+    assert f'image_prompts="{TMP}/first.png:0.3"' in settings, settings
     assert "learning_rate=0.05" in settings and 'augments="Af,Pe"' in settings, settings
 
 
