@@ -4,8 +4,7 @@
 
 #include "clipnet/error.h"
 
-#include <ATen/ops/cat.h>
-#include <ATen/ops/from_blob.h>
+#include <ATen/ops/empty.h>
 #include <OpenImageIO/filesystem.h>
 #include <OpenImageIO/imageio.h>
 
@@ -35,15 +34,22 @@ at::Tensor read_opened(OIIO::ImageInput& in, const std::string& name, bool keep_
     throw Error("cannot decode image file '" + name + "': " + in.geterror());
   }
   in.close();
-  // (H, W, C) uint8 → (3, H, W): grey replicated, alpha dropped unless asked for.
-  auto hwc = at::from_blob(pixels.data(), {h, w, c}, at::kByte);
+  // (H, W, C) uint8 → (3, H, W): grey replicated, alpha dropped unless asked for. A plain loop, not
+  // permute().contiguous(): ATen would hand this small copy to its OpenMP team, which costs more than
+  // the copy (milliseconds on a busy machine) and competes with the caller's own decoding threads.
   const bool has_alpha = spec.alpha_channel >= 0 || c == 2 || c == 4;
-  at::Tensor rgb = c >= 3 ? hwc.narrow(2, 0, 3) : hwc.narrow(2, 0, 1).expand({h, w, 3});
-  if (keep_alpha && has_alpha) {
-    int64_t alpha = spec.alpha_channel >= 0 ? spec.alpha_channel : c - 1;
-    rgb = at::cat({rgb, hwc.narrow(2, alpha, 1)}, 2);  // (H, W, 4)
+  const bool with_alpha = keep_alpha && has_alpha;
+  const int64_t alpha = spec.alpha_channel >= 0 ? spec.alpha_channel : c - 1;
+  const int64_t planes = with_alpha ? 4 : 3;
+  at::Tensor out = at::empty({planes, h, w}, at::kByte);
+  uint8_t* dst = out.data_ptr<uint8_t>();
+  for (int64_t p = 0; p < planes; ++p) {
+    const int64_t src_channel = p == 3 ? alpha : (c >= 3 ? p : 0);
+    const uint8_t* src = pixels.data() + src_channel;
+    uint8_t* plane = dst + p * h * w;
+    for (int64_t k = 0; k < h * w; ++k) plane[k] = src[k * c];
   }
-  return rgb.permute({2, 0, 1}).contiguous();  // copies out of `pixels`
+  return out;
 }
 
 // PIL keeps colour unpremultiplied; OIIO would premultiply RGBA unless told otherwise.

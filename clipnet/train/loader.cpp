@@ -7,12 +7,15 @@
 #include "clipnet/error.h"
 #include "clipnet/train/random.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/ops/_upsample_bicubic2d_aa.h>
 #include <ATen/ops/empty.h>
 
 #include <algorithm>
 #include <cmath>
 #include <deque>
+
+#include <dlfcn.h>
 
 namespace clipguide::train {
 namespace {
@@ -34,6 +37,18 @@ std::vector<int64_t> iota(int64_t n) {
 
 // Purposes of the random streams below (one stream per purpose and epoch).
 enum Stream : uint64_t { kOrder = 0x0D, kBuffer = 0xB0, kAugment = 0xA0 };
+
+// Makes ATen run single-threaded on the calling (worker) thread. Workers handle small images, where
+// ATen's intra-op OpenMP team only adds hand-offs; on a busy machine a descheduled team thread stalls a
+// worker for milliseconds, and N workers x M team threads oversubscribe the cores the trainer needs.
+// OpenMP's thread count is per thread, so other threads (the trainer's) keep theirs. LibTorch builds
+// without OpenMP lack the symbol; then nothing changes.
+void single_threaded_aten() {
+  at::get_num_threads();  // LibTorch's lazy per-thread initialisation first, so it cannot undo this
+  using SetNumThreads = void (*)(int);
+  static const auto set_num_threads = reinterpret_cast<SetNumThreads>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+  if (set_num_threads) set_num_threads(1);
+}
 
 }  // namespace
 
@@ -305,6 +320,7 @@ Loader::Result Loader::run_job(const Job& job) const {
 }
 
 void Loader::worker_loop() {
+  single_threaded_aten();
   for (;;) {
     Job job;
     Result result;

@@ -8,6 +8,7 @@
 #include "clipnet/train/shapes_world.h"
 #include "test_util.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/ops/stack.h>
 
 #include <fstream>
@@ -262,6 +263,17 @@ TEST(Loader, UnreadableImageReachesNextWithItsFile) {
       }
     }
   }
+}
+
+TEST(Loader, WorkersLeaveTheCallersAtenThreadsAlone) {
+  const int before = at::get_num_threads();
+  LoaderOptions o;
+  o.batch_size = 4;
+  o.image_size = 16;
+  o.num_workers = 2;
+  Loader loader(shapes(), o);
+  ASSERT_TRUE(loader.next());
+  EXPECT_EQ(at::get_num_threads(), before);
 }
 
 TEST(Loader, ShutsDownWithWorkInFlight) {
