@@ -528,10 +528,12 @@ void StudioApp::upload_preview() {
 // =====================================================================================================
 // One command per line, run between frames through the same actions as the widgets:
 //   type_prompt TEXT[:w[:stop]]   image_prompt PATH     start   pause   resume   step   reset
-//   wait_steps N (N more steps)   wait_frames N         set_weight I W          remove_prompt I
+//   wait_steps N (N more steps)   wait_frames N   wait_file PATH (until it exists)
+//   set_weight I W   remove_prompt I
 //   set_lr X   set_cutn N   set_cut_pow X   set_augments LIST   set_seed N   set_size W H
 //   set_generator NAME            paint_mask I X0 Y0 X1 Y1 (prompt I's region, image pixels)
 //   freeze X0 Y0 X1 Y1            clear_mask I | clear_freeze                snapshot   restore K (K-th snapshot)
+//   brush off | brush prompt I [RADIUS] | brush freeze [RADIUS]   (then drag on the preview with the mouse)
 //   open_panel P | close_panel P (prompts optimisation setup brush snapshots output messages)
 //   screenshot NAME (screenshot_dir/NAME.png)   save FILE   export STEM   quit
 // A script error, or a wait longer than 600 s, quits with exit status 1.
@@ -597,6 +599,27 @@ bool StudioApp::execute(const std::string& line) {
     if (wait_until_step_ < 0) wait_until_step_ = (worker_.busy() ? 0 : frame_.step) + integer(1);
     if (worker_.busy() || frame_.step < wait_until_step_) return false;
     wait_until_step_ = -1;
+  } else if (cmd == "brush") {  // what the brush radio buttons and radius slider set
+    if (words.size() < 2) throw Error("brush: expected off | prompt I [RADIUS] | freeze [RADIUS]");
+    send_masks();
+    BrushState& b = state_.brush;
+    size_t next = 2;
+    if (words[1] == "off") {
+      b.target = BrushTarget::kNone;
+    } else if (words[1] == "freeze") {
+      b.target = BrushTarget::kFreeze;
+    } else if (words[1] == "prompt") {
+      b.target = BrushTarget::kPromptMask;
+      b.prompt = integer(2);
+      next = 3;
+    } else {
+      throw Error("brush: expected off, prompt or freeze, got '" + words[1] + "'");
+    }
+    if (words.size() > next) b.radius = static_cast<float>(num(next));
+    preview_dirty_ = true;
+  } else if (cmd == "wait_file") {
+    need(1);
+    if (!std::filesystem::exists(words[1])) return false;  // a test driving the mouse says when it is done
   } else if (cmd == "wait_frames") {
     need(1);
     if (wait_frames_ == 0) wait_frames_ = frames_drawn_ + integer(1);

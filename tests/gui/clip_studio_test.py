@@ -5,7 +5,8 @@ for steps, adds an image prompt, changes a weight, paints a prompt mask and a fr
 framebuffer screenshots, goes back to a snapshot, saves a PNG and exports
 the setup. Checks the screenshots (preview not blank and changing, the UI panels visible and unlike the
 preview), the saved PNG's clipguide:settings (prompt and changed weight; clip-guide --config accepts the
-export), --help, and the one-line error without a display.
+export; clip-guide runs the exported command and TOML), a real pointer (xdotool) clicking Pause and painting
+a mask on the preview, --help, and the one-line error without a display.
 
 Run by ctest with env CLIPGUIDE_BINARY_DIR, CLIPGUIDE_FIXTURES, CLIPGUIDE_SHARED_DATA. Prints a closing
 'N passed, N failed' line; exit status 1 on any failure (also when Xvfb is missing: scripts/setup.sh
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 
 import numpy as np
@@ -174,6 +176,98 @@ def test_export_is_accepted_by_clip_guide():
     proc = subprocess.run([GUIDE, "--from-png", os.path.join(TMP, "saved.png"), "-i", "1", "-q", "-o",
                            os.path.join(TMP, "from-png.png")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+MOUSE_SCRIPT = """\
+type_prompt a red circle
+start
+wait_steps 3
+brush prompt 0 3
+screenshot running
+wait_file {tmp}/clicked
+wait_frames 10
+screenshot paused1
+wait_frames 20
+screenshot paused2
+wait_file {tmp}/painted
+wait_frames 10
+screenshot painted
+quit
+"""
+
+
+def wait_for(path, proc, timeout=300):
+    start = time.time()
+    while not os.path.exists(path):
+        if proc.poll() is not None:
+            raise AssertionError(f"clip-studio exited {proc.returncode} before writing {path}: {proc.stderr.read()}")
+        if time.time() - start > timeout:
+            raise AssertionError(f"timed out waiting for {path}")
+        time.sleep(0.1)
+    time.sleep(0.3)  # let the PNG be renamed into place and a few frames pass
+
+
+def test_mouse_clicks_pause_and_paints_a_mask():
+    """The real widgets under a real pointer (xdotool): the Pause button stops the steps, a drag on the
+    preview paints prompt 0's region (tinted red on the preview)."""
+    if shutil.which("xdotool") is None or shutil.which("Xvfb") is None:
+        raise AssertionError("Xvfb and xdotool are needed (packages xvfb, xdotool): run scripts/setup.sh")
+    tmp = tempfile.mkdtemp(prefix="clip-studio-mouse-")
+    with open(os.path.join(tmp, "script.txt"), "w") as f:
+        f.write(MOUSE_SCRIPT.format(tmp=tmp))
+    read_fd, write_fd = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{WIN_W}x{WIN_H}x24", "-nolisten",
+                             "tcp"], pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    studio = None
+    try:
+        display = ":" + os.read(read_fd, 64).decode().strip()
+        env = dict(os.environ, DISPLAY=display, LIBGL_ALWAYS_SOFTWARE="1")
+        studio = subprocess.Popen([BIN, "-m", MODEL, "--vocab", VOCAB, "--size", "32", "32", "--num_cuts", "4",
+                                   "--device", "cpu", "--width", str(WIN_W), "--height", str(WIN_H), "--script",
+                                   os.path.join(tmp, "script.txt"), "--screenshot-dir", tmp],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+        def xdo(*args):
+            subprocess.run(["xdotool", *args], env=env, check=True, timeout=30)
+
+        wait_for(os.path.join(tmp, "running.png"), studio)
+        xdo("mousemove", "80", "36")  # the Pause button, top of the side panel
+        time.sleep(0.3)
+        xdo("mousedown", "1")
+        time.sleep(0.2)
+        xdo("mouseup", "1")
+        open(os.path.join(tmp, "clicked"), "w").close()
+        wait_for(os.path.join(tmp, "paused2.png"), studio)
+        # A horizontal stroke across the upper part of the preview (the image spans x 481..918, y 27..464).
+        xdo("mousemove", "520", "120")
+        time.sleep(0.2)
+        xdo("mousedown", "1")
+        for x in range(540, 900, 20):
+            time.sleep(0.05)
+            xdo("mousemove", str(x), "120")
+        time.sleep(0.2)
+        xdo("mouseup", "1")
+        open(os.path.join(tmp, "painted"), "w").close()
+        studio.wait(timeout=300)
+        assert studio.returncode == 0, f"clip-studio exited {studio.returncode}: {studio.stderr.read()}"
+    finally:
+        if studio and studio.poll() is None:
+            studio.kill()
+        xvfb.terminate()
+        xvfb.wait(timeout=30)
+        os.close(read_fd)
+    p1, p2, painted = (preview_box(rgb(os.path.join(tmp, n + ".png"))) for n in ("paused1", "paused2", "painted"))
+    still = np.abs(p1 - p2).mean()
+    print(f"  paused: mean |diff| between two screenshots 20 frames apart {still:.3f}")
+    assert still < 0.01, "the preview kept changing after Pause was clicked"
+    band = (slice(100 - 25, 140 - 25), slice(540 - SIDE - 5, 860 - SIDE - 5))  # preview_box coordinates
+    below = (slice(330 - 25, 420 - 25), slice(540 - SIDE - 5, 860 - SIDE - 5))
+    red_gain = (painted[band][..., 0] - p2[band][..., 0]).mean() - (painted[band][..., 2] - p2[band][..., 2]).mean()
+    untouched = np.abs(painted[below] - p2[below]).mean()
+    print(f"  painted stroke: red gain {red_gain:.1f}; below it mean |diff| {untouched:.3f}")
+    assert red_gain > 20, "the drag did not paint the prompt's region"
+    assert untouched < 0.01, "pixels away from the stroke changed"
 
 
 def test_help_lists_every_flag_with_defaults():
