@@ -209,7 +209,10 @@ StudioApp::StudioApp(StudioOptions options) : options_(std::move(options)) {
       exit_code_ = 1;
     }
     std::string line;
-    while (std::getline(in, line)) script_lines_.push_back(line);
+    while (std::getline(in, line)) {
+      line.erase(line.find_last_not_of(" \t\r") + 1);  // scripts written on Windows end lines with \r
+      script_lines_.push_back(line);
+    }
   }
   if (state_.prompts.empty()) state_.new_prompt = "a red circle";
 }
@@ -278,6 +281,7 @@ void StudioApp::start() {
   s.active = s.config;
   history_ = History{};
   frame_ = Frame{};
+  texture_w_ = texture_h_ = 0;  // "building the run..." until its first image
   worker_.restart(s.config, guide_prompts(), s.settings, options, /*running=*/true);
   message("started: " + s.config.generator + " " + std::to_string(s.size[0]) + "x" + std::to_string(s.size[1]) +
           ", seed " + std::to_string(s.seed));
@@ -980,7 +984,7 @@ void StudioApp::draw_curves(float x, float y, float w, float h) {
   if (history_.total.empty()) ImGui::TextDisabled("curves appear when steps complete");
   int i = 0;
   for (const auto& p : state_.prompts) {
-    const std::string label = p.image ? p.text : p.text;
+    const std::string& label = p.text;  // GuidePrompt::label(): the text, or the image path
     auto l = history_.loss.find(label), s = history_.similarity.find(label);
     if (l == history_.loss.end()) continue;
     ImGui::PushID(i++);

@@ -57,6 +57,9 @@ void Worker::restart(RunConfig config, std::vector<guidance::GuidePrompt> prompt
   std::lock_guard<std::mutex> lock(mutex_);
   tasks_.clear();  // edits meant for the old run
   step_requests_ = 0;
+  Frame fresh;     // the old run's image is not shown while the new one builds
+  fresh.version = frame_.version + 1;
+  frame_ = fresh;
   tasks_.push_back([this, config = std::move(config), prompts = std::move(prompts), settings, options]() mutable {
     try {
       build(config, std::move(prompts), settings, options);
