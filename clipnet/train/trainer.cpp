@@ -461,8 +461,12 @@ fs::path Trainer::save_checkpoint(const std::function<void(const std::string&)>&
   const fs::path folder = dir / name;
   if (comm_->rank() != 0) return folder;
   fs::create_directories(dir);
+  // Temporary folders left by a run killed mid-write are incomplete by construction: drop them.
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string f = e.path().filename().string();
+    if (f.rfind(".step_", 0) == 0 && f.find(".tmp-") != std::string::npos) remove_tree(e.path());
+  }
   const fs::path tmp = dir / ("." + name + ".tmp-" + std::to_string(::getpid()));
-  if (fs::exists(tmp)) remove_tree(tmp);
   fs::create_directories(tmp / "vocab");
   auto written = [&](const std::string& file) {
     if (after_file) after_file(file);
