@@ -105,6 +105,37 @@ def test_two_processes_match_one():
         assert os.listdir(os.path.join(d, "two", "checkpoints")) != []
 
 
+def test_two_processes_siglip_and_resume():
+    """SigLIP with gathered texts (gather with grad) matches one process; a 2-process run resumed from its
+    step-3 checkpoint repeats the uninterrupted run's steps 4-6 exactly."""
+    if not os.path.exists(TORCHRUN):
+        print(f"  (skipped: no torchrun at {TORCHRUN})")
+        return
+    flags = ["--steps", "6", "--siglip", "--gather-with-grad", "--save-frequency", "0"]
+    two = ["--no-python", "--standalone", "--nproc-per-node", "2", BIN]
+    with tempfile.TemporaryDirectory() as d:
+        run(COMMON + flags + ["--logs", d, "--name", "one", "--batch-size", "16"])
+        run(two + COMMON + flags + ["--logs-dir", d, "--name", "two", "--batch-size", "8", "--save-every-steps", "3"],
+            cmd=[TORCHRUN])
+        one_l = log_losses(os.path.join(d, "one", "out.jsonl"))
+        two_l = log_losses(os.path.join(d, "two", "out.jsonl"))
+        print("  siglip 1 x 16:", " ".join(f"{x:.6f}" for x in one_l))
+        print("  siglip 2 x 8: ", " ".join(f"{x:.6f}" for x in two_l))
+        assert max(abs(a - b) for a, b in zip(one_l, two_l)) < 2e-4, (one_l, two_l)
+        # Resume the 2-process run from step 3 under a new name (copy of its checkpoints).
+        import shutil
+        os.makedirs(os.path.join(d, "again"))
+        shutil.copytree(os.path.join(d, "two", "checkpoints", "step_00000003"),
+                        os.path.join(d, "again", "checkpoints", "step_00000003"))
+        with open(os.path.join(d, "again", "checkpoints", "latest"), "w") as f:
+            f.write("step_00000003\n")
+        run(two + COMMON + flags + ["--logs-dir", d, "--name", "again", "--batch-size", "8", "--resume", "latest"],
+            cmd=[TORCHRUN])
+        resumed = log_losses(os.path.join(d, "again", "out.jsonl"))
+        print("  resumed at 3: ", " ".join(f"{x:.6f}" for x in resumed))
+        assert resumed == two_l[3:], (resumed, two_l[3:])
+
+
 def main():
     tests = [(k, v) for k, v in globals().items() if k.startswith("test_") and callable(v)]
     only = sys.argv[1:]
