@@ -44,7 +44,9 @@ class GlooCommunicator final : public Communicator {
     store_options.waitWorkers = false;
     store_options.timeout = options.timeout;
     store_ = c10::make_intrusive<c10d::TCPStore>(env.master_addr, store_options);
-    auto gloo_options = c10d::ProcessGroupGloo::Options::create_default(options.timeout);
+    // Options::create + the default device is what create_default() (newer LibTorch) does; works on 2.4 too.
+    auto gloo_options = c10d::ProcessGroupGloo::Options::create(options.timeout);
+    gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, static_cast<int>(env.rank),
                                                          static_cast<int>(env.world_size), gloo_options);
   }

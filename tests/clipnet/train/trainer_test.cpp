@@ -227,8 +227,14 @@ TEST(Trainer, Bf16AutocastTrains) {
   TrainOptions o = tiny_options(dir, 4);
   o.precision = "bf16";
   Trainer t(o, nullptr);
-  for (int i = 0; i < 4; ++i) EXPECT_TRUE(std::isfinite(t.step()));
+  Trainer reference(tiny_options(dir / "fp32", 4), nullptr);
+  for (int i = 0; i < 4; ++i) {
+    const double bf16 = t.step(), fp32 = reference.step();
+    std::printf("step %d: bf16 autocast %.5f, fp32 %.5f\n", i + 1, bf16, fp32);
+    EXPECT_NEAR(bf16, fp32, 0.05);
+  }
   EXPECT_EQ(t.model()->logit_scale.scalar_type(), at::kFloat);  // fp32 master weights
+  EXPECT_EQ(t.model()->visual_vit->conv1->weight.scalar_type(), at::kFloat);
 }
 
 TEST(Trainer, SiglipAndAccumulationRun) {
