@@ -2,8 +2,10 @@
 // several (torchrun --no-python --nproc-per-node N clip-train ...: c10d Gloo over torchrun's environment).
 // Rank 0 writes checkpoints (<logs>/<name>/checkpoints) and the JSON-lines log (<logs>/<name>/out.jsonl),
 // and prints a progress line per logged step on stderr.
+#include "clipnet/checkpoint.h"
 #include "clipnet/error.h"
 #include "clipnet/train/distributed.h"
+#include "clipnet/train/evaluation.h"
 #include "clipnet/train/trainer.h"
 
 #include <CLI/CLI.hpp>
@@ -21,7 +23,42 @@ struct CliOptions {
   std::string name = "clip-train";  // --name: run folder under --logs
   std::string csv_separator = "\\t";  // --csv-separator: "\t", "tab" or one character
   bool local_loss = false, gather_with_grad = false, siglip = false;
+  bool eval_only = false;           // --eval-only: evaluate --pretrained (or --resume's weights), no training
+  std::string pretrained;           // --pretrained: any CLIP weight file or folder (clipnet::load_clip)
 };
+
+// Evaluation of any CLIP on the shapes world: linear probe (shape kind) always, zero-shot and retrieval when
+// a vocabulary is given. One JSON object on stdout.
+int evaluate_only(const tr::TrainOptions& options, const CliOptions& cli) {
+  if (cli.pretrained.empty()) throw clipguide::Error("--eval-only needs --pretrained (a CLIP weight file or folder)");
+  clipguide::clipnet::ClipLoadOptions load;
+  if (options.model != "ViT-B-32") load.config = options.model;  // the default means: the file's own config
+  auto loaded = clipguide::clipnet::load_clip(cli.pretrained, load);
+  tr::ShapesEvalOptions e;
+  e.seed = options.seed;
+  e.image_size = loaded.config.vision.image_size;
+  e.samples = options.zeroshot_samples;
+  e.context_length = loaded.config.text.context_length;
+  for (int c = 0; c < 3; ++c) e.mean[c] = loaded.config.preprocess.mean[c], e.std[c] = loaded.config.preprocess.std[c];
+  std::string out = "{\"model\": \"" + cli.pretrained + "\"";
+  char buf[96];
+  std::snprintf(buf, sizeof buf, ", \"linear_probe\": %.6f", tr::shapes_linear_probe(loaded.model, e));
+  out += buf;
+  if (!options.vocab.empty()) {
+    const auto tokenizer = clipguide::clipnet::Tokenizer::from_file(options.vocab);
+    const tr::EvalReport r = tr::evaluate_shapes_world(loaded.model, tokenizer, e);
+    out += ", \"zero_shot\": {";
+    bool first = true;
+    for (const auto& [k, v] : r.zero_shot) {
+      std::snprintf(buf, sizeof buf, "%s\"%s\": %.6f", first ? "" : ", ", k.c_str(), v);
+      out += buf, first = false;
+    }
+    std::snprintf(buf, sizeof buf, "}, \"recall@1\": %.6f, \"recall@5\": %.6f", r.recall_at_1, r.recall_at_5);
+    out += buf;
+  }
+  std::printf("%s}\n", out.c_str());
+  return 0;
+}
 
 char parse_separator(const std::string& s) {
   if (s == "\\t" || s == "tab" || s == "\t") return '\t';
@@ -30,6 +67,7 @@ char parse_separator(const std::string& s) {
 }
 
 int run(tr::TrainOptions options, const CliOptions& cli) {
+  if (cli.eval_only) return evaluate_only(options, cli);
   const auto env = tr::DistributedEnv::from_environment();
   std::shared_ptr<tr::Communicator> comm = tr::init_distributed(env);
   const bool main_rank = comm->rank() == 0;
@@ -116,6 +154,8 @@ int main(int argc, char** argv) {
   app.add_option("--zeroshot-frequency", o.zeroshot_every_steps, "Zero-shot evaluation every N steps (0: off)");
   app.add_option("--zeroshot-samples", o.zeroshot_samples, "Held-out pictures per zero-shot evaluation");
   app.add_flag("--linear-probe", o.linear_probe, "Linear probe (shape kind, shapes world) at the end");
+  app.add_flag("--eval-only", cli.eval_only, "No training: linear probe (and zero-shot with --vocab) of --pretrained, as JSON on stdout");
+  app.add_option("--pretrained", cli.pretrained, "With --eval-only: any CLIP weight file or folder (OpenAI, open_clip, Hugging Face, a clip-train checkpoint folder)");
   try {
     app.parse(argc, argv);
     o.csv_separator = parse_separator(cli.csv_separator);

@@ -97,6 +97,15 @@ def test_short_run_logs_checkpoints_and_evaluates():
         # Resuming a finished run does nothing more; resuming for more steps continues from step 4.
         p = run(COMMON + ["--logs", d, "--name", "r", "--batch-size", "8", "--steps", "6", "--resume", "latest"])
         assert "step 5/6" in p.stderr and "step 1/" not in p.stderr, p.stderr
+        # Evaluation on its own, of any CLIP folder: here the checkpoint with its own vocabulary.
+        ckpt = os.path.join(run_dir, "checkpoints", "step_00000006")
+        p = run(["--eval-only", "--pretrained", ckpt, "--vocab", os.path.join(ckpt, "vocab"),
+                 "--zeroshot-samples", "32"])
+        result = json.loads(p.stdout)
+        assert 0 <= result["linear_probe"] <= 1 and set(result["zero_shot"]) == {
+            "background", "colour", "position", "shape", "size"}, result
+        p = run(["--eval-only"], ok=False)
+        assert p.returncode == 1 and "--pretrained" in p.stderr, p.stderr
 
 
 def test_two_processes_match_one():
