@@ -287,6 +287,10 @@ void StudioApp::start() {
           ", seed " + std::to_string(s.seed));
 }
 
+void StudioApp::restart_if_running() {
+  if (worker_.has_run() || worker_.busy()) start();
+}
+
 void StudioApp::pause() { worker_.set_running(false); }
 void StudioApp::resume() {
   if (!worker_.has_run() && !worker_.busy()) return start();
@@ -653,13 +657,16 @@ bool StudioApp::execute(const std::string& line) {
   } else if (cmd == "set_seed") {
     need(1);
     state_.seed = integer(1);
+    restart_if_running();
   } else if (cmd == "set_size") {
     need(2);
     state_.size[0] = integer(1);
     state_.size[1] = integer(2);
+    restart_if_running();
   } else if (cmd == "set_generator") {
     need(1);
     state_.config.generator = words[1];
+    restart_if_running();
   } else if (cmd == "paint_mask") {
     need(5);
     paint_rect(BrushTarget::kPromptMask, integer(1), integer(2), integer(3), integer(4), integer(5));
@@ -843,16 +850,20 @@ void StudioApp::draw_setup_panel() {
   ImGui::SetNextItemWidth(200);
   if (ImGui::BeginCombo("generator", s.config.generator.c_str())) {
     for (const auto& n : generators::GeneratorRegistry::names()) {
-      if (ImGui::Selectable(n.c_str(), s.config.generator == n)) s.config.generator = n;
+      if (ImGui::Selectable(n.c_str(), s.config.generator == n) && s.config.generator != n) {
+        s.config.generator = n;
+        restart_if_running();
+      }
     }
     ImGui::EndCombo();
   }
   ImGui::SetNextItemWidth(-80);
   ImGui::InputText("weights", &s.config.generator_weights);
   ImGui::SetNextItemWidth(200);
-  ImGui::InputInt2("size", s.size);
+  if (ImGui::InputInt2("size", s.size, ImGuiInputTextFlags_EnterReturnsTrue)) restart_if_running();
   ImGui::SetNextItemWidth(200);
-  ImGui::InputInt("seed", &s.seed);
+  if (ImGui::InputInt("seed", &s.seed, 1, 100, ImGuiInputTextFlags_EnterReturnsTrue)) restart_if_running();
+  ImGui::TextDisabled("generator, size (Enter) and seed (Enter) restart the run");
   const bool differs = model_lines(s.models_text) != s.active.clip_models || s.config.vocab != s.active.vocab ||
                        s.config.generator != s.active.generator || s.config.generator_weights != s.active.generator_weights ||
                        s.size[0] != s.active.width || s.size[1] != s.active.height ||

@@ -117,6 +117,7 @@ class StudioApp {
 
   // --- actions: what the widgets do, and what the script calls -------------------------------------
   void start();                                  // (re)builds the run from state_ and runs it
+  void restart_if_running();                     // after a generator / size / seed change
   void pause();
   void resume();
   void single_step();

@@ -57,6 +57,10 @@ wait_steps 1
 save saved.png
 export setup
 screenshot third
+set_generator fourier
+set_size 48 32
+wait_steps 2
+save restarted.png
 quit
 """
 
@@ -150,6 +154,14 @@ def test_saved_png_carries_the_settings():
     assert f'clip_model="{MODEL}"' in settings, settings
     assert f'image_prompts="{TMP}/first.png:0.3"' in settings, settings
     assert "learning_rate=0.05" in settings and 'augments="Af,Pe"' in settings, settings
+
+
+def test_generator_and_size_changes_restart_the_run():
+    scripted_run()
+    im = Image.open(os.path.join(TMP, "restarted.png"))
+    settings = im.info["clipguide:settings"]
+    assert im.size == (48, 32), im.size
+    assert 'generator="fourier"' in settings and "size=[48, 32]" in settings, settings
 
 
 def test_export_is_accepted_by_clip_guide():
