@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
   app.add_option("--steps", o.steps, "Total optimiser steps (0: epochs x steps per epoch)");
   app.add_option("--precision", o.precision, "fp32 or bf16 (CPU autocast, fp32 master weights)")
       ->check(CLI::IsMember({"fp32", "bf16"}));
-  app.add_option("--accum-freq", o.accum_freq, "Micro-batches per step (plain gradient accumulation)")->check(CLI::PositiveNumber);
+  app.add_option("--accum-freq", o.accum_freq, "Micro-batches per step (features cached, then recomputed with gradients, as open_clip)")->check(CLI::PositiveNumber);
   app.add_flag("--grad-checkpointing", o.grad_checkpointing, "Gradient checkpointing (not implemented: an error)");
   app.add_flag("--siglip", cli.siglip, "SigLIP sigmoid loss with a learnable bias");
   app.add_flag("--local-loss", cli.local_loss, "Each rank's rows against all ranks' columns");

@@ -1,9 +1,10 @@
 // CLIP pretraining loop (see trainer.h).
 // ref: mlfoundations/open_clip@v3.3.0 src/open_clip_train/main.py (param groups), scheduler.py (cosine_lr),
 //      train.py (train_one_epoch: accumulation, logit-scale clamp, logging)
-// Gradient accumulation is plain: each micro-batch's loss / accum_freq is back-propagated and the
-// gradients summed, so negatives come from one micro-batch only (open_clip instead caches all
-// micro-batches' features and recomputes; not done here). Gradient checkpointing is not implemented.
+// Gradient accumulation is open_clip's: cache every micro-batch's features without gradients, then
+// recompute one micro-batch at a time with gradients against the cached rest, so a step equals one batch
+// of accum_freq x B (negatives from all micro-batches), at the cost of a second forward pass.
+// Gradient checkpointing is not implemented.
 // Shapes: B per-rank batch, S image side, E embedding width, L context length.
 #include "clipnet/train/trainer.h"
 
@@ -17,6 +18,7 @@
 
 #include <ATen/autocast_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/tensor.h>
 #include <c10/core/GradMode.h>
@@ -332,7 +334,19 @@ double Trainer::step() {
   model_->train();
   impl_->optimizer->zero_grad();
   const bool bf16 = options_.precision == "bf16";
-  double total = 0;
+  // Unit image and text features (B, E) of one micro-batch, in fp32.
+  auto features = [&](const Batch& batch, const at::Tensor& tokens) {
+    at::Tensor image, text;
+    {
+      CpuAutocast autocast(bf16);
+      image = model_->encode_image(batch.images);  // (B, E)
+      text = model_->encode_text(tokens);          // (B, E)
+    }
+    image = image.to(at::kFloat), text = text.to(at::kFloat);
+    return std::pair{image / image.norm(2, {-1}, true), text / text.norm(2, {-1}, true)};
+  };
+  std::vector<Batch> batches;
+  std::vector<at::Tensor> tokens;  // (B, L) each
   for (int64_t m = 0; m < options_.accum_freq; ++m) {
     std::optional<Batch> batch = impl_->loader->next();
     while (!batch) {  // end of an epoch
@@ -341,21 +355,37 @@ double Trainer::step() {
       batch = impl_->loader->next();
     }
     ++state_.batch_in_epoch;
-    const at::Tensor tokens = tokenizer_->tokenize(batch->captions, config_.text.context_length, true);  // (B, L)
-    at::Tensor image, text;
-    {
-      CpuAutocast autocast(bf16);
-      image = model_->encode_image(batch->images);  // (B, E)
-      text = model_->encode_text(tokens);           // (B, E)
-    }
-    image = image.to(at::kFloat), text = text.to(at::kFloat);
-    image = image / image.norm(2, {-1}, true);
-    text = text / text.norm(2, {-1}, true);
-    at::Tensor loss = contrastive_loss(image, text, model_->logit_scale.exp(), logit_bias_, *comm_, options_.loss) /
-                      static_cast<double>(options_.accum_freq);
-    loss.backward();
-    total += loss.item<double>();
+    tokens.push_back(tokenizer_->tokenize(batch->captions, config_.text.context_length, true));
     impl_->samples_since_report += batch->images.size(0) * comm_->world_size();
+    batches.push_back(std::move(*batch));
+  }
+  double total = 0;
+  if (options_.accum_freq == 1) {
+    auto [image, text] = features(batches[0], tokens[0]);
+    at::Tensor loss = contrastive_loss(image, text, model_->logit_scale.exp(), logit_bias_, *comm_, options_.loss);
+    loss.backward();
+    total = loss.item<double>();
+  } else {
+    // open_clip's accumulation: features of every micro-batch without gradients, then per micro-batch its
+    // features again with gradients among the others' cached ones, and the loss of the whole accumulated
+    // batch back-propagated; the summed gradients are those of one batch of accum_freq x B.
+    std::vector<at::Tensor> cached_image, cached_text;  // (B, E) each
+    {
+      c10::NoGradGuard no_grad;
+      for (size_t m = 0; m < batches.size(); ++m) {
+        auto [image, text] = features(batches[m], tokens[m]);
+        cached_image.push_back(image), cached_text.push_back(text);
+      }
+    }
+    for (size_t m = 0; m < batches.size(); ++m) {
+      auto [image, text] = features(batches[m], tokens[m]);
+      std::vector<at::Tensor> images = cached_image, texts = cached_text;
+      images[m] = image, texts[m] = text;
+      at::Tensor loss = contrastive_loss(at::cat(images), at::cat(texts), model_->logit_scale.exp(), logit_bias_,
+                                         *comm_, options_.loss);  // over (accum_freq * B, E)
+      loss.backward();
+      total = loss.item<double>();
+    }
   }
   std::vector<at::Tensor> params;
   for (const auto& [n, p] : impl_->params) params.push_back(p);

@@ -44,7 +44,7 @@ struct TrainOptions {
   int64_t train_num_samples = 0;          // samples per epoch for streams and infinite data (0: the dataset's size)
   int64_t steps = 0;                      // total optimiser steps; 0: epochs * steps per epoch
   std::string precision = "fp32";         // fp32 | bf16 (CPU autocast; fp32 master weights)
-  int64_t accum_freq = 1;                 // micro-batches per step: per-micro-batch losses / accum_freq, summed
+  int64_t accum_freq = 1;                 // micro-batches per step (open_clip's feature cache + recompute)
   bool grad_checkpointing = false;        // not implemented: true is an error
   std::string vocab;                      // BPE vocabulary file/folder; empty: train one from the captions
   int64_t bpe_vocab_size = 1024;          // size of the trained vocabulary

@@ -247,6 +247,19 @@ TEST(Trainer, SiglipAndAccumulationRun) {
   EXPECT_NEAR(std::exp(t.model()->logit_scale.item<double>()), 10.0, 0.5);
 }
 
+TEST(Trainer, AccumulationEqualsTheBigBatch) {
+  const fs::path dir = test::temp_dir();
+  TrainOptions big = tiny_options(dir / "big", 4), accum = tiny_options(dir / "accum", 4);
+  accum.batch_size = 8;
+  accum.accum_freq = 2;
+  Trainer a(big, nullptr), b(accum, nullptr);
+  for (int i = 0; i < 4; ++i) {
+    const double la = a.step(), lb = b.step();
+    std::printf("step %d: batch 16 %.7f, 2 x 8 accumulated %.7f\n", i + 1, la, lb);
+    EXPECT_NEAR(la, lb, 1e-5);
+  }
+}
+
 TEST(Trainer, BadOptionsAreErrors) {
   const fs::path dir = test::temp_dir();
   TrainOptions o = tiny_options(dir, 3);
