@@ -85,7 +85,8 @@ int run(tr::TrainOptions options, const CliOptions& cli) {
     std::fprintf(stderr, "clip-train: %s, %lld steps, batch %lld x %lld rank(s) x %lld accum, model %s (vocab %lld)\n",
                  comm->describe().c_str(), static_cast<long long>(trainer.total_steps()),
                  static_cast<long long>(options.batch_size), static_cast<long long>(comm->world_size()),
-                 static_cast<long long>(options.accum_freq), trainer.config().name.c_str(),
+                 static_cast<long long>(options.accum_freq),
+                 trainer.config().name.empty() ? "(JSON)" : trainer.config().name.c_str(),
                  static_cast<long long>(trainer.tokenizer().vocab_size()));
   }
   trainer.run(

@@ -39,7 +39,11 @@ class GlooCommunicator final : public Communicator {
   GlooCommunicator(const DistributedEnv& env, const DistributedOptions& options) : env_(env) {
     c10d::TCPStoreOptions store_options;
     store_options.port = static_cast<uint16_t>(env.master_port);
-    store_options.isServer = env.rank == 0;
+    // Under torchrun the elastic agent already serves the store at MASTER_PORT (as torch's
+    // _create_c10d_store does, every rank is then a client).
+    const char* agent_store = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+    const bool agent = agent_store != nullptr && std::string(agent_store) == "True";
+    store_options.isServer = env.rank == 0 && !agent;
     store_options.numWorkers = static_cast<size_t>(env.world_size);
     store_options.waitWorkers = false;
     store_options.timeout = options.timeout;
