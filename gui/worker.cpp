@@ -39,7 +39,7 @@ c10::Device pick_device(const std::string& name) {
 
 }  // namespace
 
-Worker::Worker() : thread_([this] { thread_main(); }) {}
+Worker::Worker() { thread_ = std::thread([this] { thread_main(); }); }
 
 Worker::~Worker() {
   {

@@ -90,7 +90,6 @@ class Worker {
   void report_error(const std::string& what, const std::exception& e);
   void set_status(std::string status);
 
-  std::thread thread_;
   mutable std::mutex mutex_;   // guards everything below except the atomics and the run objects
   std::condition_variable wake_;
   bool quit_ = false;
@@ -113,6 +112,8 @@ class Worker {
   std::shared_ptr<guidance::Guide> guide_;
   std::unique_ptr<guidance::GuideLoop> loop_;
   double its_ = 0.0;
+
+  std::thread thread_;  // last: started in the constructor body, once every member above exists
 };
 
 // "path[:weight]" → path and weight (a trailing ":number" is the weight), as clip-guide reads --clip_model.
