@@ -197,7 +197,7 @@ wait_steps 3
 brush prompt 0 3
 screenshot running
 wait_file {tmp}/clicked
-wait_frames 10
+wait_frames 30
 screenshot paused1
 wait_frames 20
 screenshot paused2
@@ -247,7 +247,7 @@ def test_mouse_clicks_pause_and_paints_a_mask():
         xdo("mousemove", "80", "36")  # the Pause button, top of the side panel
         time.sleep(0.3)
         xdo("mousedown", "1")
-        time.sleep(0.2)
+        time.sleep(0.4)  # held over several frames, so a slow frame cannot miss the click
         xdo("mouseup", "1")
         open(os.path.join(tmp, "clicked"), "w").close()
         wait_for(os.path.join(tmp, "paused2.png"), studio)
