@@ -3,41 +3,16 @@
 // Shapes: H x W pixels.
 #include "gui/worker.h"
 
+#include "clipnet/device.h"
 #include "clipnet/error.h"
 
 #include <c10/core/GradMode.h>
-#include <torch/cuda.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <utility>
 
 namespace clipguide::studio {
-
-std::pair<std::string, double> split_model_weight(const std::string& spec) {
-  auto colon = spec.rfind(':');
-  if (colon != std::string::npos) {
-    char* end = nullptr;
-    std::string tail = spec.substr(colon + 1);
-    double w = std::strtod(tail.c_str(), &end);
-    if (!tail.empty() && *end == '\0') return {spec.substr(0, colon), w};
-  }
-  return {spec, 1.0};
-}
-
-namespace {
-
-c10::Device pick_device(const std::string& name) {
-  if (name == "cpu") return c10::kCPU;
-  if (name == "cuda") {
-    if (!torch::cuda::is_available()) throw Error("device cuda: no CUDA device is available");
-    return {c10::kCUDA, 0};
-  }
-  if (name == "auto") return torch::cuda::is_available() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
-  throw Error("device: expected cpu, cuda or auto, got '" + name + "'");
-}
-
-}  // namespace
 
 Worker::Worker() { thread_ = std::thread([this] { thread_main(); }); }
 
@@ -179,7 +154,7 @@ void Worker::build(const RunConfig& config, std::vector<guidance::GuidePrompt> p
     frame_ = fresh;
   }
   if (config.clip_models.empty()) throw Error("no CLIP model: add one (path to weights) and start again");
-  const c10::Device device = pick_device(config.device);
+  const c10::Device device = clipnet::parse_device(config.device, "device");
 
   // Members are cached: a restart for a new size, seed or generator does not reload CLIP.
   std::string key = config.vocab + "|" + config.device;
@@ -188,7 +163,7 @@ void Worker::build(const RunConfig& config, std::vector<guidance::GuidePrompt> p
     members_.clear();
     members_key_.clear();
     for (const auto& spec : config.clip_models) {
-      auto [path, weight] = split_model_weight(spec);
+      auto [path, weight] = guidance::split_member_spec(spec);
       set_status("loading CLIP model " + path);
       clipnet::ClipLoadOptions load;
       load.device = device;

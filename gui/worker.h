@@ -116,7 +116,4 @@ class Worker {
   std::thread thread_;  // last: started in the constructor body, once every member above exists
 };
 
-// "path[:weight]" → path and weight (a trailing ":number" is the weight), as clip-guide reads --clip_model.
-std::pair<std::string, double> split_model_weight(const std::string& spec);
-
 }  // namespace clipguide::studio
