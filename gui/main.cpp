@@ -4,9 +4,9 @@
 #include "clipnet/error.h"
 #include "clipnet/image_io.h"
 #include "gui/studio_app.h"
+#include "tools/cli.h"
 
 #include <ATen/ops/from_blob.h>
-#include <CLI/CLI.hpp>
 #include <GLFW/glfw3.h>
 #include <backends/imgui_impl_glfw.h>
 #include <backends/imgui_impl_opengl3.h>
@@ -63,15 +63,7 @@ int main(int argc, char** argv) {
   app.add_option("--script", opt.script, "Scripted input: one command per line (see gui/studio_app.cpp), for tests");
   app.add_option("--screenshot-dir,--screenshot_dir", opt.screenshot_dir, "Where the script's 'screenshot NAME' writes NAME.png");
   app.add_option("--output-dir,--output_dir", opt.output_dir, "Folder for saved PNGs and exports given as relative paths");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    std::cout << app.help();
-    return 0;
-  } catch (const CLI::ParseError& e) {
-    std::cerr << "clip-studio: error: " << e.what() << " (see --help)\n";
-    return 2;
-  }
+  if (auto code = clipguide::cli::parse(app, argc, argv, "clip-studio")) return *code;
 
   glfwSetErrorCallback(on_glfw_error);
   if (!glfwInit()) {

@@ -8,6 +8,7 @@
 #include "clipnet/preprocess.h"
 #include "clipnet/tokenizer.h"
 #include "clipnet/zero_shot.h"
+#include "tools/cli.h"
 
 #include <ATen/ops/cat.h>
 #include <ATen/ops/stack.h>
@@ -181,19 +182,10 @@ int main(int argc, char** argv) {
   app.add_option("--template", opt.templates, "Zero-shot prompt template with {} for the label (repeatable; several are ensembled)");
   app.add_option("--templates", opt.templates_file, "File of templates, one per line (e.g. OpenAI's ImageNet set)");
   app.add_option("--device", opt.device, "cpu, cuda or auto");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    std::cout << app.help();
-    return 0;
-  } catch (const CLI::ParseError& e) {
-    std::cerr << "clip-embed: error: " << e.what() << " (see --help)\n";
-    return 2;
-  }
+  if (auto code = clipguide::cli::parse(app, argc, argv, "clip-embed")) return *code;
   try {
     return run(opt);
   } catch (const std::exception& e) {
-    std::cerr << "clip-embed: error: " << clipguide::error_text(e) << "\n";
-    return 1;
+    return clipguide::cli::report("clip-embed", e);
   }
 }

@@ -7,6 +7,7 @@
 #include "generators/generator.h"
 #include "guidance/guide.h"
 #include "guidance/guide_loop.h"
+#include "tools/cli.h"
 
 #include <ATen/Context.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -312,28 +313,15 @@ int main(int argc, char** argv) {
       std::ofstream(config_default) << it->second;
     }
   } catch (const std::exception& e) {
-    std::cerr << "clip-guide: error: " << cg::error_text(e) << "\n";
-    return 1;
+    return cg::cli::report("clip-guide", e);
   }
   app.set_config("--config", config_default, "TOML file with the same settings as the flags (flags given on the command line win)");
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    std::cout << app.help();
-    return 0;
-  } catch (const CLI::ParseError& e) {
-    std::cerr << "clip-guide: error: " << e.what() << " (see --help)\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "clip-guide: error: " << cg::error_text(e) << "\n";
-    return 1;
-  }
+  if (auto code = cg::cli::parse(app, argc, argv, "clip-guide")) return *code;
   try {
     std::string settings = app.config_to_str(/*default_also=*/true, /*write_description=*/false);
     return run(opt, settings);
   } catch (const std::exception& e) {
-    std::cerr << "clip-guide: error: " << cg::error_text(e) << "\n";
-    return 1;
+    return cg::cli::report("clip-guide", e);
   }
 }

@@ -7,6 +7,7 @@
 #include "clipnet/train/distributed.h"
 #include "clipnet/train/evaluation.h"
 #include "clipnet/train/trainer.h"
+#include "tools/cli.h"
 
 #include <CLI/CLI.hpp>
 
@@ -60,10 +61,15 @@ int evaluate_only(const tr::TrainOptions& options, const CliOptions& cli) {
   return 0;
 }
 
+// --csv-separator: "\\t", "tab", a real tab or any one character (checked while parsing, see main).
 char parse_separator(const std::string& s) {
   if (s == "\\t" || s == "tab" || s == "\t") return '\t';
-  if (s.size() == 1) return s[0];
-  throw CLI::ValidationError("--csv-separator", "must be one character, \\t or tab; got '" + s + "'");
+  return s[0];
+}
+
+std::string check_separator(const std::string& s) {
+  if (s == "\\t" || s == "tab" || s.size() == 1) return "";
+  return "must be one character, \\t or tab; got '" + s + "'";
 }
 
 int run(tr::TrainOptions options, const CliOptions& cli) {
@@ -122,7 +128,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "csv", "webdataset", "folder", "shapes"}));
   app.add_option("--csv-img-key", o.csv_img_key, "Manifest column with image paths");
   app.add_option("--csv-caption-key", o.csv_caption_key, "Manifest column with captions");
-  app.add_option("--csv-separator", cli.csv_separator, "Manifest separator: \\t, tab, or one character");
+  app.add_option("--csv-separator", cli.csv_separator, "Manifest separator: \\t, tab, or one character")
+      ->check(CLI::Validator(check_separator, "SEPARATOR"));
   app.add_option("--model", o.model, "Architecture: builtin config name (ViT-B-32, RN50, ...), JSON file, or JSON text");
   app.add_option("--image-size", o.image_size, "Input side in pixels; 0: the model config's");
   app.add_option("--vocab", o.vocab, "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz, vocab.json, folder); default: train one from the captions");
@@ -157,20 +164,11 @@ int main(int argc, char** argv) {
   app.add_flag("--linear-probe", o.linear_probe, "Linear probe (shape kind, shapes world) at the end");
   app.add_flag("--eval-only", cli.eval_only, "No training: linear probe (and zero-shot with --vocab) of --pretrained, as JSON on stdout");
   app.add_option("--pretrained", cli.pretrained, "With --eval-only: any CLIP weight file or folder (OpenAI, open_clip, Hugging Face, a clip-train checkpoint folder)");
+  if (auto code = clipguide::cli::parse(app, argc, argv, "clip-train")) return *code;
   try {
-    app.parse(argc, argv);
     o.csv_separator = parse_separator(cli.csv_separator);
-  } catch (const CLI::CallForHelp&) {
-    std::cout << app.help();
-    return 0;
-  } catch (const CLI::ParseError& e) {
-    std::cerr << "clip-train: error: " << e.what() << " (see --help)\n";
-    return 2;
-  }
-  try {
     return run(o, cli);
   } catch (const std::exception& e) {
-    std::cerr << "clip-train: error: " << clipguide::error_text(e) << "\n";
-    return 1;
+    return clipguide::cli::report("clip-train", e);
   }
 }
