@@ -1,6 +1,8 @@
 // Helpers shared by the tests: tensor comparison that prints the max difference, fixture paths.
 #pragma once
 
+#include "clipnet/error.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -25,6 +27,18 @@ std::filesystem::path shared_data_dir();
 
 // Printable form of a UTF-8 string for failure messages: controls and non-ASCII as \uXXXX.
 std::string escaped(const std::string& s);
+
+// The message of the clipguide::Error that fn() throws; a test failure (and "") when it throws none.
+template <typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a clipguide::Error";
+  return "";
+}
 
 // A fresh empty temporary folder for this test.
 std::filesystem::path temp_dir();

@@ -20,6 +20,8 @@
 namespace clipguide::generators {
 namespace {
 
+using test::error_of;
+
 using test::fixture_dir;
 using test::max_abs_diff;
 
@@ -30,17 +32,6 @@ GeneratorOptions options_for(int64_t height, int64_t width, int64_t batch, uint6
   options.batch = batch;
   options.seed = seed;
   return options;
-}
-
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a clipguide::Error";
-  return "";
 }
 
 TEST(FourierGenerator, RegisteredRendersInUnitRange) {

@@ -20,6 +20,8 @@
 namespace clipguide::generators {
 namespace {
 
+using test::error_of;
+
 using test::fixture_dir;
 using test::max_abs_diff;
 
@@ -37,17 +39,6 @@ GeneratorOptions decoder_options(const std::string& file, int64_t batch = 2) {
   options.weights = fixture_dir("torchscript_generators") / file;
   options.extra = {{"latent_shape", "1,16"}, {"output_range", "-1,1"}};
   return options;
-}
-
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a clipguide::Error";
-  return "";
 }
 
 void expect_contains(const std::string& message, const std::string& part) {

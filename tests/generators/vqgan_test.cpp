@@ -20,6 +20,8 @@
 namespace clipguide::generators::vqgan {
 namespace {
 
+using test::error_of;
+
 using test::fixture_dir;
 using test::max_abs_diff;
 
@@ -30,17 +32,6 @@ clipnet::TensorMap expected_tensors() {
 }
 
 // The message of the clipguide::Error `fn` throws ("" and a test failure when it throws none).
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a clipguide::Error";
-  return "";
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // Parity: every output, every format.
 
