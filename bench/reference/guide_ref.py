@@ -10,17 +10,13 @@ import json
 import os
 import sys
 import time
-import types
 
 import torch
 import torch.nn.functional as F
 
-# taming 0.0.6 imports pytorch_lightning.utilities.distributed, which Lightning 2 removed.
-import pytorch_lightning
-import pytorch_lightning.utilities
-_shim = types.ModuleType("pytorch_lightning.utilities.distributed")
-_shim.rank_zero_only = pytorch_lightning.utilities.rank_zero_only
-sys.modules["pytorch_lightning.utilities.distributed"] = _shim
+# One copy of the Lightning shim and VQGAN+CLIP's autograd functions, shared with the test fixtures.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "reference"))
+from taming_compat import clamp_with_grad, vector_quantize  # noqa: E402  (before taming: installs its shim)
 from omegaconf import OmegaConf  # noqa: E402
 from taming.models.vqgan import VQModel  # noqa: E402
 import clip  # noqa: E402
@@ -42,40 +38,6 @@ def write(out):
     torch.save({"state_dict": model.state_dict(), "epoch": 0}, os.path.join(out, "vqgan.ckpt"))
     clip_net = clip_model.CLIP(512, 224, 12, 768, 32, 77, 49408, 512, 8, 12)  # ViT-B/32
     torch.save(clip_net.state_dict(), os.path.join(out, "clip.pt"))
-
-
-class ReplaceGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x_forward, x_backward):
-        ctx.shape = x_backward.shape
-        return x_forward
-
-    @staticmethod
-    def backward(ctx, grad_in):
-        return None, grad_in.sum_to_size(ctx.shape)
-
-
-class ClampWithGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, input, min, max):
-        ctx.min, ctx.max = min, max
-        ctx.save_for_backward(input)
-        return input.clamp(min, max)
-
-    @staticmethod
-    def backward(ctx, grad_in):
-        input, = ctx.saved_tensors
-        return grad_in * (grad_in * (input - input.clamp(ctx.min, ctx.max)) >= 0), None, None
-
-
-replace_grad, clamp_with_grad = ReplaceGrad.apply, ClampWithGrad.apply
-
-
-def vector_quantize(x, codebook):
-    d = x.pow(2).sum(dim=-1, keepdim=True) + codebook.pow(2).sum(dim=1) - 2 * x @ codebook.T
-    indices = d.argmin(-1)
-    x_q = F.one_hot(indices, codebook.shape[0]).to(d.dtype) @ codebook
-    return replace_grad(x_q, x)
 
 
 def spherical_dist(a, b):

@@ -26,67 +26,21 @@ and, for the released architectures N in (imagenet_f16_16384, gumbel_f8_8192), N
 """
 import argparse
 import os
-import sys
-import types
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save_file
 
-# taming 0.0.6 imports pytorch_lightning.utilities.distributed, which Lightning 2 removed.
 import pytorch_lightning
-import pytorch_lightning.utilities
+from taming_compat import clamp_with_grad, vector_quantize  # before taming: installs its Lightning shim
 
-_shim = types.ModuleType("pytorch_lightning.utilities.distributed")
-_shim.rank_zero_only = pytorch_lightning.utilities.rank_zero_only
-sys.modules["pytorch_lightning.utilities.distributed"] = _shim
-
-from omegaconf import OmegaConf  # noqa: E402
-from taming.models.vqgan import GumbelVQ, VQModel  # noqa: E402
+from omegaconf import OmegaConf
+from taming.models.vqgan import GumbelVQ, VQModel
 
 IMAGE_H, IMAGE_W = 32, 48
 
 
-# ref: nerdyrodent/VQGAN-CLIP generate.py (ReplaceGrad, ClampWithGrad, vector_quantize, synth)
-class ReplaceGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x_forward, x_backward):
-        ctx.shape = x_backward.shape
-        return x_forward
-
-    @staticmethod
-    def backward(ctx, grad_in):
-        return None, grad_in.sum_to_size(ctx.shape)
-
-
-replace_grad = ReplaceGrad.apply
-
-
-class ClampWithGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, input, min, max):
-        ctx.min = min
-        ctx.max = max
-        ctx.save_for_backward(input)
-        return input.clamp(min, max)
-
-    @staticmethod
-    def backward(ctx, grad_in):
-        input, = ctx.saved_tensors
-        return grad_in * (grad_in * (input - input.clamp(ctx.min, ctx.max)) >= 0), None, None
-
-
-clamp_with_grad = ClampWithGrad.apply
-
-
-def vector_quantize(x, codebook):
-    d = x.pow(2).sum(dim=-1, keepdim=True) + codebook.pow(2).sum(dim=1) - 2 * x @ codebook.T
-    indices = d.argmin(-1)
-    x_q = F.one_hot(indices, codebook.shape[0]).to(d.dtype) @ codebook
-    return replace_grad(x_q, x)
-
-
+# ref: nerdyrodent/VQGAN-CLIP generate.py (synth)
 def synth(model, codebook, z):
     z_q = vector_quantize(z.movedim(1, 3), codebook).movedim(3, 1)
     return clamp_with_grad(model.decode(z_q).add(1).div(2), 0, 1)
