@@ -6,6 +6,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -29,6 +30,10 @@ struct GeneratorOptions {
   std::filesystem::path config;          // architecture file (VQGAN YAML, ...), empty: infer from the weights
   uint64_t seed = 0;                     // initial random state
   std::map<std::string, std::string> extra;  // generator-specific settings ("decay_power" for fourier, ...)
+  // Speed settings for generators with a network (vqgan); the others ignore them.
+  at::ScalarType autocast = at::kFloat;  // kBFloat16 / kHalf: the network in render() runs under autocast
+                                         // (fp32 weights; render() still returns float); kFloat: off
+  bool channels_last = false;            // weights and activations channels-last (NHWC): faster CUDA convolutions
 };
 
 class Generator {

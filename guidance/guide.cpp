@@ -4,6 +4,7 @@
 // Shapes: B images, H x W pixels, N = B * cutn cutouts, S a member's input size, E embedding width.
 #include "guidance/guide.h"
 
+#include "clipnet/autocast.h"
 #include "clipnet/error.h"
 #include "clipnet/preprocess.h"
 
@@ -357,8 +358,13 @@ at::Tensor Guide::loss(const at::Tensor& image, int64_t step, GuideReport* repor
         cutouts.reseed(step_seed);  // every group and resolution: the same crops and augmentations
         cut = g.cuts.emplace(size, cutouts(g.image, size)).first;  // (N, 3, S, S)
       }
-      at::Tensor pixels = clipnet::normalize(cut->second.to(model_device(member.model)), pre.mean, pre.std);
-      at::Tensor embeds = member.model->encode_image(pixels).to(at::kFloat);  // (N, E)
+      const auto device = model_device(member.model);
+      at::Tensor embeds;  // (N, E) float
+      {
+        clipnet::AutocastGuard autocast(device.type(), opt.autocast);  // no-op for kFloat
+        at::Tensor pixels = clipnet::normalize(cut->second.to(device), pre.mean, pre.std);
+        embeds = member.model->encode_image(pixels).to(at::kFloat);
+      }
       at::Tensor embeds_unit = unit(embeds.detach());                          // (N, E)
       for (size_t p : g.prompts) {
         const auto& e = entries[p];

@@ -16,6 +16,7 @@
 #include "guidance/prompt.h"
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/ScalarType.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -84,6 +85,8 @@ struct GuideOptions {
   at::Tensor init_image;                   // (1 or B, 3, H', W') in [0, 1], resized to the image; needed if init_weight
   uint64_t seed = 0;                       // cutouts of step t come from (seed, t): reproducible, same for all members
   bool report = true;                      // fill GuideReport (one host sync per call); false for pure speed
+  at::ScalarType autocast = at::kFloat;    // kBFloat16 / kHalf: each member's CLIP forward runs under autocast on its
+                                           // device (fp32 weights and loss; GuideLoop renders under it too); kFloat: off
 };
 
 // Per prompt: its weighted loss summed over members (member weights applied) and its mean cosine

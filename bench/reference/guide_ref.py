@@ -4,10 +4,12 @@ augmentations) written with the PyPI reference packages (openai-clip + taming-tr
 
   guide_ref.py --write DIR    random-weight ViT-B/32 CLIP (state dict) and VQGAN f16 (Lightning .ckpt + YAML)
   guide_ref.py --run DIR ...  times the reference loop on those files; prints one JSON line
+                              (--device cuda, --bf16 autocast, --channels-last: as guide_bench's flags)
 """
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
@@ -19,6 +21,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from taming_compat import clamp_with_grad, vector_quantize  # noqa: E402  (before taming: installs its shim)
 from omegaconf import OmegaConf  # noqa: E402
 from taming.models.vqgan import VQModel  # noqa: E402
+try:  # openai-clip 1.0.1 imports `packaging` through pkg_resources, which new setuptools no longer has
+    import pkg_resources  # noqa: F401,E402
+except ImportError:
+    import packaging.version  # noqa: E402
+    import types as _types  # noqa: E402
+    sys.modules["pkg_resources"] = _types.SimpleNamespace(packaging=packaging)
 import clip  # noqa: E402
 from clip import model as clip_model  # noqa: E402
 
@@ -46,20 +54,25 @@ def spherical_dist(a, b):
 
 
 def run(args):
+    device = torch.device(args.device)
     torch.manual_seed(args.seed)
     model = VQModel(ddconfig=DDCONFIG, lossconfig={"target": "torch.nn.Identity"}, n_embed=N_EMBED, embed_dim=EMBED_DIM)
     model.load_state_dict(torch.load(os.path.join(args.dir, "vqgan.ckpt"), weights_only=False)["state_dict"])
-    model.eval().requires_grad_(False)
+    model.eval().requires_grad_(False).to(device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
     perceptor = clip_model.build_model(torch.load(os.path.join(args.dir, "clip.pt"))).float().eval().requires_grad_(False)
-    normalize = lambda x: (x - torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)) / \
-        torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
-    embed = perceptor.encode_text(clip.tokenize([args.prompt])).float()
+    perceptor.to(device)
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073], device=device).view(1, 3, 1, 1)
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711], device=device).view(1, 3, 1, 1)
+    normalize = lambda x: (x - mean) / std
+    embed = perceptor.encode_text(clip.tokenize([args.prompt]).to(device)).float()
     f = 2 ** (model.decoder.num_resolutions - 1)
     toksX, toksY = args.size // f, args.size // f
     e_dim, n_toks = model.quantize.e_dim, model.quantize.n_e
     z_min = model.quantize.embedding.weight.min(dim=0).values[None, :, None, None]
     z_max = model.quantize.embedding.weight.max(dim=0).values[None, :, None, None]
-    one_hot = F.one_hot(torch.randint(n_toks, [toksY * toksX]), n_toks).float()
+    one_hot = F.one_hot(torch.randint(n_toks, [toksY * toksX]).to(device), n_toks).float()
     z = (one_hot @ model.quantize.embedding.weight).view([-1, toksY, toksX, e_dim]).permute(0, 3, 1, 2)
     z.requires_grad_(True)
     opt = torch.optim.Adam([z], lr=args.lr)
@@ -76,10 +89,20 @@ def run(args):
             out.append(F.adaptive_avg_pool2d(x[:, :, oy:oy + size, ox:ox + size], cut_size))
         return torch.cat(out)
 
+    def amp():  # bf16 autocast around the two networks only, as clipguide does (quantisation stays fp32)
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+
     def step():
         z_q = vector_quantize(z.movedim(1, 3), model.quantize.embedding.weight).movedim(3, 1)
-        out = clamp_with_grad(model.decode(z_q).add(1).div(2), 0, 1)
-        iii = perceptor.encode_image(normalize(cutouts(out))).float()
+        if args.channels_last:
+            z_q = z_q.contiguous(memory_format=torch.channels_last)
+        with amp():
+            decoded = model.decode(z_q)
+        out = clamp_with_grad(decoded.float().add(1).div(2), 0, 1)
+        cuts = normalize(cutouts(out))
+        with amp():
+            iii = perceptor.encode_image(cuts)
+        iii = iii.float()
         loss = spherical_dist(iii.unsqueeze(1), embed.unsqueeze(0)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -88,13 +111,30 @@ def run(args):
             z.copy_(z.maximum(z_min).minimum(z_max))
         return loss.item()
 
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)  # the models stay counted: peak = weights + activations
     for _ in range(args.warmup):
         step()
+    if cuda:
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
+    loss = 0.0
     for _ in range(args.iters):
-        step()
+        loss = step()  # loss.item(): one sync a step, as clipguide's report
+    if cuda:
+        torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - start
-    print(json.dumps({"its_per_s": args.iters / elapsed, "threads": torch.get_num_threads(), "torch": torch.__version__}))
+    mib = lambda b: b / 2 ** 20
+    print(json.dumps({
+        "impl": "reference", "device": str(device), "size": args.size, "cutn": args.cutn, "iters": args.iters,
+        "warmup": args.warmup, "bf16": args.bf16, "channels_last": args.channels_last,
+        "its_per_s": args.iters / elapsed, "ms_per_it": 1000 * elapsed / args.iters, "last_loss": loss,
+        "peak_cuda_allocated_mb": mib(torch.cuda.max_memory_allocated(device)) if cuda else None,
+        "peak_cuda_reserved_mb": mib(torch.cuda.max_memory_reserved(device)) if cuda else None,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "threads": torch.get_num_threads(), "torch": torch.__version__}))
 
 
 if __name__ == "__main__":
@@ -108,6 +148,9 @@ if __name__ == "__main__":
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--prompt", default="a painting of a lighthouse at dusk")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast for the VQGAN decoder and CLIP's image tower")
+    ap.add_argument("--channels-last", action="store_true", help="VQGAN weights and activations channels-last")
     args = ap.parse_args()
     if args.write:
         write(args.write)

@@ -3,6 +3,7 @@
 // Shapes: B batch, H x W image, h x w latent grid, E embed_dim, N n_embed.
 #include "generators/vqgan/vqgan_generator.h"
 
+#include "clipnet/autocast.h"
 #include "clipnet/error.h"
 #include "clipnet/grad_ops.h"
 
@@ -27,7 +28,8 @@ VQModel load_model(const GeneratorOptions& options) {
 
 VqganGenerator::VqganGenerator(const GeneratorOptions& options) : VqganGenerator(load_model(options), options) {}
 
-VqganGenerator::VqganGenerator(VQModel model, const GeneratorOptions& options) : model_(std::move(model)) {
+VqganGenerator::VqganGenerator(VQModel model, const GeneratorOptions& options)
+    : model_(std::move(model)), autocast_(options.autocast), channels_last_(options.channels_last) {
   const int64_t f = size_factor();
   batch_ = options.batch;
   grid_h_ = options.height / f;  // VQGAN+CLIP: toksY = height // f
@@ -41,13 +43,24 @@ VqganGenerator::VqganGenerator(VQModel model, const GeneratorOptions& options) :
   const int64_t e = codebook.size(1);
   z_min_ = std::get<0>(codebook.min(0)).view({1, e, 1, 1});
   z_max_ = std::get<0>(codebook.max(0)).view({1, e, 1, 1});
+  if (channels_last_) {
+    at::NoGradGuard no_grad;
+    for (auto& p : model_->parameters()) {
+      if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));  // conv weights (O, I, k, k)
+    }
+  }
   init_random(options.seed);
 }
 
 at::Tensor VqganGenerator::render() {
   auto z_q = vector_quantize(z_, model_->codebook());  // (B, E, h, w), gradient straight through to z
-  auto x = model_->decode(z_q);                        // (B, 3, H, W) roughly in [-1, 1]
-  return clamp_with_grad(x.add(1).div(2), 0.0, 1.0);   // (B, 3, H, W) in [0, 1]
+  if (channels_last_) z_q = z_q.contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor x;  // (B, 3, H, W) roughly in [-1, 1]
+  {
+    clipnet::AutocastGuard autocast(z_q.device().type(), autocast_);  // no-op for kFloat
+    x = model_->decode(z_q);
+  }
+  return clamp_with_grad(x.to(at::kFloat).add(1).div(2), 0.0, 1.0);  // (B, 3, H, W) in [0, 1]
 }
 
 void VqganGenerator::init_random(uint64_t seed) {

@@ -1,6 +1,7 @@
 // The "vqgan" generator: a taming VQGAN decoder driven by a continuous latent z, rendered the way
 // VQGAN+CLIP's synth() does (z vector-quantised against the codebook with a straight-through gradient,
-// decoded, clamped to [0, 1] with clamp_with_grad). Options: weights (required), config (optional YAML).
+// decoded, clamped to [0, 1] with clamp_with_grad). Options: weights (required), config (optional YAML),
+// autocast (the decoder only: quantisation keeps fp32 distances) and channels_last.
 //
 // Shapes: B batch, H x W image, h x w latent grid (H / f, W / f), E embed_dim, N n_embed.
 #pragma once
@@ -17,7 +18,8 @@ class VqganGenerator : public Generator {
   // weights are missing or the size is smaller than f.
   explicit VqganGenerator(const GeneratorOptions& options);
   // Wraps an already loaded model (tests, programs holding several generators on one model); the latent
-  // lives on the model's device (options.device, weights and config are not used).
+  // lives on the model's device (options.device, weights and config are not used). With
+  // options.channels_last the model's convolution weights are converted in place.
   VqganGenerator(VQModel model, const GeneratorOptions& options);
 
   std::string name() const override { return "vqgan"; }
@@ -43,6 +45,8 @@ class VqganGenerator : public Generator {
   int64_t batch_, grid_h_, grid_w_;  // B, h, w
   at::Tensor z_;                     // (B, E, h, w)
   at::Tensor z_min_, z_max_;         // (1, E, 1, 1)
+  at::ScalarType autocast_;          // GeneratorOptions::autocast
+  bool channels_last_;               // GeneratorOptions::channels_last
 };
 
 }  // namespace clipguide::generators::vqgan
