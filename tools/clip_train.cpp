@@ -123,6 +123,7 @@ int main(int argc, char** argv) {
   CLI::App app{"clip-train: CLIP pretraining (open_clip's flags; run under torchrun for several processes)"};
   app.option_defaults()->always_capture_default()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--train-data", o.train_data, "Training data: CSV/TSV manifest, tar shards ({a..b} and :: lists), image folder, or shapes");
+  app.add_option("--shapes-kind-group", o.shapes_kind_group, "Shapes world: consecutive pictures in groups of N that differ only in shape kind (hard negatives)")->check(CLI::PositiveNumber);
   app.add_option("--val-data", o.val_data, "Evaluation data for --zeroshot-frequency (shapes:heldout)");
   app.add_option("--dataset-type", o.dataset_type, "auto, csv, webdataset, folder or shapes")
       ->check(CLI::IsMember({"auto", "csv", "webdataset", "folder", "shapes"}));

@@ -16,7 +16,7 @@ namespace {
 constexpr double kPi = 3.14159265358979323846;
 
 // Streams drawn from per picture.
-enum Purpose : uint64_t { kScene = 1, kCaption = 2 };
+enum Purpose : uint64_t { kScene = 1, kCaption = 2, kGroup = 3 };
 
 // Grid cell centres (fraction of S) and radii (fraction of S): a large shape in a corner cell still fits.
 constexpr double kCellCentre[3] = {0.2, 0.5, 0.8};
@@ -176,6 +176,7 @@ const std::vector<ShapesWord>& shapes_world_positions() {
 ShapesWorld::ShapesWorld(ShapesWorldOptions options) : options_(options) {
   if (options_.image_size < 8) throw Error("ShapesWorld: image_size " + std::to_string(options_.image_size) + " is below 8");
   if (options_.supersample < 1) throw Error("ShapesWorld: supersample must be at least 1");
+  if (options_.kind_group < 1) throw Error("ShapesWorld: kind_group must be at least 1");
   if (options_.size < -1) throw Error("ShapesWorld: size must be -1 (infinite) or a sample count");
 }
 
@@ -183,7 +184,29 @@ ShapesScene ShapesWorld::attributes(int64_t index) const {
   if (index < 0 || (options_.size >= 0 && index >= options_.size)) {
     throw Error(describe() + ": index " + std::to_string(index) + " out of range");
   }
-  Rng rng(mix_seed({options_.seed, static_cast<uint64_t>(options_.split), static_cast<uint64_t>(index), kScene}));
+  if (options_.kind_group <= 1) {
+    return draw_scene(mix_seed({options_.seed, static_cast<uint64_t>(options_.split), static_cast<uint64_t>(index), kScene}));
+  }
+  // A group of consecutive pictures: one scene, the first shape's kind differing between members.
+  const int64_t group = index / options_.kind_group, member = index % options_.kind_group;
+  const uint64_t key = mix_seed({options_.seed, static_cast<uint64_t>(options_.split), static_cast<uint64_t>(group), kGroup});
+  ShapesScene scene = draw_scene(key);
+  const int n_kinds = static_cast<int>(shapes_world_kinds().size());
+  std::vector<int> kinds(static_cast<size_t>(n_kinds));
+  for (int k = 0; k < n_kinds; ++k) kinds[static_cast<size_t>(k)] = k;
+  Rng rng(key ^ 0x9e3779b97f4a7c15ULL);
+  for (int k = n_kinds - 1; k > 0; --k) std::swap(kinds[static_cast<size_t>(k)], kinds[static_cast<size_t>(rng.below(k + 1))]);
+  ShapeAttributes& first = scene.shapes[0];
+  first.kind = kinds[static_cast<size_t>(member % n_kinds)];
+  if (scene.shapes.size() == 2) {  // keep the two shapes distinct
+    ShapeAttributes& second = scene.shapes[1];
+    if (second.kind == first.kind && second.colour == first.colour) second.kind = (second.kind + 1) % n_kinds;
+  }
+  return scene;
+}
+
+ShapesScene ShapesWorld::draw_scene(uint64_t seed) const {
+  Rng rng(seed);
   const int n_colours = static_cast<int>(shapes_world_colours().size());
   const double s = static_cast<double>(options_.image_size);
   ShapesScene scene;

@@ -55,6 +55,9 @@ struct ShapesWorldOptions {
   int64_t size = -1;                       // samples: -1 infinite, N for a fixed evaluation set
   double two_shape_fraction = 0.3;         // fraction of pictures with two shapes
   int supersample = 4;                     // antialiasing: samples per pixel side
+  // Hard negatives for contrastive training: consecutive pictures come in groups of this many that show
+  // the same scene except for the first shape's kind (1: every picture drawn independently).
+  int kind_group = 1;
 };
 
 class ShapesWorld : public Dataset {
@@ -81,6 +84,8 @@ class ShapesWorld : public Dataset {
   static std::string prompt(const ShapeAttributes& shape, bool with_size = true, bool with_position = true);
 
  private:
+  ShapesScene draw_scene(uint64_t seed) const;
+
   ShapesWorldOptions options_;
 };
 

@@ -224,6 +224,7 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<Communicator> comm)
   dopts.csv.separator = options_.csv_separator;
   dopts.shapes.seed = options_.seed;
   dopts.shapes.image_size = config_.vision.image_size;
+  dopts.shapes.kind_group = options_.shapes_kind_group;
   impl_->dataset = open_dataset(options_.train_data, dopts);
 
   // Tokenizer: the checkpoint's, the given one, or a BPE vocabulary trained on the captions.

@@ -46,6 +46,7 @@ struct TrainOptions {
   std::string precision = "fp32";         // fp32 | bf16 (CPU autocast; fp32 master weights)
   int64_t accum_freq = 1;                 // micro-batches per step (open_clip's feature cache + recompute)
   bool grad_checkpointing = false;        // not implemented: true is an error
+  int shapes_kind_group = 1;              // shapes world: groups of pictures differing only in shape kind
   std::string vocab;                      // BPE vocabulary file/folder; empty: train one from the captions
   int64_t bpe_vocab_size = 1024;          // size of the trained vocabulary
   int64_t bpe_captions = 5000;            // captions read to train it
