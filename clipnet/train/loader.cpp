@@ -101,6 +101,7 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, LoaderOptions options)
   }
   epoch_ = o.start_epoch;
   start_epoch_plan(o.start_epoch);
+  skip_batches(o.start_batch);
   for (int w = 0; w < o.num_workers; ++w) workers_.emplace_back([this] { worker_loop(); });
 }
 
@@ -147,6 +148,33 @@ void Loader::start_epoch_plan(int64_t epoch) {
   s.pass = 0;
   s.read_in_pass = 0;
   s.batches = 0;
+}
+
+void Loader::skip_batches(int64_t n) {
+  const LoaderOptions& o = options_;
+  if (n < 0) throw Error("Loader: start_batch must be 0 or more, got " + std::to_string(n));
+  if (n == 0) return;
+  if (batches_per_epoch_ >= 0 && n > batches_per_epoch_) {
+    throw Error("Loader: start_batch " + std::to_string(n) + " is past the end of an epoch of " +
+                std::to_string(batches_per_epoch_) + " batches");
+  }
+  if (dataset_->indexable()) {
+    // The plan is a list of indices (or a counter): skipping is moving the position.
+    plan_pos_ = n * o.batch_size;
+    if (dataset_->size() >= 0) plan_pos_ = std::min<int64_t>(plan_pos_, static_cast<int64_t>(plan_indices_.size()));
+    return;
+  }
+  // Streams: the batches' samples must go through the reader and the shuffle buffer to leave both where
+  // the uninterrupted run had them; their images stay encoded (run_job, which decodes, never sees them).
+  std::lock_guard<std::mutex> claim(claim_mutex_);
+  for (int64_t i = 0; i < n; ++i) {
+    const Job job = claim_job();
+    if (job.end_of_epoch) {
+      throw Error("Loader: start_batch " + std::to_string(n) + " is past the end of epoch " +
+                  std::to_string(job.epoch) + " of " + dataset_->describe() + " (" + std::to_string(i) + " batches)");
+    }
+  }
+  next_seq_ = 0;  // sequence numbers count delivered output only
 }
 
 Loader::Job Loader::claim_job() {

@@ -55,6 +55,9 @@ struct LoaderOptions {
   int64_t rank = 0;                // this process's part
   int64_t world_size = 1;          // number of parts
   int64_t start_epoch = 0;         // first epoch (resuming)
+  int64_t start_batch = 0;         // batches of start_epoch already consumed (resuming): skipped without
+                                   // decoding (indexable: their indices are passed over; streams: their
+                                   // samples are read through the shuffle buffer, images left encoded)
 };
 
 // Throughput so far, for logs.
@@ -113,6 +116,7 @@ class Loader {
   Job claim_job();                    // caller holds claim_mutex_
   void fill_stream_job(Job& job);     // caller holds claim_mutex_
   void start_epoch_plan(int64_t epoch);  // caller holds claim_mutex_
+  void skip_batches(int64_t n);          // constructor only: passes over options_.start_batch batches
   Result run_job(const Job& job) const;
 
   std::shared_ptr<const Dataset> dataset_;

@@ -317,6 +317,9 @@ void Trainer::make_loader() {
   lo.rank = comm_->rank();
   lo.world_size = comm_->world_size();
   lo.start_epoch = state_.epoch;
+  // Resuming inside an epoch: the loader's order is a pure function of its options, so starting it at the
+  // consumed batch count reproduces the uninterrupted stream; the skipped batches are not decoded.
+  lo.start_batch = state_.batch_in_epoch;
   for (int c = 0; c < 3 && c < static_cast<int>(config_.preprocess.mean.size()); ++c) {
     lo.mean[c] = config_.preprocess.mean[c];
     lo.std[c] = config_.preprocess.std[c];
@@ -324,10 +327,6 @@ void Trainer::make_loader() {
   if (!impl_->dataset->indexable() && options_.train_num_samples > 0)
     lo.stream_epoch_batches = options_.train_num_samples / (options_.batch_size * comm_->world_size());
   impl_->loader = std::make_unique<Loader>(impl_->dataset, lo);
-  // Resuming inside an epoch: the loader's order is a pure function of its options, so skipping the
-  // consumed batches reproduces the uninterrupted stream (at the cost of decoding them again).
-  for (int64_t i = 0; i < state_.batch_in_epoch; ++i)
-    if (!impl_->loader->next()) throw Error("checkpoint's loader position is past the end of its epoch");
   impl_->last_wait_s = impl_->loader->stats().wait_s;
 }
 

@@ -1,6 +1,6 @@
 // Tests for clipnet/train/loader: batch shapes and normalisation, the same batches whatever the number
 // of workers, epochs, disjoint rank shards (indexable, infinite and tar), errors reaching next() with the
-// file named, and shutdown with work in flight.
+// file named, shutdown with work in flight, and resuming at a batch without decoding the skipped ones.
 #include "clipnet/train/loader.h"
 
 #include "clipnet/error.h"
@@ -11,6 +11,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/stack.h>
 
+#include <atomic>
 #include <fstream>
 #include <set>
 
@@ -263,6 +264,94 @@ TEST(Loader, UnreadableImageReachesNextWithItsFile) {
       }
     }
   }
+}
+
+// Counts the images it decodes (get() and decode()), passing everything through to another dataset.
+class CountingDataset : public Dataset {
+ public:
+  explicit CountingDataset(std::shared_ptr<const Dataset> inner) : inner_(std::move(inner)) {}
+  int64_t size() const override { return inner_->size(); }
+  bool indexable() const override { return inner_->indexable(); }
+  Sample get(int64_t index) const override {
+    ++decoded;
+    return inner_->get(index);
+  }
+  int64_t num_shards() const override { return inner_->num_shards(); }
+  std::unique_ptr<ShardReader> open_shard(int64_t shard) const override { return inner_->open_shard(shard); }
+  Sample decode(const EncodedSample& encoded) const override {
+    ++decoded;
+    return inner_->decode(encoded);
+  }
+  std::string describe() const override { return inner_->describe(); }
+  mutable std::atomic<int64_t> decoded{0};
+
+ private:
+  std::shared_ptr<const Dataset> inner_;
+};
+
+// Loader(start_batch = k) gives what an unskipped loader gives after its first k batches, and decodes
+// only the samples it returns (no workers, so nothing is decoded ahead).
+void expect_fast_skip(const std::shared_ptr<const Dataset>& inner, LoaderOptions o, int64_t k, int epochs) {
+  SCOPED_TRACE("start_batch " + std::to_string(k));
+  std::vector<Batch> full = drain(inner, o, epochs);
+  full.erase(full.begin(), full.begin() + k);
+  auto counting = std::make_shared<CountingDataset>(inner);
+  o.start_batch = k;
+  o.num_workers = 0;
+  const std::vector<Batch> skipped = drain(counting, o, epochs);
+  expect_same_batches(full, skipped);
+  int64_t returned = 0;
+  for (const auto& b : skipped) returned += static_cast<int64_t>(b.keys.size());
+  EXPECT_EQ(counting->decoded.load(), returned);  // the k skipped batches were never decoded
+  o.num_workers = 2;
+  expect_same_batches(full, drain(inner, o, epochs));
+}
+
+TEST(Loader, StartBatchSkipsWithoutDecoding) {
+  LoaderOptions o;
+  o.batch_size = 8;
+  o.image_size = 24;
+  o.start_epoch = 1;
+  auto finite = shapes(43);  // 5 batches per epoch
+  for (int64_t k : {0, 2, 5}) expect_fast_skip(finite, o, k, 2);
+  o.start_batch = 6;
+  EXPECT_THROW(Loader(finite, o), Error);  // past the end of the epoch
+  o.start_batch = 0;
+
+  // Infinite: the rank-local counter moves on; two ranks stay disjoint.
+  {
+    auto counting = std::make_shared<CountingDataset>(shapes());
+    Loader plain(shapes(), o);
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(plain.next());
+    LoaderOptions s = o;
+    s.start_batch = 3;
+    s.num_workers = 0;
+    Loader skipped(counting, s);
+    for (int i = 0; i < 2; ++i) {
+      auto a = plain.next(), b = skipped.next();
+      ASSERT_TRUE(a && b);
+      EXPECT_EQ(a->keys, b->keys);
+      EXPECT_TRUE(a->images.equal(b->images));
+    }
+    EXPECT_EQ(counting->decoded.load(), 16);
+  }
+
+  if (!clipnet::image_io_available()) GTEST_SKIP() << "built without OpenImageIO: tar shards not checked";
+  auto dir = test::fixture_dir("train_data");
+  auto tar = std::make_shared<TarDataset>((dir / "shards").string() + "/shard-{000..001}.tar");
+  LoaderOptions t;
+  t.batch_size = 2;
+  t.image_size = 24;
+  t.drop_last = false;
+  t.shuffle_buffer = 3;
+  for (int64_t k : {1, 3}) expect_fast_skip(tar, t, k, 2);  // 3 batches per epoch: k = 3 ends it at once
+  t.stream_epoch_batches = 4;  // fixed-length epochs re-read the shards
+  for (int64_t k : {2, 4}) expect_fast_skip(tar, t, k, 2);
+  t.start_batch = 5;
+  EXPECT_THROW(Loader(tar, t), Error);
+  t.stream_epoch_batches = 0;
+  t.start_batch = 4;
+  EXPECT_THROW(Loader(tar, t), Error);  // the stream's epoch has 3 batches
 }
 
 TEST(Loader, WorkersLeaveTheCallersAtenThreadsAlone) {
