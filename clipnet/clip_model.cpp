@@ -53,6 +53,12 @@ void ClipModelImpl::reset() {
   torch::nn::init::normal_(text_projection, 0.0, std::pow(static_cast<double>(t.width), -0.5));
 }
 
+void ClipModelImpl::set_grad_checkpointing(bool enable) {
+  if (visual_vit) visual_vit->transformer->grad_checkpointing = enable;
+  if (visual_resnet) visual_resnet->grad_checkpointing = enable;
+  transformer->grad_checkpointing = enable;
+}
+
 at::ScalarType ClipModelImpl::dtype() const {
   return visual_vit ? visual_vit->conv1->weight.scalar_type() : visual_resnet->conv1->weight.scalar_type();
 }

@@ -33,6 +33,10 @@ class ClipModelImpl : public torch::nn::Cloneable<ClipModelImpl> {
   const ClipConfig& config() const { return config_; }
   // dtype of the weights (visual.conv1.weight), which encode_* compute in.
   at::ScalarType dtype() const;
+  // Gradient checkpointing (open_clip's set_grad_checkpointing): the residual blocks of both transformers
+  // and the ResNet stages keep only their inputs and recompute the rest in backward. Same gradients, less
+  // memory, about one more forward pass of time.
+  void set_grad_checkpointing(bool enable = true);
 
   // visual: exactly one of these is set, registered as "visual".
   VisionTransformer visual_vit{nullptr};

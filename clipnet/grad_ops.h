@@ -1,8 +1,12 @@
-// Autograd building blocks shared by guidance and generators: straight-through replacement and
-// VQGAN+CLIP's clamp-with-gradient. ref: nerdyrodent/VQGAN-CLIP generate.py (ReplaceGrad, ClampWithGrad).
+// Autograd building blocks: straight-through replacement and VQGAN+CLIP's clamp-with-gradient (guidance,
+// generators; ref: nerdyrodent/VQGAN-CLIP generate.py ReplaceGrad, ClampWithGrad), and gradient
+// checkpointing (training; LibTorch's C++ API has no torch.utils.checkpoint).
 #pragma once
 
 #include <ATen/core/Tensor.h>
+
+#include <functional>
+#include <vector>
 
 namespace clipguide {
 
@@ -14,5 +18,15 @@ at::Tensor replace_grad(const at::Tensor& x_forward, const at::Tensor& x_backwar
 // x - lr * grad) would not push x further outside [min, max]; it is zeroed where it would, exactly
 // VQGAN+CLIP's rule grad * (grad * (x - clamp(x)) >= 0).
 at::Tensor clamp_with_grad(const at::Tensor& x, double min, double max);
+
+// Gradient checkpointing: y = fn(x), computed without keeping fn's intermediate tensors for backward;
+// backward runs fn again with gradients enabled and back-propagates through that. The recomputation sees
+// the forward's CPU autocast state and CPU random state (dropout would draw the same numbers), and
+// `buffers` are put back afterwards, so BatchNorm running statistics are updated once per forward, as
+// without checkpointing. `parameters`: every tensor requiring grad that fn uses besides x (a module's
+// parameters()); their gradients flow through this node. Without grad mode, or when nothing requires
+// grad, it is plain fn(x). ref: pytorch/pytorch@v2.4.0 torch/utils/checkpoint.py (CheckpointFunction)
+at::Tensor checkpoint(std::function<at::Tensor(const at::Tensor&)> fn, const at::Tensor& x,
+                      const std::vector<at::Tensor>& parameters, const std::vector<at::Tensor>& buffers = {});
 
 }  // namespace clipguide

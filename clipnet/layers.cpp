@@ -4,6 +4,8 @@
 // Shapes: B batch, L tokens, C width, H heads, D = C / H.
 #include "clipnet/layers.h"
 
+#include "clipnet/grad_ops.h"
+
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/gelu.h>
@@ -115,7 +117,14 @@ void TransformerImpl::reset() {
 
 at::Tensor TransformerImpl::forward(const at::Tensor& x, bool causal) {
   at::Tensor y = x;  // (B, L, C)
-  for (const auto& block : *resblocks) y = block->as<ResidualAttentionBlockImpl>()->forward(y, causal);
+  for (const auto& module : *resblocks) {
+    auto block = std::static_pointer_cast<ResidualAttentionBlockImpl>(module);
+    if (grad_checkpointing) {
+      y = checkpoint([block, causal](const at::Tensor& t) { return block->forward(t, causal); }, y, block->parameters());
+    } else {
+      y = block->forward(y, causal);
+    }
+  }
   return y;
 }
 

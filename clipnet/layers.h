@@ -129,6 +129,7 @@ class TransformerImpl : public torch::nn::Cloneable<TransformerImpl> {
 
   TransformerOptions options;
   torch::nn::ModuleList resblocks{nullptr};
+  bool grad_checkpointing = false;  // each block's activations recomputed in backward (clipnet::checkpoint)
 };
 TORCH_MODULE(Transformer);
 

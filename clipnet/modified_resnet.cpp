@@ -4,6 +4,8 @@
 // Shapes: B batch, H x W image, C channels, S final grid side, N = S*S + 1 tokens, E embed dim, D head width.
 #include "clipnet/modified_resnet.h"
 
+#include "clipnet/grad_ops.h"
+
 #include <ATen/ops/avg_pool2d.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/randn.h>
@@ -119,11 +121,18 @@ at::Tensor ModifiedResNetImpl::forward(const at::Tensor& image) {
   x = at::relu(bn2(conv2(x)));
   x = at::relu(bn3(conv3(x)));  // (B, w, H/2, W/2)
   x = at::avg_pool2d(x, {2, 2});  // (B, w, H/4, W/4)
-  x = layer1->forward(x);         // (B, 4w, H/4, W/4)
-  x = layer2->forward(x);         // (B, 8w, H/8, W/8)
-  x = layer3->forward(x);         // (B, 16w, H/16, W/16)
-  x = layer4->forward(x);         // (B, 32w, S, S)
-  return attnpool(x);             // (B, E)
+  // Stages, checkpointed when asked (BatchNorm running statistics are restored after the recomputation).
+  auto stage = [&](const torch::nn::Sequential& holder, const at::Tensor& t) {
+    std::shared_ptr<torch::nn::SequentialImpl> layer = holder.ptr();
+    if (!grad_checkpointing) return layer->forward(t);
+    return checkpoint([layer](const at::Tensor& u) { return layer->forward(u); }, t, layer->parameters(),
+                      layer->buffers());
+  };
+  x = stage(layer1, x);  // (B, 4w, H/4, W/4)
+  x = stage(layer2, x);  // (B, 8w, H/8, W/8)
+  x = stage(layer3, x);  // (B, 16w, H/16, W/16)
+  x = stage(layer4, x);  // (B, 32w, S, S)
+  return attnpool(x);    // (B, E)
 }
 
 }  // namespace clipguide::clipnet

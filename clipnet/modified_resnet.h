@@ -87,6 +87,7 @@ class ModifiedResNetImpl : public torch::nn::Cloneable<ModifiedResNetImpl> {
   torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
   torch::nn::Sequential layer1{nullptr}, layer2{nullptr}, layer3{nullptr}, layer4{nullptr};
   AttentionPool2d attnpool{nullptr};
+  bool grad_checkpointing = false;  // each stage's activations recomputed in backward (clipnet::checkpoint)
 };
 TORCH_MODULE(ModifiedResNet);
 

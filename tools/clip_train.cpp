@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
   app.add_option("--precision", o.precision, "fp32 or bf16 (CPU autocast, fp32 master weights)")
       ->check(CLI::IsMember({"fp32", "bf16"}));
   app.add_option("--accum-freq", o.accum_freq, "Micro-batches per step (features cached, then recomputed with gradients, as open_clip)")->check(CLI::PositiveNumber);
-  app.add_flag("--grad-checkpointing", o.grad_checkpointing, "Gradient checkpointing (not implemented: an error)");
+  app.add_flag("--grad-checkpointing", o.grad_checkpointing, "Gradient checkpointing: transformer blocks and ResNet stages recomputed in backward (less memory, ~1 more forward)");
   app.add_flag("--siglip", cli.siglip, "SigLIP sigmoid loss with a learnable bias");
   app.add_flag("--local-loss", cli.local_loss, "Each rank's rows against all ranks' columns");
   app.add_flag("--gather-with-grad", cli.gather_with_grad, "Gathered features carry gradients back to their ranks");

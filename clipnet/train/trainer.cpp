@@ -4,7 +4,7 @@
 // Gradient accumulation is open_clip's: cache every micro-batch's features without gradients, then
 // recompute one micro-batch at a time with gradients against the cached rest, so a step equals one batch
 // of accum_freq x B (negatives from all micro-batches), at the cost of a second forward pass.
-// Gradient checkpointing is not implemented.
+// Gradient checkpointing (--grad-checkpointing) is the model's (ClipModel::set_grad_checkpointing).
 // Shapes: B per-rank batch, S image side, E embedding width, L context length.
 #include "clipnet/train/trainer.h"
 
@@ -205,7 +205,6 @@ struct Trainer::Impl {
 Trainer::Trainer(TrainOptions options, std::shared_ptr<Communicator> comm)
     : options_(std::move(options)), comm_(std::move(comm)), impl_(std::make_unique<Impl>()) {
   if (!comm_) comm_ = std::make_shared<SingleProcess>();
-  if (options_.grad_checkpointing) throw Error("--grad-checkpointing is not implemented in clipguide");
   if (options_.precision != "fp32" && options_.precision != "bf16")
     throw Error("precision '" + options_.precision + "' is not one of fp32, bf16");
   if (options_.batch_size < 1 || options_.accum_freq < 1) throw Error("batch size and accum-freq must be >= 1");
@@ -252,6 +251,7 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<Communicator> comm)
     gen.set_current_seed(options_.seed);
   }
   model_ = clipnet::ClipModel(config_);
+  model_->set_grad_checkpointing(options_.grad_checkpointing);
   if (options_.loss.siglip) {
     c10::NoGradGuard no_grad;
     model_->logit_scale.fill_(std::log(10.0));  // open_clip's SigLIP init: scale 10, bias -10
@@ -331,22 +331,7 @@ void Trainer::make_loader() {
 }
 
 double Trainer::step() {
-  model_->train();
-  impl_->optimizer->zero_grad();
-  const bool bf16 = options_.precision == "bf16";
-  // Unit image and text features (B, E) of one micro-batch, in fp32.
-  auto features = [&](const Batch& batch, const at::Tensor& tokens) {
-    at::Tensor image, text;
-    {
-      CpuAutocast autocast(bf16);
-      image = model_->encode_image(batch.images);  // (B, E)
-      text = model_->encode_text(tokens);          // (B, E)
-    }
-    image = image.to(at::kFloat), text = text.to(at::kFloat);
-    return std::pair{image / image.norm(2, {-1}, true), text / text.norm(2, {-1}, true)};
-  };
-  std::vector<Batch> batches;
-  std::vector<at::Tensor> tokens;  // (B, L) each
+  std::vector<at::Tensor> images, tokens;  // (B, 3, S, S), (B, L) each
   for (int64_t m = 0; m < options_.accum_freq; ++m) {
     std::optional<Batch> batch = impl_->loader->next();
     while (!batch) {  // end of an epoch
@@ -356,12 +341,33 @@ double Trainer::step() {
     }
     ++state_.batch_in_epoch;
     tokens.push_back(tokenizer_->tokenize(batch->captions, config_.text.context_length, true));
-    impl_->samples_since_report += batch->images.size(0) * comm_->world_size();
-    batches.push_back(std::move(*batch));
+    images.push_back(std::move(batch->images));
   }
+  return train_step(images, tokens);
+}
+
+double Trainer::train_step(const std::vector<at::Tensor>& images, const std::vector<at::Tensor>& tokens) {
+  if (images.size() != static_cast<size_t>(options_.accum_freq) || tokens.size() != images.size())
+    throw Error("train_step: expected " + std::to_string(options_.accum_freq) + " micro-batches of images and tokens, got " +
+                std::to_string(images.size()) + " and " + std::to_string(tokens.size()));
+  model_->train();
+  impl_->optimizer->zero_grad();
+  const bool bf16 = options_.precision == "bf16";
+  // Unit image and text features (B, E) of one micro-batch, in fp32.
+  auto features = [&](const at::Tensor& pixels, const at::Tensor& ids) {
+    at::Tensor image, text;
+    {
+      CpuAutocast autocast(bf16);
+      image = model_->encode_image(pixels);  // (B, E)
+      text = model_->encode_text(ids);       // (B, E)
+    }
+    image = image.to(at::kFloat), text = text.to(at::kFloat);
+    return std::pair{image / image.norm(2, {-1}, true), text / text.norm(2, {-1}, true)};
+  };
+  for (const auto& im : images) impl_->samples_since_report += im.size(0) * comm_->world_size();
   double total = 0;
   if (options_.accum_freq == 1) {
-    auto [image, text] = features(batches[0], tokens[0]);
+    auto [image, text] = features(images[0], tokens[0]);
     at::Tensor loss = contrastive_loss(image, text, model_->logit_scale.exp(), logit_bias_, *comm_, options_.loss);
     loss.backward();
     total = loss.item<double>();
@@ -372,16 +378,16 @@ double Trainer::step() {
     std::vector<at::Tensor> cached_image, cached_text;  // (B, E) each
     {
       c10::NoGradGuard no_grad;
-      for (size_t m = 0; m < batches.size(); ++m) {
-        auto [image, text] = features(batches[m], tokens[m]);
+      for (size_t m = 0; m < images.size(); ++m) {
+        auto [image, text] = features(images[m], tokens[m]);
         cached_image.push_back(image), cached_text.push_back(text);
       }
     }
-    for (size_t m = 0; m < batches.size(); ++m) {
-      auto [image, text] = features(batches[m], tokens[m]);
-      std::vector<at::Tensor> images = cached_image, texts = cached_text;
-      images[m] = image, texts[m] = text;
-      at::Tensor loss = contrastive_loss(at::cat(images), at::cat(texts), model_->logit_scale.exp(), logit_bias_,
+    for (size_t m = 0; m < images.size(); ++m) {
+      auto [image, text] = features(images[m], tokens[m]);
+      std::vector<at::Tensor> all_images = cached_image, all_texts = cached_text;
+      all_images[m] = image, all_texts[m] = text;
+      at::Tensor loss = contrastive_loss(at::cat(all_images), at::cat(all_texts), model_->logit_scale.exp(), logit_bias_,
                                          *comm_, options_.loss);  // over (accum_freq * B, E)
       loss.backward();
       total = loss.item<double>();

@@ -45,7 +45,7 @@ struct TrainOptions {
   int64_t steps = 0;                      // total optimiser steps; 0: epochs * steps per epoch
   std::string precision = "fp32";         // fp32 | bf16 (CPU autocast; fp32 master weights)
   int64_t accum_freq = 1;                 // micro-batches per step (open_clip's feature cache + recompute)
-  bool grad_checkpointing = false;        // not implemented: true is an error
+  bool grad_checkpointing = false;        // recompute transformer blocks / ResNet stages in backward (less memory)
   int shapes_kind_group = 1;              // shapes world: groups of pictures differing only in shape kind
   std::string vocab;                      // BPE vocabulary file/folder; empty: train one from the captions
   int64_t bpe_vocab_size = 1024;          // size of the trained vocabulary
@@ -111,8 +111,13 @@ class Trainer {
   std::vector<double> run(const std::function<void(const StepReport&)>& on_report = {},
                           const std::function<void(const EvalReport&)>& on_eval = {});
 
-  // One optimiser step (accum_freq micro-batches). Returns the step's loss.
+  // One optimiser step (accum_freq micro-batches from the loader). Returns the step's loss.
   double step();
+
+  // One optimiser step on given micro-batches (benchmarks, other data pipelines): accum_freq each of
+  // images (B, 3, S, S) normalised with the config's mean/std and tokens (B, L) from tokenizer(). The
+  // loader's position does not move. Returns the step's loss.
+  double train_step(const std::vector<at::Tensor>& images, const std::vector<at::Tensor>& tokens);
 
   // Writes checkpoint_dir/step_<N>/ atomically (a temporary folder renamed into place), then the `latest`
   // pointer (atomically). Rank 0 only; other ranks return at once. after_file (tests): called after each
