@@ -3,7 +3,8 @@
 // files (ViT-B/32 CLIP, VQGAN f16), same settings (default 256x256, cutn 16, random crops, no augmentation,
 // Adam), same machine and torch. Prints iterations/s for both and the ratio; on CUDA also peak memory.
 // Speed options (both sides alike): --bf16 (autocast for the CLIP forward and the VQGAN decoder),
-// --channels-last (VQGAN weights and activations NHWC). --no-reference times clipguide alone, --json writes
+// --channels-last (VQGAN weights and activations NHWC); clipguide alone: --cuda-graphs (CLIP's forward and
+// backward replayed from CUDA graphs). --no-reference times clipguide alone, --json writes
 // the figures (bench/gpu/run_gpu_bench.sh drives it that way), --random-weights needs no Python at all.
 #include "bench_util.h"
 #include "clipnet/autocast.h"
@@ -95,7 +96,7 @@ int main(int argc, char** argv) {
   std::string dir = (std::filesystem::temp_directory_path() / "clipguide-guide-bench").string();
   std::string device_name = "cpu", json_path, label = "clipguide";
   int64_t size = 256, cutn = 16, iters = 3, warmup = 1;
-  bool bf16 = false, channels_last = false, no_reference = false, random_weights = false;
+  bool bf16 = false, channels_last = false, cuda_graphs = false, no_reference = false, random_weights = false;
   std::string prompt = "a painting of a lighthouse at dusk";
   CLI::App app{"guide_bench: guidance-loop it/s vs the VQGAN+CLIP reference loop"};
   app.option_defaults()->always_capture_default();
@@ -109,6 +110,8 @@ int main(int argc, char** argv) {
   app.add_option("--device", device_name, "cpu, cuda or auto (both sides)");
   app.add_flag("--bf16", bf16, "bf16 autocast for the CLIP forward and the VQGAN decoder (both sides)");
   app.add_flag("--channels-last", channels_last, "VQGAN weights and activations channels-last (both sides)");
+  app.add_flag("--cuda-graphs", cuda_graphs,
+               "CLIP forward+backward replayed from CUDA graphs (clipguide only: the reference has no such mode)");
   app.add_flag("--no-reference", no_reference, "Time clipguide only (no Python)");
   app.add_flag("--random-weights", random_weights,
                "Random in-memory models instead of guide_ref.py's files (implies --no-reference)");
@@ -163,6 +166,7 @@ int main(int argc, char** argv) {
     options.augments = gd::parse_augments("none");
     options.report = false;
     options.autocast = autocast;
+    options.cuda_graphs = cuda_graphs;
     std::vector<gd::GuideMember> members;
     members.push_back(std::move(member));
     auto guide = std::make_shared<gd::Guide>(std::move(members), options);
@@ -179,7 +183,11 @@ int main(int argc, char** argv) {
 
     synchronize(device);
     reset_cuda_peak(device);  // the models stay counted: peak = weights + the step's activations
-    for (int64_t i = 0; i < warmup; ++i) loop.step();
+    double first_loss = 0.0;  // step 0's loss: the same with and without CUDA graphs (a check of the capture)
+    for (int64_t i = 0; i < warmup; ++i) {
+      const double l = loop.step().total;
+      if (i == 0) first_loss = l;
+    }
     synchronize(device);
     auto start = std::chrono::steady_clock::now();
     double loss = 0.0;
@@ -198,11 +206,12 @@ int main(int argc, char** argv) {
                              {"warmup", warmup},
                              {"bf16", bf16},
                              {"channels_last", channels_last},
-                             {"cuda_graphs", false},
+                             {"cuda_graphs", cuda_graphs && device.is_cuda()},
                              {"weights", random_weights ? "random in-memory" : "guide_ref.py files"},
                              {"prompt", have_vocab ? "text" : "image"},
                              {"its_per_s", ours},
                              {"ms_per_it", 1000.0 / ours},
+                             {"first_loss", warmup > 0 ? nlohmann::json(first_loss) : nlohmann::json()},
                              {"last_loss", loss},
                              {"peak_cuda_allocated_mb", peak.allocated_mb >= 0 ? nlohmann::json(peak.allocated_mb) : nlohmann::json()},
                              {"peak_cuda_reserved_mb", peak.reserved_mb >= 0 ? nlohmann::json(peak.reserved_mb) : nlohmann::json()},
@@ -210,7 +219,8 @@ int main(int argc, char** argv) {
                              {"threads", at::get_num_threads()},
                              {"torch", TORCH_VERSION}};
     std::string where = device.is_cuda() ? "CUDA" : "CPU, " + std::to_string(at::get_num_threads()) + " threads";
-    std::string variant = std::string(bf16 ? "bf16 autocast" : "fp32") + (channels_last ? " + channels_last" : "");
+    std::string variant = std::string(bf16 ? "bf16 autocast" : "fp32") + (channels_last ? " + channels_last" : "") +
+                          (cuda_graphs && device.is_cuda() ? " + CUDA graphs" : "");
     std::cout << "guide loop VQGAN f16 + ViT-B/32, " << size << "x" << size << ", cutn " << cutn << " (" << where
               << ", " << variant << ")\n"
               << "  clipguide:      " << ours << " it/s";

@@ -7,6 +7,7 @@
 #include "clipnet/autocast.h"
 #include "clipnet/error.h"
 #include "clipnet/preprocess.h"
+#include "guidance/graphed_encoder.h"
 
 #include <ATen/ops/linalg_vector_norm.h>
 #include <ATen/ops/stack.h>
@@ -296,6 +297,14 @@ GuideReport Guide::last_report() const {
   return last_report_;
 }
 
+GraphedImageEncoder& Guide::graphed(size_t member, at::ScalarType autocast) {
+  std::lock_guard<std::mutex> lock(graphs_mutex_);
+  graphs_.resize(members_.size());
+  auto& g = graphs_[member];
+  if (!g || g->autocast() != autocast) g = std::make_unique<GraphedImageEncoder>(members_[member].model, autocast);
+  return *g;
+}
+
 // --- the loss ---------------------------------------------------------------------------------------
 
 at::Tensor Guide::operator()(const at::Tensor& image) {
@@ -360,7 +369,9 @@ at::Tensor Guide::loss(const at::Tensor& image, int64_t step, GuideReport* repor
       }
       const auto device = model_device(member.model);
       at::Tensor embeds;  // (N, E) float
-      {
+      if (opt.cuda_graphs && device.is_cuda() && groups.size() == 1) {  // one encode per member and call
+        embeds = graphed(m, opt.autocast)(clipnet::normalize(cut->second.to(device), pre.mean, pre.std));
+      } else {
         clipnet::AutocastGuard autocast(device.type(), opt.autocast);  // no-op for kFloat
         at::Tensor pixels = clipnet::normalize(cut->second.to(device), pre.mean, pre.std);
         embeds = member.model->encode_image(pixels).to(at::kFloat);

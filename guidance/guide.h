@@ -86,7 +86,10 @@ struct GuideOptions {
   uint64_t seed = 0;                       // cutouts of step t come from (seed, t): reproducible, same for all members
   bool report = true;                      // fill GuideReport (one host sync per call); false for pure speed
   at::ScalarType autocast = at::kFloat;    // kBFloat16 / kHalf: each member's CLIP forward runs under autocast on its
-                                           // device (fp32 weights and loss; GuideLoop renders under it too); kFloat: off
+                                           // device (fp32 weights and loss); kFloat: off
+  bool cuda_graphs = false;                // CUDA members without prompt masks: encode_image forward and backward
+                                           // replayed from CUDA graphs (graphed_encoder.h); a loss must then be
+                                           // backpropagated before the next. Ignored on the CPU
 };
 
 // Per prompt: its weighted loss summed over members (member weights applied) and its mean cosine
@@ -117,6 +120,8 @@ struct GuideReport {
   std::vector<PromptReport> prompts;
   std::vector<MemberReport> members;
 };
+
+class GraphedImageEncoder;
 
 class Guide {
  public:
@@ -159,6 +164,7 @@ class Guide {
   struct Entry;  // a prompt with its per-member embeddings
   Entry encode(GuidePrompt prompt);
   std::vector<Entry> encode_all(std::vector<GuidePrompt> prompts);
+  GraphedImageEncoder& graphed(size_t member, at::ScalarType autocast);  // made on first use
 
   std::vector<GuideMember> members_;
   HookSet hooks_;
@@ -169,6 +175,8 @@ class Guide {
   GuideReport last_report_;
   std::mutex cache_mutex_;                          // guards cache_
   std::vector<std::map<std::string, at::Tensor>> cache_;  // per member: "t:text" / "f:path" → (1, E)
+  std::mutex graphs_mutex_;                                // guards graphs_
+  std::vector<std::unique_ptr<GraphedImageEncoder>> graphs_;  // per member, with options().cuda_graphs
 };
 
 }  // namespace clipguide::guidance
