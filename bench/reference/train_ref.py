@@ -55,7 +55,8 @@ def main():
     with open(os.path.join(args.dir, "meta.json")) as f:
         meta = json.load(f)
     model = CLIP(embed_dim=cfg["embed_dim"], vision_cfg=CLIPVisionCfg(**fields(CLIPVisionCfg, cfg["vision_cfg"])),
-                 text_cfg=CLIPTextCfg(**fields(CLIPTextCfg, cfg["text_cfg"])), quick_gelu=cfg.get("quick_gelu", False))
+                 text_cfg=CLIPTextCfg(**fields(CLIPTextCfg, cfg["text_cfg"])), quick_gelu=cfg.get("quick_gelu", False),
+                 output_dict=True)  # as open_clip_train.main creates it
     images = torch.from_numpy(np.load(os.path.join(args.dir, "images.npy")))
     tokens = torch.from_numpy(np.load(os.path.join(args.dir, "tokens.npy")))
     b = meta["batch_size"]
