@@ -1,10 +1,14 @@
 // GuideLoop (see guide_loop.h): optimiser construction by name, the step, run() with pause/stop and
-// progress callbacks, pending settings applied between steps, and snapshots (generator state + the
-// optimiser's state serialised through LibTorch's archives, so moments are real copies).
+// progress callbacks, pending settings applied between steps, snapshots (generator state + the optimiser's
+// state serialised through LibTorch's archives, so moments are real copies), and the exact region freeze
+// (a composite with the image as it was, so no optimiser or generator can move the frozen pixels).
 // Shapes: B images, H x W pixels.
 #include "guidance/guide_loop.h"
 
 #include "clipnet/error.h"
+#include "guidance/hooks.h"
+
+#include <c10/core/GradMode.h>
 
 #include <torch/optim/adagrad.h>
 #include <torch/optim/adam.h>
@@ -93,6 +97,7 @@ void GuideLoop::apply_pending() {
     std::swap(pending, pending_);
   }
   if (pending.restore) restore(*pending.restore);
+  if (pending.freeze) apply_freeze(*pending.freeze);
   if (pending.guide_options) guide_->set_options(std::move(*pending.guide_options));
   if (pending.settings) {
     const LoopSettings& s = *pending.settings;
@@ -116,7 +121,7 @@ GuideReport GuideLoop::step() {
   apply_pending();
   const int64_t step = step_.load();
   optimizer_->zero_grad();
-  at::Tensor image = generator_->render();  // (B, 3, H, W) in [0, 1]
+  at::Tensor image = composite(generator_->render());  // (B, 3, H, W) in [0, 1]
   GuideReport report;
   at::Tensor loss = guide_->loss(image, step, &report);
   loss.backward();
@@ -195,6 +200,40 @@ void GuideLoop::update_guide_options(GuideOptions options) {
 void GuideLoop::request_restore(LoopSnapshot snapshot) {
   std::lock_guard<std::mutex> lock(pending_mutex_);
   pending_.restore = std::move(snapshot);
+}
+
+void GuideLoop::freeze_region(const at::Tensor& mask) {
+  check_mask(mask, "freeze_region");
+  at::Tensor copy = mask.detach().clone();  // the caller may go on painting into its own tensor
+  std::lock_guard<std::mutex> lock(pending_mutex_);
+  pending_.freeze = std::move(copy);
+}
+
+void GuideLoop::clear_freeze() {
+  std::lock_guard<std::mutex> lock(pending_mutex_);
+  pending_.freeze = at::Tensor();
+}
+
+// The freeze's new snapshot is the current image with the old freeze still applied, so pixels frozen
+// before keep their values exactly (m = 1 gives frozen * 1 + render * 0).
+void GuideLoop::apply_freeze(const at::Tensor& mask) {
+  if (!mask.defined()) {
+    freeze_mask_ = frozen_image_ = at::Tensor();
+    return;
+  }
+  at::Tensor current = render_image();  // (B, 3, H, W)
+  freeze_mask_ = detail::resize_mask_unchecked(mask, current.size(2), current.size(3), current.options());
+  frozen_image_ = current;
+}
+
+at::Tensor GuideLoop::composite(const at::Tensor& image) const {
+  if (!freeze_mask_.defined()) return image;
+  return freeze_mask_ * frozen_image_ + (1 - freeze_mask_) * image;  // (B, 3, H, W)
+}
+
+at::Tensor GuideLoop::render_image() {
+  c10::NoGradGuard no_grad;
+  return composite(generator_->render()).detach();
 }
 
 LoopSettings GuideLoop::settings() const {

@@ -1,8 +1,8 @@
 // GuideLoop: one guidance run, the object the batch CLI, the GUI and user programs all drive. It owns the
 // optimiser over a Generator's parameters (seen only through generators/generator.h) and does each step:
-// render → guide loss (image hooks inside) → backward → parameter hooks → optimiser step → post_step.
-// Pause/stop work from any thread; settings changed from another thread are applied at the next step;
-// snapshots (generator + optimiser state) let a run go back.
+// render → freeze composite → guide loss (image hooks inside) → backward → parameter hooks → optimiser step →
+// post_step. Pause/stop work from any thread; settings changed from another thread are applied at the next
+// step; snapshots (generator + optimiser state) let a run go back; a frozen region stays exactly as it was.
 // Shapes: B images, H x W pixels.
 #pragma once
 
@@ -83,6 +83,17 @@ class GuideLoop {
   void update_settings(LoopSettings settings);
   void update_guide_options(GuideOptions options);
   void request_restore(LoopSnapshot snapshot);
+  // Freezes the region where `mask` is 1 ((H', W') or (1, 1, H', W') in [0, 1], resized to the image):
+  // from the next step on, the image the loop scores and reports is m * frozen + (1 - m) * render, where
+  // `frozen` is the image as it was when the freeze took effect. Exact for every generator and optimiser
+  // (a gradient hook is not: Adam's momentum, and generators whose parameters are not per-pixel, still
+  // move a region whose gradient is zero); gradients reach the generator only through 1 - m. Calling it
+  // again replaces the mask; pixels frozen before keep their frozen values. Applied after a pending
+  // restore. A bad mask throws Error here, in the caller's thread.
+  void freeze_region(const at::Tensor& mask);
+  // Ends the freeze at the next step: the region shows what the generator renders now, and is optimised
+  // again. Snapshots neither carry nor change the freeze.
+  void clear_freeze();
   LoopSettings settings() const;  // the settings in use (pending ones not yet included)
   int64_t steps_done() const { return step_.load(); }
   // The last step's image (B, 3, H, W) detached, and report; undefined / empty before the first step.
@@ -92,6 +103,9 @@ class GuideLoop {
   // --- between steps, from the stepping thread (between step() calls, or inside run()'s callback) -----
   LoopSnapshot snapshot() const;
   void restore(const LoopSnapshot& snapshot);  // other threads: request_restore()
+  // The current image (B, 3, H, W) in [0, 1], detached: render() with the freeze in effect applied. What
+  // the next step would score; last_image() is what the last step scored.
+  at::Tensor render_image();
 
   generators::Generator& generator() { return *generator_; }
   Guide& guide() { return *guide_; }
@@ -101,8 +115,11 @@ class GuideLoop {
     std::optional<LoopSettings> settings;
     std::optional<GuideOptions> guide_options;
     std::optional<LoopSnapshot> restore;
+    std::optional<at::Tensor> freeze;  // a checked mask, or undefined: clear the freeze
   };
   void apply_pending();
+  void apply_freeze(const at::Tensor& mask);
+  at::Tensor composite(const at::Tensor& image) const;  // the freeze applied to a render, (B, 3, H, W)
   void build_optimizer(const LoopSettings& settings);
 
   std::shared_ptr<generators::Generator> generator_;
@@ -110,6 +127,8 @@ class GuideLoop {
   std::vector<at::Tensor> parameters_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   LoopSettings settings_;
+  at::Tensor freeze_mask_;    // (1, 1, H, W) in [0, 1] on the image's device; undefined: nothing frozen
+  at::Tensor frozen_image_;   // (B, 3, H, W) detached: the image when the freeze took effect
 
   std::atomic<int64_t> step_{0};
   std::atomic<bool> paused_{false};

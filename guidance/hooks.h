@@ -1,7 +1,8 @@
 // The gradient-hook API: functions that observe or change gradients during a guidance step, on the
 // rendered image (before they flow back into the generator) and on the generator's parameters (after
-// backward, before the optimiser step). Built-ins: region freezing, gradient-norm clipping, observers, and
-// the mask helpers behind Guide::mask_prompt (a prompt's loss computed on a masked composite of the image).
+// backward, before the optimiser step). Built-ins: zeroing a region's gradient, gradient-norm clipping,
+// observers, and the mask helpers behind Guide::mask_prompt (a prompt's loss computed on a masked composite
+// of the image). An exact region freeze is GuideLoop::freeze_region.
 // Shapes: B images, H x W pixels.
 #pragma once
 
@@ -50,8 +51,9 @@ at::Tensor resize_mask_unchecked(const at::Tensor& mask, int64_t height, int64_t
 at::Tensor masked_composite(const at::Tensor& image, const at::Tensor& mask);
 
 // --- built-in hooks -----------------------------------------------------------------------------
-// Zeroes the gradient where the mask is 1 (scaled by 1 - mask between): the region does not change.
-// For image gradients (B, 3, H, W); the mask is resized to the gradient's size.
+// Zeroes the gradient where the mask is 1 (scaled by 1 - mask between). For image gradients (B, 3, H, W);
+// the mask is resized to the gradient's size. Only the gradient: Adam's momentum and generators whose
+// parameters are not per-pixel (VQGAN, Fourier) still move the region. GuideLoop::freeze_region is exact.
 GradientHook freeze_region_hook(const at::Tensor& mask);
 
 // Rescales the gradient so its L2 norm is at most max_norm (per tensor). max_norm > 0, else Error.

@@ -1,6 +1,7 @@
 // Tests for guidance/guide_loop: the "pixel" generator guided by a tiny CLIP model lowers the loss, pause and
 // stop work from another thread, a restored snapshot repeats the same steps, settings changed between
-// steps apply at the next one, and parameter hooks reach the optimiser.
+// steps apply at the next one, parameter hooks reach the optimiser, and a frozen region stays exactly as it
+// was (Adam, pixel and Fourier generators) until it is unfrozen.
 // Shapes: B images, H x W pixels.
 #include "guidance/guide_loop.h"
 
@@ -9,6 +10,9 @@
 #include "guidance/tiny_clip.h"
 #include "test_util.h"
 
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/ones.h>
 #include <ATen/ops/zeros.h>
 
 #include <atomic>
@@ -23,12 +27,18 @@ namespace {
 using test::tiny_member;
 using test::tiny_options;
 
-std::shared_ptr<generators::Generator> pixel_generator(int64_t size = 32, uint64_t seed = 3) {
+std::shared_ptr<generators::Generator> make_generator(const std::string& name, int64_t size = 32, uint64_t seed = 3) {
   generators::GeneratorOptions options;
   options.width = options.height = size;
   options.seed = seed;
-  return generators::GeneratorRegistry::create("pixel", options);
+  return generators::GeneratorRegistry::create(name, options);
 }
+
+std::shared_ptr<generators::Generator> pixel_generator(int64_t size = 32, uint64_t seed = 3) {
+  return make_generator("pixel", size, seed);
+}
+
+double max_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }
 
 std::shared_ptr<Guide> tiny_guide(const std::string& prompts = "a red circle") {
   auto guide = std::make_shared<Guide>(std::vector<GuideMember>{tiny_member("hf_clip")}, tiny_options());
@@ -208,6 +218,77 @@ TEST(GuideLoop, FrozenRegionStaysUnchanged) {
   at::Tensor end = loop.generator().state().at("logits");
   EXPECT_TENSOR_CLOSE(end.narrow(2, 0, 12), start.narrow(2, 0, 12), 0.0, 0.0);
   EXPECT_GT((end.narrow(2, 12, 20) - start.narrow(2, 12, 20)).abs().max().item<double>(), 1e-3);
+}
+
+// The exact freeze: Adam has momentum before the freeze, and Fourier's parameters each touch every pixel, so
+// a zeroed gradient alone would let the frozen rows drift; the composite keeps them bit-identical.
+TEST(GuideLoop, FreezeRegionIsExactForEveryGenerator) {
+  CLIPGUIDE_REQUIRE_VOCABULARY();
+  for (const std::string name : {"pixel", "fourier"}) {
+    SCOPED_TRACE(name);
+    GuideLoop loop(make_generator(name), tiny_guide(), LoopSettings{"adam", 0.1});
+    for (int i = 0; i < 3; ++i) loop.step();  // momentum
+    at::Tensor top = at::zeros({32, 32});
+    top.narrow(0, 0, 12).fill_(1.0);  // rows 0..11
+    loop.freeze_region(top);
+    const at::Tensor at_freeze = loop.render_image();  // (1, 3, 32, 32): what the freeze keeps
+    for (int i = 0; i < 5; ++i) {
+      loop.step();
+      EXPECT_EQ(max_diff(loop.last_image().narrow(2, 0, 12), at_freeze.narrow(2, 0, 12)), 0.0) << "step " << i;
+    }
+    const at::Tensor now = loop.render_image();
+    EXPECT_EQ(max_diff(now.narrow(2, 0, 12), at_freeze.narrow(2, 0, 12)), 0.0);
+    const double free_moved = max_diff(now.narrow(2, 12, 20), at_freeze.narrow(2, 12, 20));
+    at::Tensor raw;
+    {
+      at::NoGradGuard no_grad;
+      raw = loop.generator().render();
+    }
+    const double under_moved = max_diff(raw.narrow(2, 0, 12), at_freeze.narrow(2, 0, 12));
+    std::printf("%s: unfrozen rows moved %.4f; the generator's own render under the frozen rows moved %.2e\n",
+                name.c_str(), free_moved, under_moved);
+    EXPECT_GT(free_moved, 1e-3);
+
+    // A larger mask: rows frozen before keep their first values, the newly frozen columns keep today's.
+    at::Tensor wider = top.clone();
+    wider.narrow(1, 0, 8).fill_(1.0);  // + columns 0..7
+    loop.freeze_region(wider);
+    const at::Tensor at_second = loop.render_image();
+    for (int i = 0; i < 3; ++i) loop.step();
+    const at::Tensor later = loop.render_image();
+    EXPECT_EQ(max_diff(later.narrow(2, 0, 12), at_freeze.narrow(2, 0, 12)), 0.0);
+    EXPECT_EQ(max_diff(later.narrow(3, 0, 8), at_second.narrow(3, 0, 8)), 0.0);
+
+    // Unfrozen: the rows are optimised again.
+    loop.clear_freeze();
+    loop.step();
+    const at::Tensor resumed = loop.render_image();
+    loop.step();
+    loop.step();
+    EXPECT_GT(max_diff(loop.render_image().narrow(2, 0, 12), resumed.narrow(2, 0, 12)), 1e-4);
+  }
+}
+
+TEST(GuideLoop, FreezeRegionChecksTheMaskAndSurvivesARestore) {
+  CLIPGUIDE_REQUIRE_VOCABULARY();
+  GuideLoop loop(pixel_generator(), tiny_guide(), LoopSettings{"adam", 0.1});
+  EXPECT_THROW(loop.freeze_region(at::ones({3, 32, 32})), Error);
+  EXPECT_THROW(loop.freeze_region(at::full({32, 32}, 2.0)), Error);
+  LoopSnapshot start = loop.snapshot();
+  const at::Tensor start_image = loop.render_image();
+  loop.step();
+  at::Tensor left = at::zeros({16, 16});  // half resolution: resized (bilinear) to 32 x 32, columns 0..14 are 1
+  left.narrow(1, 0, 8).fill_(1.0);
+  loop.freeze_region(left);
+  const at::Tensor at_freeze = loop.render_image();
+  EXPECT_GT(max_diff(at_freeze, start_image), 1e-3);
+  loop.step();
+  loop.restore(start);  // the generator goes back; the frozen pixels do not
+  const at::Tensor restored = loop.render_image();
+  EXPECT_LT(max_diff(restored.narrow(3, 0, 15), at_freeze.narrow(3, 0, 15)), 1e-6);
+  EXPECT_EQ(max_diff(restored.narrow(3, 17, 15), start_image.narrow(3, 17, 15)), 0.0);
+  loop.step();
+  EXPECT_LT(max_diff(loop.render_image().narrow(3, 0, 15), at_freeze.narrow(3, 0, 15)), 1e-6);
 }
 
 }  // namespace
