@@ -1,6 +1,8 @@
 // clip-guide: batch renders steered by CLIP, with the flags VQGAN+CLIP (nerdyrodent generate.py) users
 // know. Thin: flags (or a TOML config, or a PNG's stored settings) → Options → generator + Guide +
-// GuideLoop → images written atomically with their settings in the PNG metadata. Ctrl-C saves and exits.
+// GuideLoop → images written atomically with their settings in the PNG metadata; optionally a video of the
+// run (tools/video_writer: ffmpeg) and generate.py's zoom video. Ctrl-C saves (image and video) and exits.
+#include "clipnet/default_model.h"
 #include "clipnet/device.h"
 #include "clipnet/error.h"
 #include "clipnet/image_io.h"
@@ -8,11 +10,17 @@
 #include "guidance/guide.h"
 #include "guidance/guide_loop.h"
 #include "tools/cli.h"
+#include "tools/video_writer.h"
 
 #include <ATen/Context.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/ops/rand.h>
+#include <ATen/ops/affine_grid_generator.h>
+#include <ATen/ops/grid_sampler.h>
 #include <ATen/ops/linspace.h>
+#include <ATen/ops/roll.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/core/grad_mode.h>
 #include <CLI/CLI.hpp>
 #include <torch/nn/functional/upsampling.h>
 
@@ -58,7 +66,7 @@ struct Options {
   double tv_weight = 0.0;                 // total-variation smoothness
   int64_t save_every = 50;                // write the image every N steps (0: only at the end)
   int64_t change_prompt_every = 0;        // story mode: next '^' phase every N steps
-  std::vector<std::string> clip_models;   // CLIP weight file or folder, "path[:weight]", repeatable (ensemble)
+  std::vector<std::string> clip_models;   // CLIP weight file or folder, "path[:weight]", repeatable (ensemble); none: the shipped model
   std::string vocab;                      // BPE vocabulary (default: beside the model)
   std::string generator;                  // vqgan, pixel, fourier, torchscript (default: vqgan with a checkpoint, else pixel)
   std::string vqgan_config;               // taming YAML (optional: inferred from the checkpoint)
@@ -68,6 +76,18 @@ struct Options {
   std::string device = "auto";            // cpu, cuda or auto
   bool deterministic = false;             // deterministic algorithms (slower on GPU)
   bool quiet = false;                     // no progress bar
+  // Video (generate.py's names). Frames: with --video the image of every step; with only --zoom_video the
+  // image at the start, before every zoom (each zoom_frequency steps) and at the end.
+  bool video = false;                     // write a video of the run, one frame per step
+  std::string video_output;               // video file, .mp4/.mkv/.mov (default: --output with .mp4)
+  double video_length = 10.0;             // seconds; fps = frames / length, clamped to 10..60 (generate.py)
+  double output_video_fps = 0.0;          // frame rate of the video (0: from --video_length)
+  bool zoom_video = false;                // every zoom_frequency steps: zoom/shift the image, restart from it
+  int64_t zoom_start = 0;                 // first step that zooms
+  int64_t zoom_frequency = 10;            // steps between zooms (and zoom-video frames)
+  double zoom_scale = 0.99;               // > 1 zooms in, < 1 out: centre crop of size / scale, resized back
+  int64_t zoom_shift_x = 0;               // pixels to shift right (negative: left) at each zoom, wrapping
+  int64_t zoom_shift_y = 0;               // pixels to shift down (negative: up) at each zoom, wrapping
 };
 
 std::atomic<bool> g_interrupted{false};
@@ -105,6 +125,24 @@ at::Tensor load_init_image(const std::string& path, int64_t w, int64_t h) {
       .clamp(0, 1);
 }
 
+// generate.py's zoom_at + ImageChops.offset on (B, 3, H, W) in [0, 1]: the centre crop of size
+// (W / scale, H / scale), black outside the image when scale < 1, resized back to W x H (bicubic); then
+// shifted right and down by (shift_x, shift_y) pixels, wrapping around the edges.
+at::Tensor zoom_image(const at::Tensor& image, double scale, int64_t shift_x, int64_t shift_y) {
+  at::NoGradGuard no_grad;
+  at::Tensor out = image;
+  if (scale != 1.0) {
+    at::Tensor theta = at::zeros({image.size(0), 2, 3}, image.options());  // output coords → input coords
+    theta.select(1, 0).select(1, 0).fill_(1.0 / scale);
+    theta.select(1, 1).select(1, 1).fill_(1.0 / scale);
+    at::Tensor grid = at::affine_grid_generator(theta, image.sizes(), /*align_corners=*/false);  // (B, H, W, 2)
+    out = at::grid_sampler(image, grid, /*interpolation: bicubic*/ 2, /*padding: zeros*/ 0, /*align_corners=*/false)
+              .clamp(0, 1);
+  }
+  if (shift_x != 0 || shift_y != 0) out = at::roll(out, {shift_y, shift_x}, {2, 3});
+  return out;
+}
+
 std::filesystem::path numbered(const std::filesystem::path& path, int64_t index) {
   auto stem = path.stem().string() + "-" + std::to_string(index);
   return path.parent_path() / (stem + path.extension().string());
@@ -112,8 +150,8 @@ std::filesystem::path numbered(const std::filesystem::path& path, int64_t index)
 
 // One render: prompts (with '^' phases) → image file.
 void render(const Options& opt, const std::string& prompt_specs, const std::filesystem::path& output,
-            const std::string& settings_toml, std::vector<gd::GuideMember>& members, c10::Device device,
-            uint64_t seed) {
+            const std::filesystem::path& video_path, const std::string& settings_toml,
+            std::vector<gd::GuideMember>& members, c10::Device device, uint64_t seed) {
   // Generator, with the size rounded to its factor.
   gen::GeneratorOptions go;
   go.width = opt.size[0];
@@ -188,8 +226,47 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
   const bool bar = !opt.quiet && isatty(STDERR_FILENO);
   size_t phase = 0;
   auto save = [&](const at::Tensor& image) { cn::write_image(output, image[0].cpu(), metadata); };
+
+  // Video: every step's image (--video), or the zoom video's frames at the start, before each zoom and at the end.
+  auto current_image = [&] {  // (1, 3, H, W): what the generator renders now
+    at::NoGradGuard no_grad;
+    return generator->render().detach();
+  };
+  std::unique_ptr<cg::tools::VideoWriter> video;
+  const bool every_step = opt.video;
+  if (opt.video || opt.zoom_video) {
+    const at::Tensor first = current_image();  // the frame size is what the generator renders
+    const int64_t n = opt.iterations;
+    const int64_t frames = every_step ? std::max<int64_t>(n, 1) : (n == 0 ? 1 : 2 + (n - 1) / opt.zoom_frequency);
+    cg::tools::VideoOptions vo;
+    vo.width = first.size(3);
+    vo.height = first.size(2);
+    vo.fps = opt.output_video_fps > 0 ? opt.output_video_fps : std::clamp(frames / opt.video_length, 10.0, 60.0);
+    vo.comment = prompt_specs;
+    video = std::make_unique<cg::tools::VideoWriter>(video_path, vo);
+  }
+  // generate.py's zoom video: at step i (every zoom_frequency steps from zoom_start) the current image is
+  // zoomed and shifted, the generator re-initialised from it and the optimiser started afresh.
+  int64_t last_frame = -1;
+  auto zoom_event = [&](int64_t i) {
+    if (!opt.zoom_video || i % opt.zoom_frequency != 0) return;
+    at::Tensor image = current_image();
+    if (!every_step) {
+      video->write(image);
+      last_frame = i;
+    }
+    if (i < opt.zoom_start || i >= opt.iterations || g_interrupted.load()) return;
+    generator->init_from_image(zoom_image(image, opt.zoom_scale, opt.zoom_shift_x, opt.zoom_shift_y));
+    gd::LoopSnapshot fresh;  // the re-initialised generator with a new optimiser
+    fresh.step = loop.steps_done();
+    fresh.generator = generator->state();
+    fresh.settings = loop.settings();
+    loop.restore(fresh);
+  };
+  zoom_event(0);
   loop.run(opt.iterations, [&](const gd::LoopProgress& p) {
     if (g_interrupted.load()) loop.request_stop();
+    if (every_step) video->write(p.image);
     if (opt.change_prompt_every > 0 && p.step % opt.change_prompt_every == 0 && phase + 1 < phases.size()) {
       guide->set_prompts(phases[++phase]);
     }
@@ -204,17 +281,44 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
       for (const auto& pr : p.report.prompts) line << "  [" << pr.label.substr(0, 24) << " sim " << std::setprecision(3) << pr.similarity << "]";
       std::cerr << (bar ? "\r" : "") << line.str() << (bar ? "" : "\n") << std::flush;
     }
+    zoom_event(p.step);
   });
   if (bar) std::cerr << "\n";
-  save(loop.last_image());
-  std::cerr << "clip-guide: wrote " << output.string() << (g_interrupted.load() ? " (interrupted)" : "") << "\n";
+  at::Tensor last = loop.last_image();
+  if (!last.defined()) last = current_image();  // no step done (0 iterations)
+  save(last);
+  const char* interrupted = g_interrupted.load() ? " (interrupted)" : "";
+  std::cerr << "clip-guide: wrote " << output.string() << interrupted << "\n";
+  if (video) {
+    if (!every_step && last_frame != loop.steps_done()) video->write(current_image());
+    if (every_step && video->frames() == 0) video->write(last);
+    video->finish();
+    std::cerr << "clip-guide: wrote " << video->path().string() << " (" << video->frames() << " frames)" << interrupted
+              << "\n";
+  }
 }
 
 int run(Options opt, const std::string& settings_toml) {
   if (opt.size.size() != 2 || opt.size[0] <= 0 || opt.size[1] <= 0) throw cg::Error("--size: expected WIDTH HEIGHT > 0");
   if (opt.iterations < 0) throw cg::Error("--iterations must be >= 0");
+  if (!(opt.video_length > 0)) throw cg::Error("--video_length: expected seconds > 0, got " + std::to_string(opt.video_length));
+  if (opt.output_video_fps < 0) throw cg::Error("--output_video_fps: expected >= 0 (0: from --video_length)");
+  if (opt.zoom_frequency < 1) throw cg::Error("--zoom_frequency: expected steps >= 1, got " + std::to_string(opt.zoom_frequency));
+  if (!(opt.zoom_scale > 0)) throw cg::Error("--zoom_scale: expected > 0, got " + std::to_string(opt.zoom_scale));
+  if (opt.zoom_start < 0) throw cg::Error("--zoom_start: expected >= 0");
+  // Video output: known before anything is loaded, so a missing ffmpeg stops the run before it starts.
+  std::filesystem::path video_path;
+  if (opt.video || opt.zoom_video) {
+    const std::string flag = opt.video ? "--video" : "--zoom_video";
+    if (cg::tools::find_program("ffmpeg").empty()) {
+      throw cg::Error(flag + " needs ffmpeg, which is not on PATH (Debian: apt-get install ffmpeg)");
+    }
+    video_path = opt.video_output.empty() ? std::filesystem::path(opt.output).replace_extension(".mp4")
+                                          : std::filesystem::path(opt.video_output);
+    cg::tools::check_video_path(video_path, opt.video_output.empty() ? "--video_output (from --output)" : "--video_output");
+  }
   if (std::all_of(opt.clip_models.begin(), opt.clip_models.end(), [](const std::string& m) { return m.empty(); })) {
-    throw cg::Error("--clip_model is required: a CLIP weight file or folder (OpenAI .pt, open_clip, Hugging Face)");
+    opt.clip_models = {cn::default_model_path().string()};  // the shipped model (clipnet/default_model.h)
   }
   if (opt.deterministic) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
   const c10::Device device = cn::parse_device(opt.device);
@@ -242,11 +346,13 @@ int run(Options opt, const std::string& settings_toml) {
     int64_t index = 0;
     while (std::getline(in, line) && !g_interrupted.load()) {
       if (line.find_first_not_of(" \t\r") == std::string::npos || line[line.find_first_not_of(" \t")] == '#') continue;
-      render(opt, line, numbered(opt.output, index++), settings_toml, members, device, seed);
+      const int64_t i = index++;
+      render(opt, line, numbered(opt.output, i), video_path.empty() ? video_path : numbered(video_path, i),
+             settings_toml, members, device, seed);
     }
     if (index == 0) throw cg::Error("--prompts_file '" + opt.prompts_file + "' has no prompts");
   } else {
-    render(opt, opt.prompts, opt.output, settings_toml, members, device, seed);
+    render(opt, opt.prompts, opt.output, video_path, settings_toml, members, device, seed);
   }
   return g_interrupted.load() ? 130 : 0;
 }
@@ -254,6 +360,7 @@ int run(Options opt, const std::string& settings_toml) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);  // a dead ffmpeg is reported by VideoWriter, not a silent death
   Options opt;
   CLI::App app{"clip-guide: render images steered towards text (and image) prompts by CLIP"};
   app.option_defaults()->always_capture_default();
@@ -285,7 +392,7 @@ int main(int argc, char** argv) {
   app.add_option(names("tv_weight"), opt.tv_weight, "Total-variation smoothness weight");
   app.add_option(names("save_every"), opt.save_every, "Write the image every N steps (0: only at the end)");
   app.add_option(names("change_prompt_every"), opt.change_prompt_every, "Story mode: move to the next '^' phase every N steps");
-  app.add_option(names("clip_model", "-m"), opt.clip_models, "CLIP weights 'path[:weight]' (repeatable: an ensemble)");
+  app.add_option(names("clip_model", "-m"), opt.clip_models, "CLIP weights 'path[:weight]' (repeatable: an ensemble); default: the shipped shapes-clip model");
   app.add_option(names("vocab"), opt.vocab, "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz, vocab.json, tokenizer.json)");
   app.add_option(names("generator"), opt.generator, "vqgan, pixel, fourier or torchscript (default: vqgan with --vqgan_checkpoint, else pixel)");
   app.add_option(names("vqgan_config"), opt.vqgan_config, "taming-transformers YAML (optional)");
@@ -295,12 +402,36 @@ int main(int argc, char** argv) {
   app.add_option(names("device"), opt.device, "cpu, cuda or auto");
   app.add_flag(names("deterministic", "-d"), opt.deterministic, "Deterministic algorithms");
   app.add_flag(names("quiet", "-q"), opt.quiet, "No progress output");
+  app.add_flag(names("video"), opt.video, "Write a video of the run through ffmpeg: one frame per step");
+  app.add_option(names("video_output"), opt.video_output, "Video file, .mp4, .mkv or .mov (default: --output with .mp4)");
+  app.add_option(names("video_length"), opt.video_length, "Video length in seconds (fps = frames / length, 10 to 60)");
+  app.add_option(names("output_video_fps"), opt.output_video_fps, "Video frame rate (0: from --video_length)");
+  app.add_flag(names("zoom_video"), opt.zoom_video, "Zoom video: every --zoom_frequency steps zoom/shift the image and restart from it; frames to the video");
+  app.add_option(names("zoom_start"), opt.zoom_start, "Step of the first zoom");
+  app.add_option(names("zoom_frequency") + "," + names("zoom_save_every"), opt.zoom_frequency, "Steps between zooms (and zoom-video frames)");
+  app.add_option(names("zoom_scale"), opt.zoom_scale, "Zoom factor per zoom (>1 in, <1 out)");
+  app.add_option(names("zoom_shift_x"), opt.zoom_shift_x, "Pixels to shift right per zoom (negative: left), wrapping");
+  app.add_option(names("zoom_shift_y"), opt.zoom_shift_y, "Pixels to shift down per zoom (negative: up), wrapping");
   // --from-png FILE: the settings a PNG stores become the config file (flags on the command line still win).
   std::string from_png;
   app.add_option("--from-png,--from_png", from_png, "Reproduce the settings stored in a PNG written by clip-guide")
       ->configurable(false);
+  // Without --clip_model (and without --from-png), the shipped model is used with the settings it renders
+  // best with (<model>/clip-guide.toml) as the config defaults; --config replaces them, flags override.
   std::string config_default;
   try {
+    bool model_given = false;
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      for (const char* flag : {"-m", "--clip_model", "--clip-model", "--from-png", "--from_png"}) {
+        model_given |= a == flag || a.rfind(std::string(flag) + "=", 0) == 0;
+      }
+    }
+    for (const auto& model : model_given ? std::vector<std::filesystem::path>{} : cn::default_model_candidates()) {
+      if (!std::filesystem::exists(model)) continue;
+      if (std::filesystem::is_regular_file(model / "clip-guide.toml")) config_default = (model / "clip-guide.toml").string();
+      break;
+    }
     for (int i = 1; i + 1 < argc; ++i) {
       std::string a = argv[i];
       if (a != "--from-png" && a != "--from_png") continue;

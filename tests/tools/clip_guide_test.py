@@ -2,12 +2,14 @@
 """End-to-end tests of the clip-guide tool on tiny random-weight CLIP models (fixture clip_parity) and
 every generator (pixel, fourier, vqgan from the vqgan fixture, torchscript from torchscript_generators):
 the loss goes down, settings round-trip through the PNG metadata (--from-png) and TOML (--config), the
-prompts file, story mode, size rounding, Ctrl-C, --help and one-line errors.
+prompts file, story mode, size rounding, Ctrl-C, --help and one-line errors; --video and --zoom_video
+(ffprobe counts the frames; ffmpeg decodes them), and a clear error when ffmpeg is not on PATH.
 
 Run by ctest with env CLIPGUIDE_BINARY_DIR, CLIPGUIDE_FIXTURES, CLIPGUIDE_SHARED_DATA. Prints a closing
 'N passed, N failed' line; exit status 1 on any failure.
 """
 import os
+import json
 import re
 import signal
 import subprocess
@@ -44,6 +46,26 @@ def pixels(path):
 
 def out(name):
     return os.path.join(TMP, name)
+
+
+def ffprobe(path):
+    """(frames, width, height, frame rate) of the video's first stream, frames counted by decoding."""
+    proc = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                           "stream=nb_read_frames,width,height,r_frame_rate", "-of", "json", path],
+                          capture_output=True, text=True, check=True)
+    s = json.loads(proc.stdout)["streams"][0]
+    return int(s["nb_read_frames"]), s["width"], s["height"], s["r_frame_rate"]
+
+
+def decoded_frames(path, w, h):
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3).astype(np.int64)
+
+
+def no_partial_files():
+    left = [f for f in os.listdir(TMP) if ".partial" in f]
+    assert not left, f"temporary video files left: {left}"
 
 
 def test_pixel_render_lowers_the_loss_and_stores_settings():
@@ -120,14 +142,109 @@ def test_ctrl_c_saves_and_exits():
     assert "interrupted" in err and Image.open(out("int.png")).size == (32, 32)
 
 
+def test_video_has_one_frame_per_step():
+    proc = run(*BASE, "-p", "a red circle", "-s", "32", "24", "-i", "7", "--video", "-o", out("v.png"), "-q")
+    assert "wrote " + out("v.mp4") in proc.stderr, proc.stderr
+    frames, w, h, _ = ffprobe(out("v.mp4"))
+    print(f"  v.mp4: {frames} frames {w}x{h}")
+    assert (frames, w, h) == (7, 32, 24), (frames, w, h)
+    # Dashed names, another container, a fixed frame rate; the settings travel in the PNG.
+    run(*BASE, "-p", "a red circle", "-s", "32", "24", "-i", "5", "--video", "--video-output", out("v2.mkv"),
+        "--output-video-fps", "12", "-o", out("v2.png"), "-q")
+    frames, w, h, rate = ffprobe(out("v2.mkv"))
+    assert (frames, w, h, rate) == (5, 32, 24, "12/1"), (frames, w, h, rate)
+    settings = Image.open(out("v2.png")).info["clipguide:settings"]
+    assert "video=true" in settings and "output_video_fps=12" in settings, settings
+    run("--from-png", out("v2.png"), "-o", out("v3.png"), "--video_output", out("v3.mp4"), "-q")
+    assert ffprobe(out("v3.mp4"))[:3] == (5, 32, 24)
+    # The last frame is the saved image (up to H.264's loss, large on a 32x24 noise image): closer to it
+    # than the first frame is.
+    video = decoded_frames(out("v3.mp4"), 32, 24)
+    image = pixels(out("v3.png"))
+    last, first = np.abs(video[-1] - image).mean(), np.abs(video[0] - image).mean()
+    print(f"  mean abs diff to the image: last frame {last:.2f}, first frame {first:.2f} / 255")
+    assert last < first, (last, first)
+    no_partial_files()
+
+
+def test_zoom_video_frames_differ_and_the_run_finishes():
+    vqgan = os.path.join(FIX, "vqgan")
+    ts = os.path.join(FIX, "torchscript_generators", "decoder_scripted.pt")
+    cases = {
+        "pixel": [],
+        "fourier": ["--generator", "fourier"],
+        "vqgan": ["--vqgan_checkpoint", os.path.join(vqgan, "vq.ckpt"), "--vqgan_config", os.path.join(vqgan, "vq.yaml")],
+        "torchscript": ["--generator", "torchscript", "--generator_weights", ts, "--generator_option", "latent_shape=1,16",
+                        "--generator_option", "output_range=-1,1"],
+    }
+    zoom = ["--zoom_video", "--zoom_frequency", "3", "--zoom_scale", "1.25", "--zoom_shift_x", "3", "--zoom_shift_y", "-2"]
+    for name, extra in cases.items():
+        png = out(f"z-{name}.png")
+        run(*BASE, "-p", "a red circle", "-s", "32", "32", "-i", "9", *zoom, *extra, "-o", png, "-q")
+        frames, w, h, _ = ffprobe(out(f"z-{name}.mp4"))
+        assert (frames, w, h) == (4, 32, 32), (name, frames, w, h)  # steps 0, 3, 6 (before each zoom) and 9
+        video = decoded_frames(out(f"z-{name}.mp4"), 32, 32)
+        diffs = [float(np.abs(video[i + 1] - video[i]).mean()) for i in range(len(video) - 1)]
+        print(f"  {name}: {frames} frames, mean abs diff between frames {[round(d, 1) for d in diffs]}")
+        assert all(d > 1.0 for d in diffs), (name, diffs)
+    settings = Image.open(out("z-pixel.png")).info["clipguide:settings"]
+    for key in ("zoom_video=true", "zoom_frequency=3", "zoom_scale=1.25", "zoom_shift_x=3", "zoom_shift_y=-2"):
+        assert key in settings, (key, settings)
+    # The zoom run is reproduced from its PNG and from TOML; --zoom_save_every is generate.py's name.
+    run("--from-png", out("z-vqgan.png"), "-o", out("z2.png"), "-q")
+    assert (pixels(out("z-vqgan.png")) == pixels(out("z2.png"))).all(), "zoom run from PNG differs"
+    assert ffprobe(out("z2.mp4"))[0] == 4
+    with open(out("z.toml"), "w") as f:
+        f.write(settings.replace(out("z-pixel.png"), out("z3.png")).replace("zoom_frequency=3", "zoom_frequency=4"))
+    run("--config", out("z.toml"), "-q")
+    assert ffprobe(out("z3.mp4"))[0] == 4, "steps 0, 4, 8, 9"
+    run(*BASE, "-p", "x", "-s", "32", "32", "-i", "4", "--zoom_video", "--zoom_save_every", "2", "-o", out("z4.png"), "-q")
+    assert ffprobe(out("z4.mp4"))[0] == 3, "steps 0, 2, 4"
+    no_partial_files()
+
+
+def test_missing_ffmpeg_is_a_clear_error_before_the_run():
+    empty = os.path.join(TMP, "empty-bin")
+    os.makedirs(empty, exist_ok=True)
+    env = dict(os.environ, PATH=empty)
+    for flag in ("--video", "--zoom_video"):
+        png = out(f"noff{flag}.png")
+        proc = subprocess.run([BIN, *BASE, "-p", "x", "-s", "32", "32", "-i", "3", flag, "-o", png],
+                              capture_output=True, text=True, env=env, timeout=300)
+        lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+        print(f"  {flag}: exit {proc.returncode}: {lines}")
+        assert proc.returncode == 1 and len(lines) == 1, (proc.returncode, proc.stderr)
+        assert "ffmpeg" in lines[0] and flag in lines[0], lines[0]
+        assert not os.path.exists(png), "the run must not start"
+
+
+def test_ctrl_c_finalises_the_video():
+    p = subprocess.Popen([BIN, *BASE, "-p", "x", "-s", "32", "32", "-i", "100000", "--save_every", "1", "--video",
+                          "-o", out("vint.png")], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not os.path.exists(out("vint.png")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, (p.returncode, err)
+    frames, w, h, _ = ffprobe(out("vint.mp4"))
+    print(f"  interrupted run: {frames} frames")
+    assert frames >= 1 and (w, h) == (32, 32), (frames, w, h)
+    assert Image.open(out("vint.png")).size == (32, 32)
+    no_partial_files()
+
+
 def test_help_lists_flags_with_defaults():
     text = run("--help").stdout
     for flag in ("--prompts", "--image_prompts", "--iterations", "--size", "--seed", "--output", "--learning_rate",
                  "--num_cuts", "--cut_power", "--cut_method", "--augments", "--optimiser", "--init_image",
                  "--init_noise", "--save_every", "--clip_model", "--vqgan_config", "--vqgan_checkpoint", "--vocab",
-                 "--from-png", "--config", "--device", "--deterministic"):
+                 "--from-png", "--config", "--device", "--deterministic", "--video", "--video_output",
+                 "--video_length", "--output_video_fps", "--zoom_video", "--zoom_start", "--zoom_frequency",
+                 "--zoom_scale", "--zoom_shift_x", "--zoom_shift_y"):
         assert flag in text, flag
-    assert "=500" in text and "=latest" in text, "defaults are shown"
+    assert "=500" in text and "=latest" in text and "=0.99" in text, "defaults are shown"
 
 
 def test_errors_are_one_clear_line():
@@ -143,6 +260,9 @@ def test_errors_are_one_clear_line():
         (["-m", out("nothing.pt"), "--vocab", VOCAB, "-p", "x", "--seed", "1"], 1, "nothing.pt"),
         ([*BASE, "-p", "x", "--no-such-flag"], 2, "--no-such-flag"),
         (["--from-png", out("missing.png")], 1, "missing.png"),
+        ([*BASE, "-p", "x", "--video", "--video_output", out("v.avi")], 1, "--video_output"),
+        ([*BASE, "-p", "x", "--zoom_video", "--zoom_frequency", "0"], 1, "--zoom_frequency"),
+        ([*BASE, "-p", "x", "--video", "--video_length", "0"], 1, "--video_length"),
     ]
     for args, code, needle in cases:
         proc = run(*args, "-i", "1", ok=False)
