@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
   std::string dir = (fs::temp_directory_path() / "clipguide-train-bench").string();
   std::string clip_train = CLIPGUIDE_CLIP_TRAIN, torchrun;
   int64_t batch = 64, steps = 10, warmup = 3, distinct = 4, threads = 0, scaling_steps = 30, workers = 1;
-  bool scaling = false, grad_checkpointing = false;
+  bool scaling = false, grad_checkpointing = false, no_reference = false;
   CLI::App app{"train_bench: training samples/s vs open_clip's training loop; --scaling: 2 processes vs 1"};
   app.option_defaults()->always_capture_default();
   app.add_option("--python", python, "Python with open_clip_torch (open_clip_train)");
@@ -80,6 +80,7 @@ int main(int argc, char** argv) {
   app.add_option("--distinct", distinct, "Distinct batches rendered (cycled through)");
   app.add_option("--threads", threads, "Intra-op threads on both sides (0: LibTorch's default)");
   app.add_flag("--grad-checkpointing", grad_checkpointing, "Our side with gradient checkpointing (memory vs time)");
+  app.add_flag("--no-reference", no_reference, "Our side only (no Python run)");
   app.add_flag("--scaling", scaling, "Also: clip-train under torchrun, 2 processes x 1 thread vs 1 process x 1 thread");
   app.add_option("--scaling-steps", scaling_steps, "Steps per clip-train run of --scaling (the first 5 untimed)");
   app.add_option("--workers", workers, "Loader threads per clip-train process in --scaling");
@@ -145,20 +146,25 @@ int main(int argc, char** argv) {
     for (int64_t i = 0; i < steps; ++i) trainer.train_step({images[i % distinct]}, {tokens[i % distinct]});
     const double ours = static_cast<double>(steps * batch) / seconds_since(start);
 
-    const auto ref = clipguide::bench::run_reference(
-        python + " " CLIPGUIDE_BENCH_DIR "/reference/train_ref.py --dir " + shell_quote(dir) + " --steps " +
-        std::to_string(steps) + " --warmup " + std::to_string(warmup) + " --threads " +
-        std::to_string(threads > 0 ? threads : at::get_num_threads()));
+    nlohmann::json ref = {{"samples_per_s", 0.0}, {"threads", 0}, {"torch", "-"}, {"open_clip", "-"}};
+    if (!no_reference) {
+      ref = clipguide::bench::run_reference(
+          python + " " CLIPGUIDE_BENCH_DIR "/reference/train_ref.py --dir " + shell_quote(dir) + " --steps " +
+          std::to_string(steps) + " --warmup " + std::to_string(warmup) + " --threads " +
+          std::to_string(threads > 0 ? threads : at::get_num_threads()));
+    }
     const double theirs = ref["samples_per_s"].get<double>();
     std::cout << "training step, " << (cfg.vision.is_resnet() ? "ResNet" : "ViT") << " CLIP at " << s << " px, text "
               << l << " tokens x " << cfg.text.layers << " layers, batch " << batch << ", fp32"
               << (grad_checkpointing ? ", our side with grad checkpointing" : "") << " (CPU, "
               << at::get_num_threads() << " threads; python " << ref["threads"] << " threads, torch "
               << ref["torch"].get<std::string>() << ", open_clip " << ref["open_clip"].get<std::string>() << ")\n"
-              << "  clipguide Trainer:     " << ours << " samples/s\n"
-              << "  open_clip train loop:  " << theirs << " samples/s\n"
-              << "  ratio:                 " << ours / theirs << "x (goal >= 1.5)\n"
-              << "  loader (shapes world, 2 threads, " << s << " px): " << loader_per_s
+              << "  clipguide Trainer:     " << ours << " samples/s\n";
+    if (!no_reference) {
+      std::cout << "  open_clip train loop:  " << theirs << " samples/s\n"
+                << "  ratio:                 " << ours / theirs << "x (goal >= 1.5)\n";
+    }
+    std::cout << "  loader (shapes world, 2 threads, " << s << " px): " << loader_per_s
               << " samples/s (not part of either figure)\n";
 
     if (scaling) {
