@@ -92,8 +92,17 @@ int main(int argc, char** argv) {
   int code = 0;
   {
     cs::StudioApp studio(opt);
+    studio.set_wake([] { glfwPostEmptyEvent(); });  // thread-safe; the worker calls it
     while (!glfwWindowShouldClose(window) && !studio.quit_requested()) {
-      glfwWaitEventsTimeout(1.0 / 60.0);  // redraws at least 60 times a second for live previews
+      // 60 frames a second while the run steps; paused and idle, sleep until input or the worker wakes us.
+      const double wait = studio.wait_seconds();
+      if (wait > 0.0) {
+        const double before = glfwGetTime();
+        glfwWaitEventsTimeout(wait);
+        if (glfwGetTime() - before < 0.9 * wait) studio.note_activity();
+      } else {
+        glfwPollEvents();
+      }
       studio.run_script();
       ImGui_ImplOpenGL3_NewFrame();
       ImGui_ImplGlfw_NewFrame();

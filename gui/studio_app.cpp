@@ -421,7 +421,7 @@ void StudioApp::send_masks() {
   if (!mask) return;
   at::Tensor m = at::from_blob(mask->data(), {h, w}, at::kFloat).clone();  // (H, W) in [0, 1]
   if (state_.brush.target == BrushTarget::kFreeze) {
-    worker_.post([m](guidance::GuideLoop&, guidance::Guide& guide) { guide.hooks().freeze_region(m); });
+    worker_.post([m](guidance::GuideLoop& loop, guidance::Guide&) { loop.freeze_region(m); });
   } else {
     const int index = state_.brush.prompt;
     worker_.post([m, index](guidance::GuideLoop&, guidance::Guide& guide) { guide.mask_prompt(index, m); });
@@ -431,7 +431,7 @@ void StudioApp::send_masks() {
 void StudioApp::clear_mask(BrushTarget target, int prompt) {
   if (target == BrushTarget::kFreeze) {
     state_.freeze_mask.clear();
-    worker_.post([](guidance::GuideLoop&, guidance::Guide& guide) { guide.hooks().remove("freeze_region"); });
+    worker_.post([](guidance::GuideLoop& loop, guidance::Guide&) { loop.clear_freeze(); });
   } else if (prompt >= 0 && prompt < static_cast<int>(state_.prompts.size())) {
     state_.prompts[prompt].mask.clear();
     worker_.post([prompt](guidance::GuideLoop&, guidance::Guide& guide) { guide.mask_prompt(prompt, at::Tensor()); });
@@ -537,6 +537,7 @@ void StudioApp::upload_preview() {
 // One command per line, run between frames through the same actions as the widgets:
 //   type_prompt TEXT[:w[:stop]]   image_prompt PATH     start   pause   resume   step   reset
 //   wait_steps N (N more steps)   wait_frames N   wait_file PATH (until it exists)
+//   count_frames S (S seconds without input, then prints "frames: N drawn in S s while running|paused")
 //   set_weight I W   remove_prompt I
 //   set_lr X   set_cutn N   set_cut_pow X   set_augments LIST   set_seed N   set_size W H
 //   set_generator NAME            paint_mask I X0 Y0 X1 Y1 (prompt I's region, image pixels)
@@ -633,6 +634,16 @@ bool StudioApp::execute(const std::string& line) {
     if (wait_frames_ == 0) wait_frames_ = frames_drawn_ + integer(1);
     if (frames_drawn_ < wait_frames_) return false;
     wait_frames_ = 0;
+  } else if (cmd == "count_frames") {  // the app left alone: no polling, so an idle app may sleep
+    need(1);
+    if (count_until_ == 0.0) {
+      count_until_ = now_seconds() + num(1);
+      count_from_ = frames_drawn_;
+    }
+    if (now_seconds() < count_until_) return false;
+    count_until_ = 0.0;
+    message("frames: " + std::to_string(frames_drawn_ - count_from_) + " drawn in " + words[1] + " s while " +
+            (worker_.running() ? "running" : "paused"));
   } else if (cmd == "set_weight") {
     need(2);
     set_prompt_weight(integer(1), static_cast<float>(num(2)));
@@ -713,6 +724,18 @@ bool StudioApp::execute(const std::string& line) {
 
 std::optional<std::string> StudioApp::take_screenshot_request() { return std::exchange(screenshot_, std::nullopt); }
 
+double StudioApp::wait_seconds() const {
+  constexpr double kFrame = 1.0 / 60.0;  // live previews and input
+  constexpr double kNap = 1.0;           // idle: the worker and input wake the loop earlier
+  if (quit_ || screenshot_) return 0.0;
+  if (worker_.running() || worker_.busy() || settle_frames_ > 0) return kFrame;
+  if (script_pos_ < script_lines_.size()) {
+    if (count_until_ > 0.0) return std::clamp(count_until_ - now_seconds(), 0.0, kNap);
+    return kFrame;  // a script line waits for frames, a file or the worker: poll
+  }
+  return kNap;
+}
+
 // =====================================================================================================
 // [SECTION] panels
 // =====================================================================================================
@@ -721,6 +744,7 @@ void StudioApp::draw(int window_width, int window_height) {
   poll_worker();
   upload_preview();
   ++frames_drawn_;
+  if (settle_frames_ > 0) --settle_frames_;
   const float side = 400.0f, curves_h = 230.0f;
   const float W = static_cast<float>(window_width), H = static_cast<float>(window_height);
   const ImGuiWindowFlags fixed = ImGuiWindowFlags_NoMove | ImGuiWindowFlags_NoResize | ImGuiWindowFlags_NoCollapse;

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -113,6 +114,14 @@ class StudioApp {
   // A screenshot path the main loop should write after this frame is rendered (then cleared), if any.
   std::optional<std::string> take_screenshot_request();
   bool quit_requested() const { return quit_; }
+  // How long the main loop may wait for events (glfwWaitEventsTimeout) before drawing the next frame: a
+  // frame interval while the run steps, a script waits or input was just handled; a long nap when paused
+  // and idle (the worker wakes the loop with an empty event when it has something new). 0: draw at once.
+  double wait_seconds() const;
+  // The last wait ended early (input, or the worker): draw a few frames at full rate so ImGui settles.
+  void note_activity() { settle_frames_ = 2; }
+  // Wakes the main loop from another thread (glfwPostEmptyEvent); the worker calls it.
+  void set_wake(std::function<void()> wake) { worker_.set_wake(std::move(wake)); }
   int exit_code() const { return exit_code_; }
 
   // --- actions: what the widgets do, and what the script calls -------------------------------------
@@ -178,6 +187,9 @@ class StudioApp {
   int64_t wait_until_step_ = -1;   // wait_steps in progress
   int wait_frames_ = 0;
   int frames_drawn_ = 0;
+  int settle_frames_ = 3;          // frames still drawn at full rate after activity (and the first layout)
+  double count_until_ = 0.0;       // count_frames in progress: its end (steady clock seconds)
+  int count_from_ = 0;             // frames_drawn_ when it began
   double wait_started_ = 0.0;      // for the script timeout
   std::optional<std::string> screenshot_;
   std::map<std::string, bool> panel_requests_;  // open_panel / close_panel, applied at the next draw

@@ -100,7 +100,7 @@ void Worker::restore_snapshot(size_t id) {
     }
     loop.restore(snap);  // between steps, on the stepping thread
     c10::NoGradGuard no_grad;
-    publish(loop.generator().render(), nullptr);  // show the restored image at once, also when paused
+    publish(loop.render_image(), nullptr);  // show the restored image at once, also when paused
   });
 }
 
@@ -124,6 +124,20 @@ std::vector<SnapshotInfo> Worker::snapshots() const {
 std::vector<std::string> Worker::take_errors() {
   std::lock_guard<std::mutex> lock(mutex_);
   return std::exchange(errors_, {});
+}
+
+void Worker::set_wake(std::function<void()> wake) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  wake_ui_ = std::move(wake);
+}
+
+void Worker::wake_ui() {
+  std::function<void()> wake;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    wake = wake_ui_;
+  }
+  if (wake) wake();
 }
 
 void Worker::set_status(std::string status) {
@@ -205,7 +219,7 @@ void Worker::build(const RunConfig& config, std::vector<guidance::GuidePrompt> p
   has_run_.store(true);
   set_status("ready");
   c10::NoGradGuard no_grad;
-  publish(generator_->render(), nullptr);
+  publish(loop_->render_image(), nullptr);
 }
 
 void Worker::publish(const at::Tensor& image, const guidance::GuideReport* report) {
@@ -239,6 +253,7 @@ void Worker::thread_main() {
         report_error("edit", e);
       }
     }
+    if (!tasks.empty() && !running_.load()) wake_ui();  // a paused UI shows the task's outcome
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (!loop_) {
@@ -254,7 +269,10 @@ void Worker::thread_main() {
       if (!tasks_.empty() && !do_step) continue;
     }
     if (!do_step) {
-      if (loop_) set_status("paused");
+      if (loop_ && status() != "paused") {
+        set_status("paused");
+        wake_ui();
+      }
       continue;
     }
     try {
@@ -270,6 +288,7 @@ void Worker::thread_main() {
       set_status("paused after an error");
       report_error("step " + std::to_string(loop_->steps_done()), e);
     }
+    if (!running_.load()) wake_ui();  // a single step, or the last one before a pause
   }
 }
 

@@ -71,6 +71,9 @@ class Worker {
   void update_guide_options(const guidance::GuideOptions& options);
   void take_snapshot();
   void restore_snapshot(size_t id);
+  // Called from the worker thread after it did something (a step, a task) while not running, so a UI that
+  // sleeps until the next event (glfwPostEmptyEvent) redraws. While running the UI redraws on its own.
+  void set_wake(std::function<void()> wake);
 
   bool has_run() const { return has_run_.load(); }
   bool running() const { return running_.load(); }
@@ -89,6 +92,7 @@ class Worker {
   void publish(const at::Tensor& image, const guidance::GuideReport* report);
   void report_error(const std::string& what, const std::exception& e);
   void set_status(std::string status);
+  void wake_ui();
 
   mutable std::mutex mutex_;   // guards everything below except the atomics and the run objects
   std::condition_variable wake_;
@@ -100,6 +104,8 @@ class Worker {
   Frame frame_;
   std::vector<std::pair<SnapshotInfo, guidance::LoopSnapshot>> snapshots_;
   size_t next_snapshot_id_ = 1;
+
+  std::function<void()> wake_ui_;
 
   std::atomic<bool> running_{false};
   std::atomic<bool> has_run_{false};

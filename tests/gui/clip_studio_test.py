@@ -2,17 +2,19 @@
 """End-to-end test of clip-studio under Xvfb with Mesa's software OpenGL, driven by its scripted-input mode
 on the tiny random-weight CLIP model of the clip_parity fixture: the script types prompts, starts, waits
 for steps, adds an image prompt, changes a weight, paints a prompt mask and a frozen region, takes
-framebuffer screenshots, goes back to a snapshot, saves a PNG and exports
-the setup. Checks the screenshots (preview not blank and changing, the UI panels visible and unlike the
-preview), the saved PNG's clipguide:settings (prompt and changed weight; clip-guide --config accepts the
-export; clip-guide runs the exported command and TOML), a real pointer (xdotool) clicking Pause and painting
-a mask on the preview, --help, and the one-line error without a display.
+framebuffer screenshots, goes back to a snapshot, saves a PNG, exports the setup and counts the frames
+drawn while running and while paused. Checks the screenshots (preview not blank and changing, the UI panels
+visible and unlike the preview), the saved PNG's clipguide:settings (prompt and changed weight; clip-guide
+--config accepts the export; clip-guide runs the exported command and TOML), that a paused, idle app does not
+redraw at the frame rate, a real pointer (xdotool) clicking Pause and painting a mask on the preview,
+--help, and the one-line error without a display.
 
 Run by ctest with env CLIPGUIDE_BINARY_DIR, CLIPGUIDE_FIXTURES, CLIPGUIDE_SHARED_DATA. Prints a closing
 'N passed, N failed' line; exit status 1 on any failure (also when Xvfb is missing: scripts/setup.sh
 installs it).
 """
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -48,15 +50,21 @@ freeze 0 28 31 31
 set_lr 0.05
 set_augments Af,Pe
 wait_steps 2
+save frozen1.png
 screenshot second
 snapshot
-wait_steps 1
+wait_steps 2
+save frozen2.png
 restore 0
 clear_freeze
 wait_steps 1
 save saved.png
 export setup
 screenshot third
+count_frames 2
+pause
+count_frames 1
+count_frames 2
 set_generator fourier
 set_size 48 32
 wait_steps 2
@@ -154,6 +162,27 @@ def test_saved_png_carries_the_settings():
     assert f'clip_model="{MODEL}"' in settings, settings
     assert f'image_prompts="{TMP}/first.png:0.3"' in settings, settings
     assert "learning_rate=0.05" in settings and 'augments="Af,Pe"' in settings, settings
+
+
+def test_frozen_rows_stay_exactly_as_they_were():
+    scripted_run()
+    first, second = rgb(os.path.join(TMP, "frozen1.png")), rgb(os.path.join(TMP, "frozen2.png"))
+    frozen, free = np.abs(first[28:] - second[28:]).max(), np.abs(first[:28] - second[:28]).mean()
+    print(f"  two steps apart: frozen rows 28..31 max |diff| {frozen}, free rows mean |diff| {free:.2f}")
+    assert frozen == 0, "the frozen rows changed"
+    assert free > 0, "the free rows did not change"
+
+
+def test_idle_app_does_not_redraw():
+    """Left alone while paused, the app sleeps until input or the worker wakes it: far fewer frames than
+    while the run steps (which redraws at the frame rate for the live preview)."""
+    proc = scripted_run()
+    counts = re.findall(r"frames: (\d+) drawn in [\d.]+ s while (running|paused)", proc.stderr)
+    assert [c[1] for c in counts] == ["running", "paused", "paused"], counts
+    running, paused = int(counts[0][0]), int(counts[2][0])  # counts[1]: the pause settling (a step in flight)
+    print(f"  frames in 2 s: {running} while running, {paused} while paused and idle")
+    assert running >= 20, "the running app did not redraw for its live preview"
+    assert paused <= 8 and paused * 4 < running, "the paused, idle app keeps redrawing"
 
 
 def test_generator_and_size_changes_restart_the_run():
