@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
   std::string python = "python3", model = kShapesClip;
   std::string dir = (fs::temp_directory_path() / "clipguide-train-bench").string();
   std::string clip_train = CLIPGUIDE_CLIP_TRAIN, torchrun;
-  int64_t batch = 64, steps = 10, warmup = 3, distinct = 4, threads = 0, scaling_steps = 30, workers = 1;
+  int64_t batch = 64, steps = 20, warmup = 5, distinct = 4, threads = 0, scaling_steps = 30, workers = 1;
   bool scaling = false, grad_checkpointing = false, no_reference = false;
   CLI::App app{"train_bench: training samples/s vs open_clip's training loop; --scaling: 2 processes vs 1"};
   app.option_defaults()->always_capture_default();
@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
   app.add_option("--dir", dir, "Where the pre-rendered batches and logs are written");
   app.add_option("--batch-size", batch, "Samples per step");
   app.add_option("--steps", steps, "Timed steps");
-  app.add_option("--warmup", warmup, "Untimed steps first");
+  app.add_option("--warmup", warmup, "Untimed steps first (fewer than ~5 leave PyTorch's first slow steps in its figure)");
   app.add_option("--distinct", distinct, "Distinct batches rendered (cycled through)");
   app.add_option("--threads", threads, "Intra-op threads on both sides (0: LibTorch's default)");
   app.add_flag("--grad-checkpointing", grad_checkpointing, "Our side with gradient checkpointing (memory vs time)");
