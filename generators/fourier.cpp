@@ -35,22 +35,6 @@ constexpr double kLucidDivisor = 4.0;
 // Images are clamped to [kEps, 1 - kEps] before the logit, which keeps it finite (as in the pixel generator).
 constexpr double kEps = 1e-3;
 
-double parse_double(const std::map<std::string, std::string>& extra, const std::string& key, double fallback) {
-  auto it = extra.find(key);
-  if (it == extra.end()) return fallback;
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(it->second, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != it->second.size() || !std::isfinite(value)) {
-    throw Error("fourier generator: extra[\"" + key + "\"] = '" + it->second + "' is not a finite number");
-  }
-  return value;
-}
-
 bool parse_bool(const std::map<std::string, std::string>& extra, const std::string& key, bool fallback) {
   auto it = extra.find(key);
   if (it == extra.end()) return fallback;
@@ -66,8 +50,8 @@ at::Tensor apply_color_matrix(const at::Tensor& m, const at::Tensor& x) { return
 
 FourierOptions FourierOptions::from_extra(const std::map<std::string, std::string>& extra) {
   FourierOptions options;
-  options.decay_power = parse_double(extra, "decay_power", options.decay_power);
-  options.init_std = parse_double(extra, "init_std", options.init_std);
+  options.decay_power = extra_number(extra, "decay_power", options.decay_power, "fourier");
+  options.init_std = extra_number(extra, "init_std", options.init_std, "fourier");
   options.decorrelate = parse_bool(extra, "decorrelate", options.decorrelate);
   if (options.init_std < 0) {
     throw Error("fourier generator: extra[\"init_std\"] must be >= 0; got " + std::to_string(options.init_std));

@@ -59,6 +59,11 @@ class Generator {
   virtual void load_state(const TensorMap& state) = 0;
 };
 
+// GeneratorOptions::extra[key] as a finite number, or `fallback` when absent; a clipguide::Error naming the
+// generator, the key and the value otherwise.
+double extra_number(const std::map<std::string, std::string>& extra, const std::string& key, double fallback,
+                    const std::string& generator);
+
 using GeneratorFactory = std::function<std::unique_ptr<Generator>(const GeneratorOptions&)>;
 
 // Name → factory. Registration happens at static-initialisation time through CLIPGUIDE_REGISTER_GENERATOR.

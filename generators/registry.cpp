@@ -1,8 +1,12 @@
-// GeneratorRegistry: name -> factory, filled at static-initialisation time by CLIPGUIDE_REGISTER_GENERATOR.
+// GeneratorRegistry: name -> factory, filled at static-initialisation time by CLIPGUIDE_REGISTER_GENERATOR;
+// and extra_number, the shared parser of generator settings.
 // The map is a function-local static so registrations from any translation unit see it constructed.
 #include "generators/generator.h"
 
 #include "clipnet/error.h"
+
+#include <cmath>
+#include <exception>
 
 namespace clipguide::generators {
 
@@ -30,6 +34,23 @@ std::unique_ptr<Generator> GeneratorRegistry::create(const std::string& name, co
     throw Error("unknown generator '" + name + "' (known: " + (known.empty() ? "none" : known) + ")");
   }
   return it->second(options);
+}
+
+double extra_number(const std::map<std::string, std::string>& extra, const std::string& key, double fallback,
+                    const std::string& generator) {
+  auto it = extra.find(key);
+  if (it == extra.end()) return fallback;
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(it->second, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != it->second.size() || !std::isfinite(value)) {
+    throw Error(generator + " generator: extra[\"" + key + "\"] = '" + it->second + "' is not a finite number");
+  }
+  return value;
 }
 
 std::vector<std::string> GeneratorRegistry::names() {
