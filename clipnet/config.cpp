@@ -273,4 +273,13 @@ ClipConfig infer_config(const TensorMap& sd) {
   return config;
 }
 
+void check_vocabulary_fits(int64_t tokenizer_vocab_size, const ClipConfig& config, const std::string& vocabulary,
+                           const std::string& model) {
+  if (tokenizer_vocab_size <= config.text.vocab_size) return;
+  throw Error("vocabulary '" + vocabulary + "' has " + std::to_string(tokenizer_vocab_size) + " tokens, but the model '" +
+              model + "' embeds only " + std::to_string(config.text.vocab_size) +
+              ": use the vocabulary the model was trained with (a model folder's own vocab.json/merges.txt is found "
+              "when --vocab is not given)");
+}
+
 }  // namespace clipguide::clipnet

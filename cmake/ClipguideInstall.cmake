@@ -10,6 +10,8 @@ install(TARGETS clipguide_clipnet clipguide_train clipguide_generators clipguide
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(DIRECTORY clipnet generators guidance DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/clipguide
         FILES_MATCHING PATTERN "*.h" PATTERN "*.inc")
+# The shipped default model (clipnet/default_model.h finds it here, relative to the library).
+install(DIRECTORY models/ DESTINATION ${CMAKE_INSTALL_DATADIR}/clipguide/models)
 install(EXPORT clipguideTargets NAMESPACE clipguide:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/clipguide)
 
 configure_package_config_file(cmake/clipguideConfig.cmake.in

@@ -74,6 +74,7 @@ GuideMember load_member(const std::filesystem::path& clip_path, const std::files
   m.model = loaded.model;
   m.config = loaded.config;
   m.tokenizer = clipnet::Tokenizer::from_file(vocabulary);
+  clipnet::check_vocabulary_fits(m.tokenizer->vocab_size(), m.config, vocabulary.string(), clip_path.string());
   m.weight = weight;
   m.name = clip_path.filename().string();
   return m;

@@ -2,6 +2,7 @@
 // weight file, printed as one JSON object (or written as .npy files). Other scripts parse this output:
 // the key names are an interface.
 #include "clipnet/checkpoint.h"
+#include "clipnet/default_model.h"
 #include "clipnet/device.h"
 #include "clipnet/error.h"
 #include "clipnet/io/npy.h"
@@ -25,7 +26,7 @@ using json = nlohmann::json;
 namespace {
 
 struct Options {
-  std::string model;                    // weight file or folder (required unless --tokens-only)
+  std::string model;                    // weight file or folder (default: the shipped model, clipnet/default_model.h)
   std::string config;                   // architecture override: builtin name or JSON file
   std::string vocab;                    // tokenizer vocabulary; default: found beside the model
   std::vector<std::string> texts;       // --text, repeatable
@@ -65,14 +66,15 @@ std::vector<std::string> split_labels(const std::string& text) {
   return labels;
 }
 
-int run(const Options& opt) {
+int run(Options opt) {
+  // No --model: the shipped default (and its vocabulary), unless only tokenizing with a given --vocab.
+  if (opt.model.empty() && !(opt.tokens_only && !opt.vocab.empty())) opt.model = cn::default_model_path().string();
   json out;
   std::optional<cn::LoadedClip> clip;
   cn::ClipLoadOptions load;
   load.config = opt.config;
   load.device = cn::parse_device(opt.device);
   if (!opt.tokens_only) {
-    if (opt.model.empty()) throw clipguide::Error("--model is required (a weight file or model folder)");
     clip = cn::load_clip(opt.model, load);
   } else if (!opt.images.empty() || !opt.labels.empty()) {
     throw clipguide::Error("--tokens-only takes only --text (and --vocab or --model)");
@@ -88,6 +90,9 @@ int run(const Options& opt) {
   if (!tokenizer && (!opt.texts.empty() || !opt.labels.empty())) {
     throw clipguide::Error("no vocabulary: pass --vocab (OpenAI's bpe_simple_vocab_16e6.txt.gz, or a Hugging Face "
                            "vocab.json/tokenizer.json), or a model folder that contains one");
+  }
+  if (clip && tokenizer) {
+    cn::check_vocabulary_fits(tokenizer->vocab_size(), clip->config, opt.vocab.empty() ? opt.model : opt.vocab, opt.model);
   }
   const int64_t context = clip ? clip->config.text.context_length : 77;
 
@@ -170,7 +175,7 @@ int main(int argc, char** argv) {
   Options opt;
   CLI::App app{"clip-embed: CLIP tokens, embeddings, logits and zero-shot probabilities as JSON"};
   app.option_defaults()->always_capture_default();
-  app.add_option("--model,-m", opt.model, "CLIP weights: OpenAI .pt, open_clip .pt/.bin/.safetensors, Hugging Face folder or safetensors, clipguide folder");
+  app.add_option("--model,-m", opt.model, "CLIP weights: OpenAI .pt, open_clip .pt/.bin/.safetensors, Hugging Face folder or safetensors, clipguide folder; default: the shipped shapes-clip model");
   app.add_option("--config", opt.config, "Architecture: builtin name (e.g. ViT-B-32) or JSON file; default: inferred from the weights");
   app.add_option("--vocab", opt.vocab, "Tokenizer vocabulary: bpe_simple_vocab_16e6.txt.gz, vocab.json, tokenizer.json; default: beside the model");
   app.add_option("--text,-t", opt.texts, "Text to embed (repeatable)");

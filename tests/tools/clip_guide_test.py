@@ -249,7 +249,7 @@ def test_help_lists_flags_with_defaults():
 
 def test_errors_are_one_clear_line():
     cases = [
-        (["-p", "x"], 1, "--clip_model"),
+        (["--seed", "1"], 1, "--prompts"),  # no -m: the shipped default model, then no prompt
         ([*BASE, "-p", "x", "--augments", "warp"], 1, "warp"),
         ([*BASE, "-p", "x", "--cut_method", "square"], 1, "square"),
         ([*BASE, "-p", "a||b"], 1, "empty prompt"),

@@ -186,5 +186,36 @@ TEST(ShapesWorld, HeldOutSplitIsADifferentStream) {
   EXPECT_THROW(heldout.get(100), Error);
 }
 
+TEST(ShapesWorld, KindGroupsShareTheSceneExceptTheFirstShapesKind) {
+  ShapesWorldOptions o;
+  o.kind_group = 4;
+  ShapesWorld world(o);
+  for (int64_t group = 0; group < 50; ++group) {
+    const ShapesScene first = world.attributes(4 * group);
+    std::set<int> kinds{first.shapes[0].kind};
+    for (int64_t m = 1; m < 4; ++m) {
+      const ShapesScene s = world.attributes(4 * group + m);
+      ASSERT_EQ(s.shapes.size(), first.shapes.size());
+      EXPECT_EQ(s.background, first.background);
+      EXPECT_EQ(s.shapes[0].colour, first.shapes[0].colour);
+      EXPECT_EQ(s.shapes[0].size, first.shapes[0].size);
+      EXPECT_EQ(s.shapes[0].cx, first.shapes[0].cx);
+      kinds.insert(s.shapes[0].kind);
+      if (s.shapes.size() == 2) {
+        EXPECT_FALSE(s.shapes[1].kind == s.shapes[0].kind && s.shapes[1].colour == s.shapes[0].colour);
+      }
+    }
+    EXPECT_EQ(kinds.size(), 4u) << "group " << group;
+  }
+  // The next group is another scene.
+  int differ = 0;
+  for (int64_t group = 0; group < 20; ++group) {
+    differ += world.attributes(4 * group).background != world.attributes(4 * group + 4).background;
+  }
+  EXPECT_GT(differ, 10);
+  o.kind_group = 0;
+  EXPECT_THROW(ShapesWorld{o}, clipguide::Error);
+}
+
 }  // namespace
 }  // namespace clipguide::train
