@@ -16,6 +16,7 @@ apt_packages=(
   zlib1g-dev libicu-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev libtomlplusplus-dev libarchive-dev
   libopenimageio-dev openimageio-tools libyaml-cpp-dev
+  ffmpeg  # clip-guide --video and --zoom_video encode through it
   libgloo-dev  # gloo's headers: LibTorch's c10d Gloo, for clip-train on several processes
   libimgui-dev libglfw3-dev libgl1-mesa-dev libgl1-mesa-dri xvfb xauth xdotool  # clip-studio and its test
 )
