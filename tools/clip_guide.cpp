@@ -394,7 +394,7 @@ int main(int argc, char** argv) {
   app.add_option(names("change_prompt_every"), opt.change_prompt_every, "Story mode: move to the next '^' phase every N steps");
   app.add_option(names("clip_model", "-m"), opt.clip_models, "CLIP weights 'path[:weight]' (repeatable: an ensemble); default: the shipped shapes-clip model");
   app.add_option(names("vocab"), opt.vocab, "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz, vocab.json, tokenizer.json)");
-  app.add_option(names("generator"), opt.generator, "vqgan, pixel, fourier or torchscript (default: vqgan with --vqgan_checkpoint, else pixel)");
+  app.add_option(names("generator"), opt.generator, "vqgan, pixel, fourier, primitives or torchscript (default: vqgan with --vqgan_checkpoint, else pixel; the shipped model's clip-guide.toml picks primitives)");
   app.add_option(names("vqgan_config"), opt.vqgan_config, "taming-transformers YAML (optional)");
   app.add_option(names("vqgan_checkpoint"), opt.vqgan_checkpoint, "taming-transformers .ckpt or .safetensors");
   app.add_option(names("generator_weights"), opt.generator_weights, "Weights of the chosen generator (torchscript: the module)");

@@ -36,6 +36,10 @@ std::optional<Setup> setup_for(const std::string& name) {
   o.seed = 11;
   if (name == "pixel") return Setup{o, 0.05, 12};
   if (name == "fourier") return Setup{o, 0.05, 12};
+  if (name == "primitives") {
+    o.extra = {{"count", "2"}, {"fit_steps", "20"}};
+    return Setup{o, 0.05, 12};
+  }
   if (name == "vqgan") {
     o.weights = fixture_dir("vqgan") / "vq.ckpt";
     o.config = fixture_dir("vqgan") / "vq.yaml";

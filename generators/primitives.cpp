@@ -1,0 +1,242 @@
+// The "primitives" generator (see primitives.h): soft superellipses composited over a flat background.
+// Shapes: B batch, K primitives, H x W image.
+#include "generators/primitives.h"
+
+#include "clipnet/error.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/ops/_upsample_bicubic2d_aa.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/atanh.h>
+#include <ATen/ops/cos.h>
+#include <ATen/ops/exp.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/log.h>
+#include <ATen/ops/logit.h>
+#include <ATen/ops/maximum.h>
+#include <ATen/ops/minimum.h>
+#include <ATen/ops/mse_loss.h>
+#include <ATen/ops/pow.h>
+#include <ATen/ops/rand.h>
+#include <ATen/ops/sigmoid.h>
+#include <ATen/ops/sin.h>
+#include <ATen/ops/tanh.h>
+#include <ATen/ops/tensor.h>
+#include <torch/csrc/autograd/grad_mode.h>
+#include <torch/optim/adam.h>
+
+#include <cmath>
+
+namespace clipguide::generators {
+
+namespace {
+
+constexpr double kEps = 1e-3;          // colours are clamped to [kEps, 1 - kEps] before a logit
+constexpr double kMaxCentreRaw = 3.0;  // tanh(3) = 0.995: beyond it the centre's gradient vanishes
+constexpr double kFitLearningRate = 0.05;
+
+// Superellipse exponent p = 1 + 7 sigmoid(roundness): 1 a diamond, 2 an ellipse, towards 8 a rounded box.
+constexpr double kMinExponent = 1.0;
+constexpr double kExponentRange = 7.0;
+const double kCircleRoundness = std::log((2.0 - kMinExponent) / (kExponentRange - (2.0 - kMinExponent)));
+
+// Normalised coordinates of the pixel centres along one side of `length` pixels: the shorter side spans [-1, 1].
+at::Tensor axis(int64_t length, int64_t shorter, c10::Device device) {
+  auto index = at::arange(length, at::TensorOptions().dtype(at::kFloat).device(device));
+  return (index + 0.5 - length / 2.0) / (shorter / 2.0);
+}
+
+// Keeps the parameters within PrimitivesOptions' bounds: the aspect ratio first (about the geometric mean
+// size), then each half-size.
+void clamp_constrained(const TensorMap& params, const PrimitivesOptions& options) {
+  at::NoGradGuard no_grad;
+  auto log_size = params.at("log_size");  // (B, K, 2)
+  auto mean = log_size.mean(-1, /*keepdim=*/true);
+  const double half_log_aspect = std::log(options.max_aspect) / 2;
+  log_size.copy_(mean + (log_size - mean).clamp(-half_log_aspect, half_log_aspect));
+  log_size.clamp_(std::log(options.min_size), std::log(options.max_size));
+  params.at("centre").clamp_(-kMaxCentreRaw, kMaxCentreRaw);
+}
+
+}  // namespace
+
+PrimitivesOptions PrimitivesOptions::from_extra(const std::map<std::string, std::string>& extra) {
+  PrimitivesOptions options;
+  const double count = extra_number(extra, "count", static_cast<double>(options.count), "primitives");
+  const double fit_steps = extra_number(extra, "fit_steps", static_cast<double>(options.fit_steps), "primitives");
+  options.edge = extra_number(extra, "edge", options.edge, "primitives");
+  options.min_size = extra_number(extra, "min_size", options.min_size, "primitives");
+  options.max_size = extra_number(extra, "max_size", options.max_size, "primitives");
+  options.max_aspect = extra_number(extra, "max_aspect", options.max_aspect, "primitives");
+  if (count != std::floor(count) || count < 1 || count > 64) {
+    throw Error("primitives generator: extra[\"count\"] must be a whole number in 1..64; got " + extra.at("count"));
+  }
+  if (fit_steps != std::floor(fit_steps) || fit_steps < 0 || fit_steps > 100000) {
+    throw Error("primitives generator: extra[\"fit_steps\"] must be a whole number in 0..100000; got " +
+                extra.at("fit_steps"));
+  }
+  if (!(options.edge > 0 && options.edge <= 1)) {
+    throw Error("primitives generator: extra[\"edge\"] must be in (0, 1]; got " + extra.at("edge"));
+  }
+  if (!(options.min_size > 0 && options.max_size >= options.min_size)) {
+    throw Error("primitives generator: need 0 < extra[\"min_size\"] <= extra[\"max_size\"]; got " +
+                std::to_string(options.min_size) + " and " + std::to_string(options.max_size));
+  }
+  if (!(options.max_aspect >= 1)) {
+    throw Error("primitives generator: extra[\"max_aspect\"] must be >= 1; got " + std::to_string(options.max_aspect));
+  }
+  options.count = static_cast<int64_t>(count);
+  options.fit_steps = static_cast<int64_t>(fit_steps);
+  return options;
+}
+
+const std::vector<std::string>& PrimitivesGenerator::parameter_names() {
+  static const std::vector<std::string> names = {"background", "centre",  "log_size", "angle",
+                                                 "roundness",  "colour", "opacity"};
+  return names;
+}
+
+PrimitivesGenerator::PrimitivesGenerator(const GeneratorOptions& options)
+    : options_(PrimitivesOptions::from_extra(options.extra)),
+      batch_(options.batch),
+      height_(options.height),
+      width_(options.width),
+      seed_(options.seed),
+      device_(options.device) {
+  if (batch_ < 1 || height_ < 1 || width_ < 1) {
+    throw Error("primitives generator: need batch, width and height >= 1; got " + std::to_string(width_) + "x" +
+                std::to_string(height_) + ", batch " + std::to_string(batch_));
+  }
+  const int64_t shorter = std::min(height_, width_);
+  grid_x_ = axis(width_, shorter, device_).view({1, 1, 1, width_});
+  grid_y_ = axis(height_, shorter, device_).view({1, 1, height_, 1});
+  init_random(seed_);
+}
+
+std::vector<at::Tensor> PrimitivesGenerator::parameters() {
+  std::vector<at::Tensor> out;
+  for (const auto& name : parameter_names()) out.push_back(params_.at(name));
+  return out;
+}
+
+at::Tensor PrimitivesGenerator::render() { return render_params(params_); }
+
+at::Tensor PrimitivesGenerator::render_params(const TensorMap& p) const {
+  const int64_t shorter = std::min(height_, width_);
+  const double extent_x = static_cast<double>(width_) / shorter, extent_y = static_cast<double>(height_) / shorter;
+  auto centre = at::tanh(p.at("centre"));                       // (B, K, 2) in (-1, 1)
+  auto cx = (centre.select(2, 0) * extent_x).unsqueeze(-1).unsqueeze(-1);  // (B, K, 1, 1)
+  auto cy = (centre.select(2, 1) * extent_y).unsqueeze(-1).unsqueeze(-1);
+  auto size = at::exp(p.at("log_size"));                        // (B, K, 2) half-sizes
+  auto sx = size.select(2, 0).unsqueeze(-1).unsqueeze(-1);      // (B, K, 1, 1)
+  auto sy = size.select(2, 1).unsqueeze(-1).unsqueeze(-1);
+  auto angle = p.at("angle").unsqueeze(-1).unsqueeze(-1);       // (B, K, 1, 1)
+  auto cos_a = at::cos(angle), sin_a = at::sin(angle);
+  auto dx = grid_x_ - cx, dy = grid_y_ - cy;                    // (B, K, H, W)
+  auto u = ((cos_a * dx + sin_a * dy) / sx).abs();              // in the primitive's own frame, 1 at its edge
+  auto v = ((cos_a * dy - sin_a * dx) / sy).abs();
+  auto exponent = (kMinExponent + kExponentRange * at::sigmoid(p.at("roundness"))).unsqueeze(-1).unsqueeze(-1);
+  // d = (u^p + v^p)^(1/p), computed as m ((u/m)^p + (v/m)^p)^(1/p) so that large p cannot overflow.
+  auto m = at::maximum(u, v) + 1e-6;
+  auto d = m * at::pow(at::pow((u / m).clamp_min(1e-6), exponent) + at::pow((v / m).clamp_min(1e-6), exponent),
+                       1.0 / exponent);
+  // (1 - d) times the smaller half-size is about the distance inside the edge, in normalised units.
+  auto alpha = at::sigmoid((1 - d) * at::minimum(sx, sy) / options_.edge) *
+               at::sigmoid(p.at("opacity")).unsqueeze(-1).unsqueeze(-1);  // (B, K, H, W)
+  auto colour = at::sigmoid(p.at("colour")).unsqueeze(-1).unsqueeze(-1);  // (B, K, 3, 1, 1)
+  auto image = at::sigmoid(p.at("background")).unsqueeze(-1).unsqueeze(-1).expand({batch_, 3, height_, width_});
+  for (int64_t k = 0; k < options_.count; ++k) {  // back to front
+    auto a = alpha.select(1, k).unsqueeze(1);     // (B, 1, H, W)
+    image = image * (1 - a) + colour.select(1, k) * a;
+  }
+  return image;  // (B, 3, H, W)
+}
+
+void PrimitivesGenerator::init_random(uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  const auto f = at::TensorOptions().dtype(at::kFloat);
+  const int64_t b = batch_, k = options_.count;
+  auto uniform = [&](std::vector<int64_t> shape, double lo, double hi) {
+    return at::rand(shape, gen, f) * (hi - lo) + lo;
+  };
+  const int64_t shorter = std::min(height_, width_);
+  auto extent = at::tensor(std::vector<float>{static_cast<float>(width_) / shorter,
+                                              static_cast<float>(height_) / shorter});  // (2)
+  set({{"background", uniform({b, 3}, -2, 2)},
+       {"centre", at::atanh(uniform({b, k, 2}, -0.5, 0.5) / extent)},
+       {"log_size", at::log(uniform({b, k, 2}, 0.2, 0.45))},
+       {"angle", uniform({b, k}, -0.3, 0.3)},
+       {"roundness", uniform({b, k}, kCircleRoundness - 0.5, kCircleRoundness + 0.5)},
+       {"colour", uniform({b, k, 3}, -2, 2)},
+       {"opacity", at::full({b, k}, 3.0, f)}});
+}
+
+void PrimitivesGenerator::init_from_image(const at::Tensor& image) {
+  if (image.dim() != 4 || image.size(1) != 3 || (image.size(0) != 1 && image.size(0) != batch_)) {
+    throw Error("primitives generator: init image must be (1 or " + std::to_string(batch_) + ", 3, H, W); got " +
+                shape_str(image.sizes()));
+  }
+  at::Tensor target;  // (B, 3, H, W) in [0, 1]
+  TensorMap fit;
+  {
+    at::NoGradGuard no_grad;
+    target = image.to(device_, at::kFloat);
+    if (target.size(2) != height_ || target.size(3) != width_) {
+      target = at::_upsample_bicubic2d_aa(target, {height_, width_}, /*align_corners=*/false);
+    }
+    target = target.clamp(0, 1).expand({batch_, -1, -1, -1});
+    init_random(seed_);
+    for (const auto& [name, value] : params_) fit[name] = value.detach().clone().set_requires_grad(true);
+    fit["background"].copy_(at::logit(target.mean({2, 3}).clamp(kEps, 1 - kEps)));  // (B, 3)
+  }
+  at::AutoGradMode enable_grad(true);
+  std::vector<at::Tensor> leaves;
+  for (const auto& name : parameter_names()) leaves.push_back(fit.at(name));
+  torch::optim::Adam adam(leaves, torch::optim::AdamOptions(kFitLearningRate));
+  for (int64_t step = 0; step < options_.fit_steps; ++step) {
+    adam.zero_grad();
+    at::mse_loss(render_params(fit), target).backward();
+    adam.step();
+    clamp_constrained(fit, options_);
+  }
+  set(fit);
+}
+
+void PrimitivesGenerator::post_step() { clamp_constrained(params_, options_); }
+
+TensorMap PrimitivesGenerator::state() const {
+  TensorMap out;
+  for (const auto& [name, value] : params_) out[name] = value.detach().clone();
+  return out;
+}
+
+void PrimitivesGenerator::load_state(const TensorMap& state) {
+  for (const auto& name : parameter_names()) {
+    auto it = state.find(name);
+    if (it == state.end()) throw Error("primitives generator state: no '" + name + "' tensor");
+    if (!it->second.sizes().equals(params_.at(name).sizes())) {
+      throw Error("primitives generator state: '" + name + "': got " + shape_str(it->second.sizes()) +
+                  ", expected " + shape_str(params_.at(name).sizes()) + " (batch, count" +
+                  (name == "background" ? ")" : ", ...)"));
+    }
+  }
+  set(state);
+}
+
+void PrimitivesGenerator::set(const TensorMap& values) {
+  at::NoGradGuard no_grad;
+  for (const auto& name : parameter_names()) {
+    const auto& value = values.at(name);
+    auto it = params_.find(name);
+    if (it != params_.end()) {
+      it->second.copy_(value);  // in place: an optimiser holding parameters() keeps working
+    } else {
+      params_[name] = value.detach().to(device_, at::kFloat).contiguous().clone().set_requires_grad(true);
+    }
+  }
+  clamp_constrained(params_, options_);
+}
+
+CLIPGUIDE_REGISTER_GENERATOR("primitives", PrimitivesGenerator);
+
+}  // namespace clipguide::generators
