@@ -280,4 +280,37 @@ void GuideLoop::restore(const LoopSnapshot& snapshot) {
   last_report_ = GuideReport{};
 }
 
+StartChoice choose_start(GuideLoop& loop, int64_t trials, int64_t steps, uint64_t seed, int64_t probe_steps,
+                         const LoopCallback& callback) {
+  if (trials < 1 || steps < 0 || probe_steps < 1) {
+    throw Error("choose_start: need trials >= 1, steps >= 0 and probe_steps >= 1; got " + std::to_string(trials) +
+                ", " + std::to_string(steps) + ", " + std::to_string(probe_steps));
+  }
+  LoopSnapshot start = loop.snapshot();
+  start.optimizer_state.clear();  // every trial starts with a fresh optimiser
+  StartChoice choice;
+  LoopSnapshot best;
+  for (int64_t t = 0; t < trials; ++t) {
+    loop.generator().init_random(seed + static_cast<uint64_t>(t));
+    start.generator = loop.generator().state();
+    loop.restore(start);
+    loop.run(steps, callback);
+    if (loop.stop_requested() && loop.steps_done() < start.step + steps && !choice.scores.empty()) break;
+    double score = 0;
+    {
+      c10::NoGradGuard no_grad;
+      const at::Tensor image = loop.render_image();  // (B, 3, H, W)
+      for (int64_t p = 0; p < probe_steps; ++p) score += loop.guide().loss(image, p).item<double>();
+    }
+    choice.scores.push_back(score / probe_steps);
+    if (t == 0 || choice.scores.back() < choice.scores[choice.best]) {
+      choice.best = t;
+      best = loop.snapshot();
+    }
+    if (loop.stop_requested()) break;
+  }
+  loop.restore(best);
+  return choice;
+}
+
 }  // namespace clipguide::guidance

@@ -143,4 +143,17 @@ class GuideLoop {
   GuideReport last_report_;
 };
 
+// Best of several random starts, for guides whose loss has many poor local minima (a small CLIP such as the
+// shipped shapes-clip). Trial t re-initialises the generator with init_random(seed + t) and runs `steps` steps
+// from the loop's current step with a fresh optimiser; its final image is scored by the guidance loss on the
+// cutouts of steps 0..probe_steps-1 (the same cutouts for every trial). The loop is left at the end of the
+// best trial (generator, optimiser and step count), as if only that one had run. A stop request during a
+// trial ends the trials there (the best so far wins). `callback` is passed to each trial's run().
+struct StartChoice {
+  int64_t best = 0;            // index of the trial kept (seed + best)
+  std::vector<double> scores;  // each finished trial's probe loss, lower is better
+};
+StartChoice choose_start(GuideLoop& loop, int64_t trials, int64_t steps, uint64_t seed, int64_t probe_steps = 4,
+                         const LoopCallback& callback = {});
+
 }  // namespace clipguide::guidance

@@ -15,6 +15,7 @@
 #include <ATen/ops/ones.h>
 #include <ATen/ops/zeros.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <chrono>
@@ -289,6 +290,34 @@ TEST(GuideLoop, FreezeRegionChecksTheMaskAndSurvivesARestore) {
   EXPECT_EQ(max_diff(restored.narrow(3, 17, 15), start_image.narrow(3, 17, 15)), 0.0);
   loop.step();
   EXPECT_LT(max_diff(loop.render_image().narrow(3, 0, 15), at_freeze.narrow(3, 0, 15)), 1e-6);
+}
+
+// choose_start: every trial is scored, the lowest probe loss wins, and the loop is left exactly where a
+// single run from the winning seed would be (same generator state after the same steps).
+TEST(GuideLoop, ChooseStartKeepsTheBestTrialAsIfOnlyItHadRun) {
+  CLIPGUIDE_REQUIRE_VOCABULARY();
+  auto guide = tiny_guide();
+  GuideLoop loop(make_generator("primitives", 32), guide, LoopSettings{"adam", 0.1});
+  const uint64_t seed = 20;
+  const StartChoice choice = choose_start(loop, 4, 3, seed);
+  ASSERT_EQ(choice.scores.size(), 4u);
+  EXPECT_EQ(choice.best, std::min_element(choice.scores.begin(), choice.scores.end()) - choice.scores.begin());
+  EXPECT_EQ(loop.steps_done(), 3);
+  EXPECT_GT(*std::max_element(choice.scores.begin(), choice.scores.end()), choice.scores[choice.best])
+      << "different starts score differently";
+
+  auto alone = make_generator("primitives", 32);
+  alone->init_random(seed + choice.best);
+  GuideLoop single(alone, guide, LoopSettings{"adam", 0.1});
+  single.run(3);
+  EXPECT_LT(max_diff(loop.render_image(), single.render_image()), 1e-6);
+  // Both go on identically (optimiser state and step count came along).
+  loop.step();
+  single.step();
+  EXPECT_LT(max_diff(loop.render_image(), single.render_image()), 1e-6);
+
+  EXPECT_THROW(choose_start(loop, 0, 3, seed), Error);
+  EXPECT_THROW(choose_start(loop, 2, -1, seed), Error);
 }
 
 }  // namespace
