@@ -50,6 +50,8 @@ struct Options {
   std::string image_prompts;              // "path[:weight[:stop]]|..."
   std::string prompts_file;               // one prompt spec per line: one image each, in one process
   int64_t iterations = 500;               // optimisation steps
+  int64_t trials = 1;                     // > 1: the first trial_steps steps from this many random starts, the best kept
+  int64_t trial_steps = 50;               // steps of each trial (part of iterations; at most all of them)
   std::vector<int64_t> size{256, 256};    // width height (rounded to the generator's factor)
   int64_t seed = -1;                      // -1: a random seed, printed
   std::string output = "output.png";      // image file (format from the extension)
@@ -264,7 +266,20 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
     loop.restore(fresh);
   };
   zoom_event(0);
-  loop.run(opt.iterations, [&](const gd::LoopProgress& p) {
+  if (opt.trials > 1) {
+    // Random starts seed, seed + 1, ...: each runs trial_steps steps, the one CLIP scores best goes on.
+    const int64_t steps = std::min(opt.trial_steps, opt.iterations);
+    const auto choice = gd::choose_start(loop, opt.trials, steps, seed, /*probe_steps=*/4,
+                                         [&](const gd::LoopProgress&) {
+                                           if (g_interrupted.load()) loop.request_stop();
+                                         });
+    if (!opt.quiet) {
+      std::cerr << "clip-guide: " << choice.scores.size() << " trials of " << steps << " steps, losses";
+      for (double score : choice.scores) std::cerr << " " << std::fixed << std::setprecision(4) << score;
+      std::cerr << "; continuing seed " << seed + static_cast<uint64_t>(choice.best) << "\n";
+    }
+  }
+  loop.run(opt.iterations - loop.steps_done(), [&](const gd::LoopProgress& p) {
     if (g_interrupted.load()) loop.request_stop();
     if (every_step) video->write(p.image);
     if (opt.change_prompt_every > 0 && p.step % opt.change_prompt_every == 0 && phase + 1 < phases.size()) {
@@ -301,6 +316,13 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
 int run(Options opt, const std::string& settings_toml) {
   if (opt.size.size() != 2 || opt.size[0] <= 0 || opt.size[1] <= 0) throw cg::Error("--size: expected WIDTH HEIGHT > 0");
   if (opt.iterations < 0) throw cg::Error("--iterations must be >= 0");
+  if (opt.trials < 1) throw cg::Error("--trials: expected >= 1, got " + std::to_string(opt.trials));
+  if (opt.trials > 1) {
+    if (opt.trial_steps < 0) throw cg::Error("--trial_steps: expected >= 0, got " + std::to_string(opt.trial_steps));
+    if (!opt.init_image.empty() || !opt.init_noise.empty() || opt.zoom_video) {
+      throw cg::Error("--trials needs random starts: it cannot be combined with --init_image, --init_noise or --zoom_video");
+    }
+  }
   if (!(opt.video_length > 0)) throw cg::Error("--video_length: expected seconds > 0, got " + std::to_string(opt.video_length));
   if (opt.output_video_fps < 0) throw cg::Error("--output_video_fps: expected >= 0 (0: from --video_length)");
   if (opt.zoom_frequency < 1) throw cg::Error("--zoom_frequency: expected steps >= 1, got " + std::to_string(opt.zoom_frequency));
@@ -376,6 +398,8 @@ int main(int argc, char** argv) {
   app.add_option(names("image_prompts"), opt.image_prompts, "Image prompts 'path[:weight[:stop]]|...'");
   app.add_option(names("prompts_file"), opt.prompts_file, "File with one prompt spec per line: renders output-0.png, output-1.png, ...");
   app.add_option(names("iterations", "-i"), opt.iterations, "Optimisation steps");
+  app.add_option(names("trials"), opt.trials, "Random starts tried for the first --trial_steps steps; the one CLIP scores best goes on (for weak models)");
+  app.add_option(names("trial_steps"), opt.trial_steps, "Steps of each --trials start (counted in --iterations)");
   app.add_option(names("size", "-s"), opt.size, "Width and height in pixels")->expected(2);
   app.add_option(names("seed"), opt.seed, "Random seed (-1: random, printed)");
   app.add_option(names("output", "-o"), opt.output, "Output image file");

@@ -79,6 +79,18 @@ def test_pixel_render_lowers_the_loss_and_stores_settings():
     assert 'prompts="a red circle"' in settings and "iterations=30" in settings, settings
 
 
+def test_trials_continue_the_best_start():
+    proc = run(*BASE, "-p", "a red circle", "-s", "32", "32", "--generator", "primitives", "--trials", "3",
+               "--trial_steps", "2", "-i", "6", "--save_every", "2", "-o", out("trials.png"))
+    m = re.search(r"3 trials of 2 steps, losses (\S+) (\S+) (\S+); continuing seed (\d+)", proc.stderr)
+    assert m, proc.stderr
+    scores = [float(m.group(i)) for i in (1, 2, 3)]
+    print(f"  trial losses {scores}, continuing seed {m.group(4)}")
+    assert int(m.group(4)) == 3 + scores.index(min(scores)), proc.stderr  # BASE has --seed 3
+    assert len(losses(proc.stderr)) == 2, proc.stderr  # the run goes on from step 2: reports at steps 4 and 6
+    assert Image.open(out("trials.png")).size == (32, 32)
+
+
 def test_from_png_and_toml_config_reproduce_the_image():
     run(*BASE, "-p", "blue sky:1|noise:-0.5", "-s", "32", "32", "-i", "8", "-o", out("b.png"), "-q")
     run("--from-png", out("b.png"), "-o", out("b2.png"), "-q")
@@ -263,6 +275,9 @@ def test_errors_are_one_clear_line():
         ([*BASE, "-p", "x", "--video", "--video_output", out("v.avi")], 1, "--video_output"),
         ([*BASE, "-p", "x", "--zoom_video", "--zoom_frequency", "0"], 1, "--zoom_frequency"),
         ([*BASE, "-p", "x", "--video", "--video_length", "0"], 1, "--video_length"),
+        ([*BASE, "-p", "x", "--trials", "0"], 1, "--trials"),
+        ([*BASE, "-p", "x", "--trials", "2", "--trial_steps", "-1"], 1, "--trial_steps"),
+        ([*BASE, "-p", "x", "--trials", "2", "--trial_steps", "1", "--init_noise", "pixels"], 1, "--init_noise"),
     ]
     for args, code, needle in cases:
         proc = run(*args, "-i", "1", ok=False)
