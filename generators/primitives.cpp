@@ -21,7 +21,6 @@
 #include <ATen/ops/sigmoid.h>
 #include <ATen/ops/sin.h>
 #include <ATen/ops/tanh.h>
-#include <ATen/ops/tensor.h>
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/optim/adam.h>
 
@@ -38,7 +37,6 @@ constexpr double kFitLearningRate = 0.05;
 // Superellipse exponent p = 1 + 7 sigmoid(roundness): 1 a diamond, 2 an ellipse, towards 8 a rounded box.
 constexpr double kMinExponent = 1.0;
 constexpr double kExponentRange = 7.0;
-const double kCircleRoundness = std::log((2.0 - kMinExponent) / (kExponentRange - (2.0 - kMinExponent)));
 
 // Normalised coordinates of the pixel centres along one side of `length` pixels: the shorter side spans [-1, 1].
 at::Tensor axis(int64_t length, int64_t shorter, c10::Device device) {
@@ -68,6 +66,7 @@ PrimitivesOptions PrimitivesOptions::from_extra(const std::map<std::string, std:
   options.min_size = extra_number(extra, "min_size", options.min_size, "primitives");
   options.max_size = extra_number(extra, "max_size", options.max_size, "primitives");
   options.max_aspect = extra_number(extra, "max_aspect", options.max_aspect, "primitives");
+  options.max_offset = extra_number(extra, "max_offset", options.max_offset, "primitives");
   if (count != std::floor(count) || count < 1 || count > 64) {
     throw Error("primitives generator: extra[\"count\"] must be a whole number in 1..64; got " + extra.at("count"));
   }
@@ -84,6 +83,9 @@ PrimitivesOptions PrimitivesOptions::from_extra(const std::map<std::string, std:
   }
   if (!(options.max_aspect >= 1)) {
     throw Error("primitives generator: extra[\"max_aspect\"] must be >= 1; got " + std::to_string(options.max_aspect));
+  }
+  if (!(options.max_offset > 0 && options.max_offset <= 2)) {
+    throw Error("primitives generator: extra[\"max_offset\"] must be in (0, 2]; got " + std::to_string(options.max_offset));
   }
   options.count = static_cast<int64_t>(count);
   options.fit_steps = static_cast<int64_t>(fit_steps);
@@ -123,7 +125,7 @@ at::Tensor PrimitivesGenerator::render() { return render_params(params_); }
 
 at::Tensor PrimitivesGenerator::render_params(const TensorMap& p) const {
   const int64_t shorter = std::min(height_, width_);
-  const double extent_x = static_cast<double>(width_) / shorter, extent_y = static_cast<double>(height_) / shorter;
+  const double extent_x = options_.max_offset * width_ / shorter, extent_y = options_.max_offset * height_ / shorter;
   auto centre = at::tanh(p.at("centre"));                       // (B, K, 2) in (-1, 1)
   auto cx = (centre.select(2, 0) * extent_x).unsqueeze(-1).unsqueeze(-1);  // (B, K, 1, 1)
   auto cy = (centre.select(2, 1) * extent_y).unsqueeze(-1).unsqueeze(-1);
@@ -159,14 +161,11 @@ void PrimitivesGenerator::init_random(uint64_t seed) {
   auto uniform = [&](std::vector<int64_t> shape, double lo, double hi) {
     return at::rand(shape, gen, f) * (hi - lo) + lo;
   };
-  const int64_t shorter = std::min(height_, width_);
-  auto extent = at::tensor(std::vector<float>{static_cast<float>(width_) / shorter,
-                                              static_cast<float>(height_) / shorter});  // (2)
   set({{"background", uniform({b, 3}, -2, 2)},
-       {"centre", at::atanh(uniform({b, k, 2}, -0.5, 0.5) / extent)},
+       {"centre", at::atanh(uniform({b, k, 2}, -0.5, 0.5))},
        {"log_size", at::log(uniform({b, k, 2}, 0.2, 0.45))},
        {"angle", uniform({b, k}, -0.3, 0.3)},
-       {"roundness", uniform({b, k}, kCircleRoundness - 0.5, kCircleRoundness + 0.5)},
+       {"roundness", uniform({b, k}, -3, 3)},  // from near a diamond (p 1.3) to a rounded box (p 7.7)
        {"colour", uniform({b, k, 3}, -2, 2)},
        {"opacity", at::full({b, k}, 3.0, f)}});
 }

@@ -26,6 +26,8 @@ struct PrimitivesOptions {
   double min_size = 0.02;   // "min_size", > 0
   double max_size = 2.0;    // "max_size", >= min_size
   double max_aspect = 20;   // "max_aspect", >= 1
+  double max_offset = 1.0;  // "max_offset", in (0, 2]: centres stay within this fraction of the half-extent
+                            // (1: anywhere up to the image's edges)
 
   static PrimitivesOptions from_extra(const std::map<std::string, std::string>& extra);
 };
@@ -42,8 +44,9 @@ class PrimitivesGenerator : public Generator {
   // Least-squares fit (fit_steps Adam steps from a seeded start whose background is the image's mean
   // colour): a few shapes approximate the image; exact only for images made of such shapes.
   void init_from_image(const at::Tensor& image) override;
-  // Background and colours uniform in logit space, centres within the middle half, half-sizes 0.2..0.45,
-  // roundness near a circle's, opaque.
+  // Background and colours uniform in logit space, centres within the middle half of their range, half-sizes
+  // 0.2..0.45 (then bounded),
+  // exponents from near a diamond to a rounded box, opaque.
   void init_random(uint64_t seed) override;
   std::vector<int64_t> latent_shape() const override { return {batch_, options_.count, kValuesPerPrimitive}; }
   void post_step() override;  // keeps sizes within the options' bounds and centres where tanh has a gradient

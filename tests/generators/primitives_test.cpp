@@ -80,17 +80,23 @@ TEST(PrimitivesGenerator, CoveredAreaMatchesTheSuperellipseFormula) {
   }
 }
 
-// Centroid at the centre, in pixels, on a wide image (the shorter side spans [-1, 1], so x spans [-2, 2]).
+// Centroid at the centre, in pixels, on a wide image (the shorter side spans [-1, 1], so x spans [-2, 2]);
+// with max_offset 0.5 the same raw centre lands half as far out.
 TEST(PrimitivesGenerator, ShapeSitsAtItsCentre) {
   const int64_t h = 32, w = 64;
-  PrimitivesGenerator generator(options_for(h, w));
-  generator.load_state(one_shape(1.2, -0.4, 0.2, 0.2, 0, 2, /*extent_x=*/2, /*extent_y=*/1));
-  auto mask = generator.render()[0][0];  // (H, W)
-  auto ys = at::arange(h, at::kFloat).view({h, 1}) + 0.5, xs = at::arange(w, at::kFloat).view({1, w}) + 0.5;
-  const double total = mask.sum().item<double>();
-  const double cx = (mask * xs).sum().item<double>() / total, cy = (mask * ys).sum().item<double>() / total;
-  EXPECT_NEAR(cx, w / 2.0 + 1.2 * h / 2.0, 0.05);  // 16 pixels per normalised unit
-  EXPECT_NEAR(cy, h / 2.0 - 0.4 * h / 2.0, 0.05);
+  for (double max_offset : {1.0, 0.5}) {
+    SCOPED_TRACE("max_offset " + std::to_string(max_offset));
+    auto options = options_for(h, w);
+    options.extra["max_offset"] = std::to_string(max_offset);
+    PrimitivesGenerator generator(options);
+    generator.load_state(one_shape(0.9, -0.4, 0.2, 0.2, 0, 2, /*extent_x=*/2 * max_offset, /*extent_y=*/max_offset));
+    auto mask = generator.render()[0][0];  // (H, W)
+    auto ys = at::arange(h, at::kFloat).view({h, 1}) + 0.5, xs = at::arange(w, at::kFloat).view({1, w}) + 0.5;
+    const double total = mask.sum().item<double>();
+    const double cx = (mask * xs).sum().item<double>() / total, cy = (mask * ys).sum().item<double>() / total;
+    EXPECT_NEAR(cx, w / 2.0 + 0.9 * h / 2.0, 0.05);  // 16 pixels per normalised unit
+    EXPECT_NEAR(cy, h / 2.0 - 0.4 * h / 2.0, 0.05);
+  }
 }
 
 // A box rotated by 90 degrees is the transposed box.
@@ -213,7 +219,8 @@ TEST(PrimitivesGenerator, BadSettingsNameTheKey) {
            {"fit_steps", "-1", "extra[\"fit_steps\"] must be a whole number"},
            {"min_size", "0", "need 0 < extra[\"min_size\"] <= extra[\"max_size\"]"},
            {"max_size", "0.01", "need 0 < extra[\"min_size\"] <= extra[\"max_size\"]"},
-           {"max_aspect", "0.5", "extra[\"max_aspect\"] must be >= 1"}}) {
+           {"max_aspect", "0.5", "extra[\"max_aspect\"] must be >= 1"},
+           {"max_offset", "0", "extra[\"max_offset\"] must be in (0, 2]"}}) {
     SCOPED_TRACE(key + "=" + value);
     auto options = options_for(8, 8);
     options.extra[key] = value;
