@@ -1,6 +1,7 @@
 // clip-studio: the interactive steering GUI. Thin: flags → StudioOptions, a GLFW window with an OpenGL 3
 // context, Dear ImGui's frame loop around StudioApp, screenshots read back from the framebuffer. Exits
 // non-zero with one clear line when there is no display or no OpenGL.
+#include "clipnet/default_model.h"
 #include "clipnet/error.h"
 #include "clipnet/image_io.h"
 #include "gui/studio_app.h"
@@ -13,6 +14,7 @@
 #include <imgui.h>
 
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -45,7 +47,8 @@ int main(int argc, char** argv) {
   app.option_defaults()->always_capture_default();
   app.add_option("-m,--clip_model,--clip-model", opt.clip_models, "CLIP weights 'path[:weight]' (repeatable: an ensemble)");
   app.add_option("--vocab", opt.vocab, "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz, vocab.json, tokenizer.json)");
-  app.add_option("--generator", opt.generator, "pixel, fourier, vqgan or torchscript");
+  app.add_option("--generator", opt.generator, "pixel, fourier, primitives, vqgan or torchscript");
+  app.add_option("--generator_option,--generator-option", opt.generator_options, "Generator setting key=value (repeatable)");
   app.add_option("--generator_weights,--generator-weights", opt.generator_weights, "VQGAN checkpoint or TorchScript module");
   app.add_option("--generator_config,--generator-config", opt.generator_config, "VQGAN YAML (optional)");
   app.add_option("-s,--size", opt.size, "Image width and height in pixels")->expected(2);
@@ -55,6 +58,7 @@ int main(int argc, char** argv) {
   app.add_option("--learning_rate,--lr", opt.learning_rate, "Optimiser learning rate");
   app.add_option("--num_cuts,--cutn", opt.num_cuts, "Cutouts per step");
   app.add_option("--cut_power,--cut_pow", opt.cut_power, "Cutout size exponent");
+  app.add_option("--cut_min,--cut-min", opt.cut_min, "Smallest cutout side as a fraction of the image (0: the CLIP input size)");
   app.add_option("--cut_method", opt.cut_method, "random, latest or disco");
   app.add_option("--augments", opt.augments, "Augmentations, e.g. 'Af,Pe,Ji,Er'; 'none'");
   app.add_option("--device", opt.device, "cpu, cuda or auto");
@@ -63,7 +67,35 @@ int main(int argc, char** argv) {
   app.add_option("--script", opt.script, "Scripted input: one command per line (see gui/studio_app.cpp), for tests");
   app.add_option("--screenshot-dir,--screenshot_dir", opt.screenshot_dir, "Where the script's 'screenshot NAME' writes NAME.png");
   app.add_option("--output-dir,--output_dir", opt.output_dir, "Folder for saved PNGs and exports given as relative paths");
+  // Without --clip_model, the shipped model with the settings it renders best with (<model>/clip-guide.toml,
+  // clip-guide's file: keys clip-studio has no use for, such as iterations, are ignored) as the defaults;
+  // --config replaces them, flags override.
+  std::string config_default;
+  bool model_given = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    for (const char* flag : {"-m", "--clip_model", "--clip-model"}) {
+      model_given |= a == flag || a.rfind(std::string(flag) + "=", 0) == 0;
+    }
+  }
+  if (!model_given) {
+    for (const auto& model : clipguide::clipnet::default_model_candidates()) {
+      if (!std::filesystem::exists(model)) continue;
+      opt.clip_models = {model.string()};
+      if (std::filesystem::is_regular_file(model / "clip-guide.toml")) config_default = (model / "clip-guide.toml").string();
+      break;
+    }
+  }
+  app.set_config("--config", config_default, "TOML file with the same settings as the flags (clip-guide's keys; flags win)");
+  app.allow_config_extras(CLI::config_extras_mode::ignore);
   if (auto code = clipguide::cli::parse(app, argc, argv, "clip-studio")) return *code;
+  for (const auto& kv : opt.generator_options) {
+    if (kv.empty()) continue;
+    if (kv.find('=') == std::string::npos || kv.front() == '=') {
+      std::cerr << "clip-studio: error: --generator_option: expected key=value, got '" << kv << "'\n";
+      return 2;
+    }
+  }
 
   glfwSetErrorCallback(on_glfw_error);
   if (!glfwInit()) {

@@ -116,7 +116,7 @@ std::string settings_toml(const StudioState& s, const std::string& output, int64
   t << "optimiser=" << toml_string(s.settings.optimizer) << "\n";
   t << "num_cuts=" << s.cutn << "\n";
   t << "cut_power=" << number(s.cut_pow) << "\n";
-  t << "cut_min=0\n";
+  t << "cut_min=" << number(s.cut_min) << "\n";
   t << "cut_method=" << toml_string(s.cut_method) << "\n";
   t << "augments=" << toml_string(s.augments) << "\n";
   t << "init_image=\"\"\ninit_noise=\"\"\ninit_weight=0\n";
@@ -135,7 +135,17 @@ std::string settings_toml(const StudioState& s, const std::string& output, int64
   t << "vqgan_config=" << toml_string(vqgan ? c.generator_config : "") << "\n";
   t << "vqgan_checkpoint=" << toml_string(vqgan ? c.generator_weights : "") << "\n";
   t << "generator_weights=" << toml_string(vqgan ? "" : c.generator_weights) << "\n";
-  t << "generator_option=\"\"\n";
+  if (c.generator_options.empty()) {
+    t << "generator_option=\"\"\n";
+  } else {
+    t << "generator_option=[";
+    bool first = true;
+    for (const auto& [key, value] : c.generator_options) {
+      t << (first ? "" : ", ") << toml_string(key + "=" + value);
+      first = false;
+    }
+    t << "]\n";
+  }
   t << "device=" << toml_string(c.device) << "\n";
   t << "deterministic=false\nquiet=false\n";
   return t.str();
@@ -159,8 +169,9 @@ std::string command_line(const StudioState& s, const std::string& output, int64_
   a.insert(a.end(), {"--size", std::to_string(s.size[0]), std::to_string(s.size[1]), "--iterations",
                      std::to_string(iterations), "--seed", std::to_string(s.seed), "--learning_rate",
                      number(s.settings.learning_rate), "--optimiser", s.settings.optimizer, "--num_cuts",
-                     std::to_string(s.cutn), "--cut_power", number(s.cut_pow), "--cut_method", s.cut_method,
-                     "--augments", s.augments});
+                     std::to_string(s.cutn), "--cut_power", number(s.cut_pow), "--cut_min", number(s.cut_min),
+                     "--cut_method", s.cut_method, "--augments", s.augments});
+  for (const auto& [key, value] : c.generator_options) a.insert(a.end(), {"--generator_option", key + "=" + value});
   if (s.tv_weight != 0) a.insert(a.end(), {"--tv_weight", number(s.tv_weight)});
   if (c.device != "auto") a.insert(a.end(), {"--device", c.device});
   a.insert(a.end(), {"--output", output});
@@ -180,6 +191,10 @@ StudioApp::StudioApp(StudioOptions options) : options_(std::move(options)) {
   s.config.generator = options_.generator;
   s.config.generator_weights = options_.generator_weights;
   s.config.generator_config = options_.generator_config;
+  for (const auto& kv : options_.generator_options) {  // "key=value", checked by the caller
+    const auto eq = kv.find('=');
+    if (eq != std::string::npos && eq > 0) s.config.generator_options[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
   s.config.device = options_.device;
   s.size[0] = static_cast<int>(options_.size.at(0));
   s.size[1] = static_cast<int>(options_.size.at(1));
@@ -187,6 +202,7 @@ StudioApp::StudioApp(StudioOptions options) : options_(std::move(options)) {
   s.settings.learning_rate = options_.learning_rate;
   s.cutn = static_cast<int>(options_.num_cuts);
   s.cut_pow = static_cast<float>(options_.cut_power);
+  s.cut_min = static_cast<float>(options_.cut_min);
   s.cut_method = options_.cut_method;
   s.augments = options_.augments;
   try {
@@ -253,6 +269,7 @@ guidance::GuideOptions StudioApp::guide_options() const {
   guidance::GuideOptions o;
   o.cutouts.cutn = state_.cutn;
   o.cutouts.cut_pow = state_.cut_pow;
+  o.cutouts.min_size = state_.cut_min;
   o.cutouts.method = guidance::parse_cut_method(state_.cut_method);
   o.augments = guidance::parse_augments(state_.augments);
   o.tv_weight = state_.tv_weight;
@@ -846,6 +863,8 @@ void StudioApp::draw_optimisation_panel() {
   changed |= ImGui::SliderInt("cutn", &s.cutn, 1, 128);
   ImGui::SetNextItemWidth(200);
   changed |= ImGui::SliderFloat("cut_pow", &s.cut_pow, 0.1f, 3.0f, "%.2f");
+  ImGui::SetNextItemWidth(200);
+  changed |= ImGui::SliderFloat("cut_min", &s.cut_min, 0.0f, 1.0f, "%.2f");
   const char* methods[] = {"random", "latest", "disco"};
   ImGui::SetNextItemWidth(200);
   if (ImGui::BeginCombo("cut method", s.cut_method.c_str())) {

@@ -26,6 +26,7 @@ struct StudioOptions {
   std::string generator = "pixel";         // pixel, fourier, vqgan, torchscript
   std::string generator_weights;           // vqgan checkpoint or torchscript module
   std::string generator_config;            // vqgan YAML (optional)
+  std::vector<std::string> generator_options;  // "key=value" generator settings (GeneratorOptions::extra)
   std::vector<int64_t> size{256, 256};     // image width and height
   std::string prompts;                     // initial text prompts "text[:weight[:stop]]|..."
   std::string image_prompts;               // initial image prompts "path[:weight[:stop]]|..."
@@ -33,6 +34,7 @@ struct StudioOptions {
   double learning_rate = 0.1;              // optimiser step size
   int64_t num_cuts = 32;                   // cutouts per step
   double cut_power = 1.0;                  // cutout size exponent
+  double cut_min = 0.0;                    // smallest cutout side as a fraction of the image (0: model size)
   std::string cut_method = "latest";       // random, latest, disco
   std::string augments = "Af,Pe,Ji,Er";    // augmentation list
   std::string device = "auto";             // cpu, cuda or auto
@@ -74,6 +76,7 @@ struct StudioState {
   guidance::LoopSettings settings;          // optimiser
   int cutn = 32;
   float cut_pow = 1.0f;
+  float cut_min = 0.0f;
   std::string cut_method = "latest";
   std::string augments = "Af,Pe,Ji,Er";
   float tv_weight = 0.0f;

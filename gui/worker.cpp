@@ -195,6 +195,7 @@ void Worker::build(const RunConfig& config, std::vector<guidance::GuidePrompt> p
   go.seed = config.seed;
   go.weights = config.generator_weights;
   go.config = config.generator_config;
+  go.extra = config.generator_options;
   std::shared_ptr<generators::Generator> generator = generators::GeneratorRegistry::create(config.generator, go);
   const int64_t factor = generator->size_factor();
   const int64_t w = std::max(factor, config.width / factor * factor);

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -30,6 +31,7 @@ struct RunConfig {
   std::string generator = "pixel";       // GeneratorRegistry name
   std::string generator_weights;         // vqgan checkpoint / torchscript module
   std::string generator_config;          // vqgan YAML (optional)
+  std::map<std::string, std::string> generator_options;  // GeneratorOptions::extra ("count" -> "1", ...)
   int64_t width = 256;                   // image size, rounded to the generator's size_factor()
   int64_t height = 256;
   uint64_t seed = 0;                     // generator init and cutout seed

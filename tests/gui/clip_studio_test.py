@@ -219,6 +219,36 @@ def test_export_is_accepted_by_clip_guide():
     assert proc.returncode == 0, proc.stderr
 
 
+DEFAULT_MODEL_SCRIPT = """\
+type_prompt a red circle on a blue background
+start
+wait_steps 30
+save default.png
+export default-setup
+quit
+"""
+
+
+def test_default_model_and_its_settings_without_clip_model():
+    """No -m: the shipped shapes-clip with its clip-guide.toml (primitives, 128 px, whole-image cutouts)."""
+    with open(os.path.join(TMP, "default-script.txt"), "w") as f:
+        f.write(DEFAULT_MODEL_SCRIPT)
+    proc = run_studio("--seed", "1", "--device", "cpu", "--width", str(WIN_W), "--height", str(WIN_H), "--script",
+                      os.path.join(TMP, "default-script.txt"), "--screenshot-dir", TMP, "--output-dir", TMP)
+    assert proc.returncode == 0, f"clip-studio exited {proc.returncode}: {proc.stderr}"
+    toml = open(os.path.join(TMP, "default-setup.toml")).read()
+    for needle in ('generator="primitives"', '"count=1"', '"max_offset=0.6"', "size=[128, 128]", "num_cuts=4",
+                   "cut_min=1", 'augments="flip"', "shapes-clip"):
+        assert needle in toml, f"{needle} not in the export:\n{toml}"
+    image = rgb(os.path.join(TMP, "default.png"))
+    assert image.shape == (128, 128, 3), image.shape
+    colours = image.reshape(-1, 3)
+    print(f"  mean colour after 30 steps: {colours.mean(0).round()}")
+    # One flat background and one shape: the two most common colours cover nearly every pixel.
+    _, counts = np.unique(colours // 16, axis=0, return_counts=True)
+    assert np.sort(counts)[-2:].sum() > 0.8 * len(colours), np.sort(counts)[-5:]
+
+
 MOUSE_SCRIPT = """\
 type_prompt a red circle
 start
