@@ -82,10 +82,7 @@ FourierGenerator::FourierGenerator(const GeneratorOptions& options)
       height_(options.height),
       width_(options.width),
       device_(options.device) {
-  if (batch_ < 1 || height_ < 1 || width_ < 1) {
-    throw Error("fourier generator: need batch, width and height >= 1; got " + std::to_string(width_) + "x" +
-                std::to_string(height_) + ", batch " + std::to_string(batch_));
-  }
+  check_image_size(options, "fourier");
   // Lucid: 1 / max(freqs, 1 / max(h, w))^decay_power, computed in float64 and used as float32. Lucid's extra
   // sqrt(w * h) and TF's 1 / (h * w) in irfft2d together are the "ortho" normalisation used in render().
   auto freqs = rfft2d_freqs(height_, width_).to(at::kDouble);                                      // (H, F)

@@ -64,6 +64,9 @@ class Generator {
 double extra_number(const std::map<std::string, std::string>& extra, const std::string& key, double fallback,
                     const std::string& generator);
 
+// A clipguide::Error naming the generator unless options.batch, width and height are all >= 1.
+void check_image_size(const GeneratorOptions& options, const std::string& generator);
+
 using GeneratorFactory = std::function<std::unique_ptr<Generator>(const GeneratorOptions&)>;
 
 // Name → factory. Registration happens at static-initialisation time through CLIPGUIDE_REGISTER_GENERATOR.

@@ -22,10 +22,7 @@ class PixelGenerator : public Generator {
  public:
   explicit PixelGenerator(const GeneratorOptions& options)
       : batch_(options.batch), height_(options.height), width_(options.width), device_(options.device) {
-    if (batch_ < 1 || height_ < 1 || width_ < 1) {
-      throw Error("pixel generator: need batch, width and height >= 1; got " + std::to_string(width_) + "x" +
-                  std::to_string(height_) + ", batch " + std::to_string(batch_));
-    }
+    check_image_size(options, "pixel");
     init_random(options.seed);
   }
 

@@ -105,10 +105,7 @@ PrimitivesGenerator::PrimitivesGenerator(const GeneratorOptions& options)
       width_(options.width),
       seed_(options.seed),
       device_(options.device) {
-  if (batch_ < 1 || height_ < 1 || width_ < 1) {
-    throw Error("primitives generator: need batch, width and height >= 1; got " + std::to_string(width_) + "x" +
-                std::to_string(height_) + ", batch " + std::to_string(batch_));
-  }
+  check_image_size(options, "primitives");
   const int64_t shorter = std::min(height_, width_);
   grid_x_ = axis(width_, shorter, device_).view({1, 1, 1, width_});
   grid_y_ = axis(height_, shorter, device_).view({1, 1, height_, 1});

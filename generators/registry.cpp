@@ -1,5 +1,5 @@
 // GeneratorRegistry: name -> factory, filled at static-initialisation time by CLIPGUIDE_REGISTER_GENERATOR;
-// and extra_number, the shared parser of generator settings.
+// extra_number, the shared parser of generator settings, and check_image_size.
 // The map is a function-local static so registrations from any translation unit see it constructed.
 #include "generators/generator.h"
 
@@ -57,6 +57,12 @@ std::vector<std::string> GeneratorRegistry::names() {
   std::vector<std::string> out;
   for (const auto& entry : factories()) out.push_back(entry.first);
   return out;
+}
+
+void check_image_size(const GeneratorOptions& options, const std::string& generator) {
+  if (options.batch >= 1 && options.height >= 1 && options.width >= 1) return;
+  throw Error(generator + " generator: need batch, width and height >= 1; got " + std::to_string(options.width) + "x" +
+              std::to_string(options.height) + ", batch " + std::to_string(options.batch));
 }
 
 }  // namespace clipguide::generators

@@ -107,10 +107,7 @@ TorchScriptGenerator::TorchScriptGenerator(const GeneratorOptions& options)
       height_(options.height),
       width_(options.width),
       device_(options.device) {
-  if (batch_ < 1 || height_ < 1 || width_ < 1) {
-    throw Error("torchscript generator: need batch, width and height >= 1; got " + std::to_string(width_) + "x" +
-                std::to_string(height_) + ", batch " + std::to_string(batch_));
-  }
+  check_image_size(options, "torchscript");
   if (file_.empty()) {
     throw Error("torchscript generator: no weights given (options.weights: a TorchScript archive saved with "
                 "torch.jit.save or ScriptModule.save)");
