@@ -73,14 +73,19 @@ at::Tensor ClipModelImpl::encode_text(const at::Tensor& tokens) {
   TORCH_CHECK(tokens.size(1) <= config_.text.context_length, "encode_text: ", tokens.size(1),
               " tokens exceed the context length ", config_.text.context_length);
   const auto dt = dtype();
-  const int64_t b = tokens.size(0), l = tokens.size(1);
+  const int64_t b = tokens.size(0);
   auto ids = tokens.to(at::kLong);
+  // The EOT token has the largest id, so argmax finds it (OpenAI's pooling).
+  auto eot = ids.argmax(-1);                                       // (B)
+  // Attention is causal and everything else is per position, so the pooled EOT outputs do not depend on
+  // the padding after the last EOT of the batch: it is cut off (exactly the same result, less work; captions
+  // are usually far shorter than the context).
+  const int64_t l = b > 0 ? eot.max().item<int64_t>() + 1 : ids.size(1);
+  ids = ids.narrow(1, 0, l);                                       // (B, L)
   auto x = token_embedding(ids).to(dt);                            // (B, L, C)
   x = x + positional_embedding.narrow(0, 0, l).to(dt);             // (B, L, C)
   x = transformer(x, /*causal=*/true);                             // (B, L, C)
   x = ln_final(x);                                                 // (B, L, C)
-  // The EOT token has the largest id, so argmax finds it (OpenAI's pooling).
-  auto eot = ids.argmax(-1);                                       // (B)
   auto pooled = x.index({at::arange(b, ids.options()), eot});      // (B, C)
   return at::matmul(pooled, text_projection.to(dt));               // (B, E)
 }

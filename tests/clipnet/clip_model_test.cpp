@@ -241,6 +241,40 @@ TEST(ClipModel, ShapesGradientAndOtherResolutions) {
   }
 }
 
+// encode_text cuts the padding after the batch's last EOT (causal attention: it cannot change the pooled
+// outputs). A caption's embedding, and its gradient with respect to the weights, must not depend on how long
+// the other captions in its batch are, nor on how much padding it carries.
+TEST(ClipModel, TextEmbeddingDoesNotDependOnPaddingOrBatchmates) {
+  at::manual_seed(0);
+  ClipModel model(small_vit_config());
+  model->eval();
+  const int64_t context = small_vit_config().text.context_length;  // 16; EOT id 999 is the largest
+  auto caption = [&](int64_t n) {  // start token, n words, EOT, zero padding: (1, context)
+    auto t = at::zeros({1, context}, at::kLong);
+    t[0][0] = 998;
+    for (int64_t i = 1; i <= n; ++i) t[0][i] = 10 * i + n;
+    t[0][n + 1] = 999;
+    return t;
+  };
+  auto alone = model->encode_text(caption(3));                                       // cut to 5 positions
+  auto padded = model->encode_text(at::cat({caption(3), caption(12)}));              // cut to 14
+  auto full = model->encode_text(at::cat({caption(3), caption(context - 2)}));       // nothing cut
+  auto unpadded = model->encode_text(caption(3).narrow(1, 0, 5));                    // given without padding
+  std::printf("max abs diff: batch-mate 12 words %.3g, full context %.3g, no padding %.3g\n",
+              (alone[0] - padded[0]).abs().max().item<double>(), (alone[0] - full[0]).abs().max().item<double>(),
+              (alone[0] - unpadded[0]).abs().max().item<double>());
+  EXPECT_TENSOR_CLOSE(alone[0], padded[0], 1e-5, 1e-5);  // float sums in another order
+  EXPECT_TENSOR_CLOSE(alone[0], full[0], 1e-5, 1e-5);
+  EXPECT_TENSOR_CLOSE(alone[0], unpadded[0], 1e-6, 0);
+  // Gradients too: the token embedding of the short caption's words, cut or not.
+  model->zero_grad();
+  model->encode_text(caption(3)).sum().backward();
+  auto cut = model->token_embedding->weight.grad().clone();
+  model->zero_grad();
+  model->encode_text(at::cat({caption(3), caption(context - 2)})).narrow(0, 0, 1).sum().backward();
+  EXPECT_TENSOR_CLOSE(cut, model->token_embedding->weight.grad(), 1e-5, 1e-5);
+}
+
 TEST(ClipModel, HalfPrecisionKeepsLayerNormInFloat) {
   ClipModel model(small_vit_config());
   model->eval();
