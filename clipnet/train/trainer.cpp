@@ -13,6 +13,7 @@
 #include "clipnet/io/file_util.h"
 #include "clipnet/io/safetensors.h"
 #include "clipnet/train/bpe_trainer.h"
+#include "clipnet/train/fused_adamw.h"
 #include "clipnet/train/loader.h"
 #include "clipnet/train/open_dataset.h"
 
@@ -194,7 +195,7 @@ fs::path resolve_checkpoint(const std::string& resume, const fs::path& checkpoin
 struct Trainer::Impl {
   std::shared_ptr<Dataset> dataset;
   std::unique_ptr<Loader> loader;
-  std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::unique_ptr<FusedAdamW> optimizer;
   std::vector<std::pair<std::string, at::Tensor>> params;  // named, in optimiser order (decay, then no-decay)
   std::ofstream log;
   double last_wait_s = 0;
@@ -279,7 +280,7 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<Communicator> comm)
   std::vector<torch::optim::OptimizerParamGroup> param_groups;
   param_groups.emplace_back(decay, adamw(options_.wd));
   param_groups.emplace_back(no_decay, adamw(0.0));
-  impl_->optimizer = std::make_unique<torch::optim::AdamW>(param_groups, torch::optim::AdamWOptions(options_.lr));
+  impl_->optimizer = std::make_unique<FusedAdamW>(param_groups, torch::optim::AdamWOptions(options_.lr));
 
   if (!resume_folder.empty()) load_checkpoint(resume_folder);
   make_loader();
