@@ -64,6 +64,11 @@ class Generator {
 double extra_number(const std::map<std::string, std::string>& extra, const std::string& key, double fallback,
                     const std::string& generator);
 
+// "key=value" strings (the tools' --generator_option) as GeneratorOptions::extra. Empty strings are skipped
+// (an empty list round-trips through TOML as one); anything else without a key is a clipguide::Error naming
+// `flag`.
+std::map<std::string, std::string> parse_extra(const std::vector<std::string>& key_values, const std::string& flag);
+
 // A clipguide::Error naming the generator unless options.batch, width and height are all >= 1.
 void check_image_size(const GeneratorOptions& options, const std::string& generator);
 

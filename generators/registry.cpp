@@ -1,5 +1,5 @@
 // GeneratorRegistry: name -> factory, filled at static-initialisation time by CLIPGUIDE_REGISTER_GENERATOR;
-// extra_number, the shared parser of generator settings, and check_image_size.
+// extra_number and parse_extra, the shared parsers of generator settings, and check_image_size.
 // The map is a function-local static so registrations from any translation unit see it constructed.
 #include "generators/generator.h"
 
@@ -63,6 +63,17 @@ void check_image_size(const GeneratorOptions& options, const std::string& genera
   if (options.batch >= 1 && options.height >= 1 && options.width >= 1) return;
   throw Error(generator + " generator: need batch, width and height >= 1; got " + std::to_string(options.width) + "x" +
               std::to_string(options.height) + ", batch " + std::to_string(options.batch));
+}
+
+std::map<std::string, std::string> parse_extra(const std::vector<std::string>& key_values, const std::string& flag) {
+  std::map<std::string, std::string> extra;
+  for (const auto& kv : key_values) {
+    if (kv.empty()) continue;
+    const auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) throw Error(flag + ": expected key=value, got '" + kv + "'");
+    extra[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return extra;
 }
 
 }  // namespace clipguide::generators

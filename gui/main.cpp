@@ -1,9 +1,9 @@
 // clip-studio: the interactive steering GUI. Thin: flags → StudioOptions, a GLFW window with an OpenGL 3
 // context, Dear ImGui's frame loop around StudioApp, screenshots read back from the framebuffer. Exits
 // non-zero with one clear line when there is no display or no OpenGL.
-#include "clipnet/default_model.h"
 #include "clipnet/error.h"
 #include "clipnet/image_io.h"
+#include "generators/generator.h"
 #include "gui/studio_app.h"
 #include "tools/cli.h"
 
@@ -14,7 +14,6 @@
 #include <imgui.h>
 
 #include <cstring>
-#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -71,30 +70,20 @@ int main(int argc, char** argv) {
   // clip-guide's file: keys clip-studio has no use for, such as iterations, are ignored) as the defaults;
   // --config replaces them, flags override.
   std::string config_default;
-  bool model_given = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    for (const char* flag : {"-m", "--clip_model", "--clip-model"}) {
-      model_given |= a == flag || a.rfind(std::string(flag) + "=", 0) == 0;
-    }
-  }
-  if (!model_given) {
-    for (const auto& model : clipguide::clipnet::default_model_candidates()) {
-      if (!std::filesystem::exists(model)) continue;
-      opt.clip_models = {model.string()};
-      if (std::filesystem::is_regular_file(model / "clip-guide.toml")) config_default = (model / "clip-guide.toml").string();
-      break;
+  if (!clipguide::cli::flag_given(argc, argv, {"-m", "--clip_model", "--clip-model"})) {
+    if (auto shipped = clipguide::cli::shipped_model()) {
+      opt.clip_models = {shipped->model.string()};
+      config_default = shipped->settings;
     }
   }
   app.set_config("--config", config_default, "TOML file with the same settings as the flags (clip-guide's keys; flags win)");
   app.allow_config_extras(CLI::config_extras_mode::ignore);
   if (auto code = clipguide::cli::parse(app, argc, argv, "clip-studio")) return *code;
-  for (const auto& kv : opt.generator_options) {
-    if (kv.empty()) continue;
-    if (kv.find('=') == std::string::npos || kv.front() == '=') {
-      std::cerr << "clip-studio: error: --generator_option: expected key=value, got '" << kv << "'\n";
-      return 2;
-    }
+  try {
+    clipguide::generators::parse_extra(opt.generator_options, "--generator_option");  // before a window opens
+  } catch (const std::exception& e) {
+    clipguide::cli::report("clip-studio", e);
+    return 2;
   }
 
   glfwSetErrorCallback(on_glfw_error);

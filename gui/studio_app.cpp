@@ -12,6 +12,7 @@
 
 #include "clipnet/error.h"
 #include "clipnet/image_io.h"
+#include "generators/generator.h"
 #include "guidance/cutouts.h"
 #include "guidance/prompt.h"
 
@@ -191,10 +192,7 @@ StudioApp::StudioApp(StudioOptions options) : options_(std::move(options)) {
   s.config.generator = options_.generator;
   s.config.generator_weights = options_.generator_weights;
   s.config.generator_config = options_.generator_config;
-  for (const auto& kv : options_.generator_options) {  // "key=value", checked by the caller
-    const auto eq = kv.find('=');
-    if (eq != std::string::npos && eq > 0) s.config.generator_options[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
+  s.config.generator_options = generators::parse_extra(options_.generator_options, "--generator_option");
   s.config.device = options_.device;
   s.size[0] = static_cast<int>(options_.size.at(0));
   s.size[1] = static_cast<int>(options_.size.at(1));

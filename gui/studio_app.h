@@ -106,6 +106,7 @@ std::string command_line(const StudioState& state, const std::string& output, in
 
 class StudioApp {
  public:
+  // Throws clipguide::Error for a generator option that is not key=value (main checks them first).
   explicit StudioApp(StudioOptions options);
   ~StudioApp();
 

@@ -2,13 +2,17 @@
 // --help, and report any error as one line "<program>: error: ..." with the conventional exit codes.
 #pragma once
 
+#include "clipnet/default_model.h"
 #include "clipnet/error.h"
 
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
+#include <initializer_list>
 #include <iostream>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace clipguide::cli {
 
@@ -33,6 +37,36 @@ inline std::optional<int> parse(CLI::App& app, int argc, char** argv, const std:
     return report(program, e);
   }
   return std::nullopt;
+}
+
+// Whether argv holds any of `flags`, alone ("-m x") or with its value ("--clip_model=x"). For decisions that
+// must be made before parsing, such as which config file supplies the defaults.
+inline bool flag_given(int argc, char** argv, std::initializer_list<std::string_view> flags) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    for (std::string_view flag : flags) {
+      if (a == flag || (a.size() > flag.size() && a.substr(0, flag.size()) == flag && a[flag.size()] == '=')) return true;
+    }
+  }
+  return false;
+}
+
+// The shipped default model (clipnet/default_model.h) and the settings clip-guide and clip-studio take as their
+// defaults with it: <model>/clip-guide.toml, empty when the model has none. Nothing when the model is not found
+// (a program that then needs it reports default_model_path()'s error).
+struct ShippedModel {
+  std::filesystem::path model;
+  std::string settings;  // path of clip-guide.toml, or ""
+};
+inline std::optional<ShippedModel> shipped_model() {
+  ShippedModel out;
+  try {
+    out.model = clipnet::default_model_path();
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+  if (std::filesystem::is_regular_file(out.model / "clip-guide.toml")) out.settings = (out.model / "clip-guide.toml").string();
+  return out;
 }
 
 }  // namespace clipguide::cli

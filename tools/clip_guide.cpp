@@ -168,12 +168,7 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
   } else {
     go.weights = opt.generator_weights;
   }
-  for (const auto& kv : opt.generator_options) {
-    if (kv.empty()) continue;  // an empty list round-trips through TOML as one empty string
-    auto eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) throw cg::Error("--generator_option: expected key=value, got '" + kv + "'");
-    go.extra[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
+  go.extra = gen::parse_extra(opt.generator_options, "--generator_option");
   std::shared_ptr<gen::Generator> generator = gen::GeneratorRegistry::create(name, go);
   const int64_t factor = generator->size_factor();
   int64_t w = std::max(factor, opt.size[0] / factor * factor), h = std::max(factor, opt.size[1] / factor * factor);
@@ -444,17 +439,8 @@ int main(int argc, char** argv) {
   // best with (<model>/clip-guide.toml) as the config defaults; --config replaces them, flags override.
   std::string config_default;
   try {
-    bool model_given = false;
-    for (int i = 1; i < argc; ++i) {
-      const std::string a = argv[i];
-      for (const char* flag : {"-m", "--clip_model", "--clip-model", "--from-png", "--from_png"}) {
-        model_given |= a == flag || a.rfind(std::string(flag) + "=", 0) == 0;
-      }
-    }
-    for (const auto& model : model_given ? std::vector<std::filesystem::path>{} : cn::default_model_candidates()) {
-      if (!std::filesystem::exists(model)) continue;
-      if (std::filesystem::is_regular_file(model / "clip-guide.toml")) config_default = (model / "clip-guide.toml").string();
-      break;
+    if (!cg::cli::flag_given(argc, argv, {"-m", "--clip_model", "--clip-model", "--from-png", "--from_png"})) {
+      if (auto shipped = cg::cli::shipped_model()) config_default = shipped->settings;
     }
     for (int i = 1; i + 1 < argc; ++i) {
       std::string a = argv[i];
