@@ -7,7 +7,6 @@
 #include "clipnet/error.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/ops/_upsample_bicubic2d_aa.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/einsum.h>
 #include <ATen/ops/fft_irfft2.h>
@@ -101,15 +100,8 @@ at::Tensor FourierGenerator::render() {
 }
 
 void FourierGenerator::init_from_image(const at::Tensor& image) {
-  if (image.dim() != 4 || image.size(1) != 3 || (image.size(0) != 1 && image.size(0) != batch_)) {
-    throw Error("fourier generator: init image must be (1 or " + std::to_string(batch_) + ", 3, H, W); got " +
-                shape_str(image.sizes()));
-  }
   at::NoGradGuard no_grad;
-  auto x = image.to(device_, at::kFloat);  // (B or 1, 3, H', W') in [0, 1]
-  if (x.size(2) != height_ || x.size(3) != width_) {
-    x = at::_upsample_bicubic2d_aa(x, {height_, width_}, /*align_corners=*/false);
-  }
+  auto x = init_image_to_size(image, batch_, height_, width_, device_, "fourier");  // (B or 1, 3, H, W)
   x = at::logit(x.clamp(kEps, 1 - kEps));  // (B or 1, 3, H, W) RGB logits
   if (fourier_options_.decorrelate) x = apply_color_matrix(at::linalg_inv(color_), x);
   auto spectrum = at::fft_rfft2(x * kLucidDivisor, c10::IntArrayRef{height_, width_}, {-2, -1}, "ortho");  // (B or 1, 3, H, F) complex

@@ -69,6 +69,13 @@ double extra_number(const std::map<std::string, std::string>& extra, const std::
 // `flag`.
 std::map<std::string, std::string> parse_extra(const std::vector<std::string>& key_values, const std::string& flag);
 
+// init_from_image's argument checked and brought to the generator's size: `image` must be (1 or batch, 3,
+// H', W') (a clipguide::Error naming the generator otherwise). Returns it as float on `device`, (1 or batch,
+// 3, height, width), resized when needed with antialiased bicubic (VQGAN+CLIP resizes with PIL's Lanczos;
+// this is the closest ATen has) and then clamped to [0, 1], since bicubic overshoots. No autograd.
+at::Tensor init_image_to_size(const at::Tensor& image, int64_t batch, int64_t height, int64_t width,
+                              c10::Device device, const std::string& generator);
+
 // A clipguide::Error naming the generator unless options.batch, width and height are all >= 1.
 void check_image_size(const GeneratorOptions& options, const std::string& generator);
 

@@ -5,7 +5,6 @@
 #include "generators/generator.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/ops/_upsample_bicubic2d_aa.h>
 #include <ATen/ops/logit.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/sigmoid.h>
@@ -31,15 +30,8 @@ class PixelGenerator : public Generator {
   at::Tensor render() override { return at::sigmoid(logits_); }  // (B, 3, H, W) in (0, 1)
 
   void init_from_image(const at::Tensor& image) override {
-    if (image.dim() != 4 || image.size(1) != 3 || (image.size(0) != 1 && image.size(0) != batch_)) {
-      throw Error("pixel generator: init image must be (1 or " + std::to_string(batch_) + ", 3, H, W); got " +
-                  shape_str(image.sizes()));
-    }
     at::NoGradGuard no_grad;
-    auto x = image.to(device_, at::kFloat);  // (B or 1, 3, H', W') in [0, 1]
-    if (x.size(2) != height_ || x.size(3) != width_) {
-      x = at::_upsample_bicubic2d_aa(x, {height_, width_}, /*align_corners=*/false);
-    }
+    auto x = init_image_to_size(image, batch_, height_, width_, device_, "pixel");  // (B or 1, 3, H, W)
     set_logits(at::logit(x.clamp(kEps, 1 - kEps)).expand({batch_, -1, -1, -1}));
   }
 

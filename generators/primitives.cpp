@@ -5,7 +5,6 @@
 #include "clipnet/error.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/ops/_upsample_bicubic2d_aa.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/atanh.h>
 #include <ATen/ops/cos.h>
@@ -168,19 +167,11 @@ void PrimitivesGenerator::init_random(uint64_t seed) {
 }
 
 void PrimitivesGenerator::init_from_image(const at::Tensor& image) {
-  if (image.dim() != 4 || image.size(1) != 3 || (image.size(0) != 1 && image.size(0) != batch_)) {
-    throw Error("primitives generator: init image must be (1 or " + std::to_string(batch_) + ", 3, H, W); got " +
-                shape_str(image.sizes()));
-  }
-  at::Tensor target;  // (B, 3, H, W) in [0, 1]
+  const at::Tensor target =  // (B, 3, H, W) in [0, 1]
+      init_image_to_size(image, batch_, height_, width_, device_, "primitives").clamp(0, 1).expand({batch_, -1, -1, -1});
   TensorMap fit;
   {
     at::NoGradGuard no_grad;
-    target = image.to(device_, at::kFloat);
-    if (target.size(2) != height_ || target.size(3) != width_) {
-      target = at::_upsample_bicubic2d_aa(target, {height_, width_}, /*align_corners=*/false);
-    }
-    target = target.clamp(0, 1).expand({batch_, -1, -1, -1});
     init_random(seed_);
     for (const auto& [name, value] : params_) fit[name] = value.detach().clone().set_requires_grad(true);
     fit["background"].copy_(at::logit(target.mean({2, 3}).clamp(kEps, 1 - kEps)));  // (B, 3)

@@ -1,9 +1,13 @@
 // GeneratorRegistry: name -> factory, filled at static-initialisation time by CLIPGUIDE_REGISTER_GENERATOR;
-// extra_number and parse_extra, the shared parsers of generator settings, and check_image_size.
+// extra_number and parse_extra, the shared parsers of generator settings; check_image_size and
+// init_image_to_size, the shared checks.
 // The map is a function-local static so registrations from any translation unit see it constructed.
 #include "generators/generator.h"
 
 #include "clipnet/error.h"
+
+#include <ATen/ops/_upsample_bicubic2d_aa.h>
+#include <torch/csrc/autograd/grad_mode.h>
 
 #include <cmath>
 #include <exception>
@@ -74,6 +78,20 @@ std::map<std::string, std::string> parse_extra(const std::vector<std::string>& k
     extra[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   return extra;
+}
+
+at::Tensor init_image_to_size(const at::Tensor& image, int64_t batch, int64_t height, int64_t width,
+                              c10::Device device, const std::string& generator) {
+  if (image.dim() != 4 || image.size(1) != 3 || (image.size(0) != 1 && image.size(0) != batch)) {
+    throw Error(generator + " generator: init image must be (1 or " + std::to_string(batch) + ", 3, H, W); got " +
+                shape_str(image.sizes()));
+  }
+  at::NoGradGuard no_grad;
+  auto x = image.to(device, at::kFloat);  // (B or 1, 3, H', W') in [0, 1]
+  if (x.size(2) != height || x.size(3) != width) {
+    x = at::_upsample_bicubic2d_aa(x, {height, width}, /*align_corners=*/false).clamp(0, 1);
+  }
+  return x;
 }
 
 }  // namespace clipguide::generators

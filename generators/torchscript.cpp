@@ -7,7 +7,6 @@
 #include "clipnet/grad_ops.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/ops/_upsample_bicubic2d_aa.h>
 #include <ATen/ops/mse_loss.h>
 #include <ATen/ops/randn.h>
 #include <torch/csrc/autograd/grad_mode.h>
@@ -177,19 +176,8 @@ at::Tensor TorchScriptGenerator::render_latent(const at::Tensor& latent) {
 at::Tensor TorchScriptGenerator::render() { return render_latent(latent_); }
 
 void TorchScriptGenerator::init_from_image(const at::Tensor& image) {
-  if (image.dim() != 4 || image.size(1) != 3 || (image.size(0) != 1 && image.size(0) != batch_)) {
-    throw Error("torchscript generator: init image must be (1 or " + std::to_string(batch_) + ", 3, H, W); got " +
-                shape_str(image.sizes()));
-  }
-  at::Tensor target;  // (B, 3, H, W) in [0, 1]
-  {
-    at::NoGradGuard no_grad;
-    target = image.to(device_, at::kFloat);
-    if (target.size(2) != height_ || target.size(3) != width_) {
-      target = at::_upsample_bicubic2d_aa(target, {height_, width_}, /*align_corners=*/false).clamp(0, 1);
-    }
-    target = target.expand({batch_, -1, -1, -1});
-  }
+  const at::Tensor target =  // (B, 3, H, W) in [0, 1]
+      init_image_to_size(image, batch_, height_, width_, device_, "torchscript").expand({batch_, -1, -1, -1});
   at::AutoGradMode enable_grad(true);
   auto latent = latent_.detach().clone().set_requires_grad(true);  // (B, L...)
   torch::optim::Adam adam({latent}, torch::optim::AdamOptions(script_options_.init_lr));

@@ -8,7 +8,6 @@
 #include "clipnet/grad_ops.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/ops/_upsample_bicubic2d_aa.h>
 #include <ATen/ops/embedding.h>
 #include <ATen/ops/randint.h>
 #include <torch/csrc/autograd/grad_mode.h>
@@ -73,17 +72,10 @@ void VqganGenerator::init_random(uint64_t seed) {
 }
 
 void VqganGenerator::init_from_image(const at::Tensor& image) {
-  if (image.dim() != 4 || image.size(1) != 3 || (image.size(0) != 1 && image.size(0) != batch_)) {
-    throw Error("vqgan generator: init image must be (1 or " + std::to_string(batch_) + ", 3, H, W); got " +
-                shape_str(image.sizes()));
-  }
   at::NoGradGuard no_grad;
   const int64_t f = size_factor();
-  auto x = image.to(model_->codebook().device(), at::kFloat);  // (B or 1, 3, H', W') in [0, 1]
-  if (x.size(2) != grid_h_ * f || x.size(3) != grid_w_ * f) {
-    // VQGAN+CLIP resizes with PIL's Lanczos; antialiased bicubic is the closest ATen has.
-    x = at::_upsample_bicubic2d_aa(x, {grid_h_ * f, grid_w_ * f}, /*align_corners=*/false).clamp(0, 1);
-  }
+  const at::Tensor x =  // (B or 1, 3, H, W) in [0, 1]
+      init_image_to_size(image, batch_, grid_h_ * f, grid_w_ * f, model_->codebook().device(), "vqgan");
   auto z = model_->encode(x * 2 - 1).z_q;  // (B or 1, E, h, w)
   set_z(z.expand({batch_, -1, -1, -1}));
 }
