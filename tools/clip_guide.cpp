@@ -438,6 +438,7 @@ int main(int argc, char** argv) {
   // Without --clip_model (and without --from-png), the shipped model is used with the settings it renders
   // best with (<model>/clip-guide.toml) as the config defaults; --config replaces them, flags override.
   std::string config_default;
+  std::filesystem::path png_settings;  // --from-png's settings as a temporary TOML, removed once parsed
   try {
     if (!cg::cli::flag_given(argc, argv, {"-m", "--clip_model", "--clip-model", "--from-png", "--from_png"})) {
       if (auto shipped = cg::cli::shipped_model()) config_default = shipped->settings;
@@ -450,15 +451,21 @@ int main(int argc, char** argv) {
       if (it == meta.end()) {
         throw cg::Error(std::string("--from-png '") + argv[i + 1] + "' has no clip-guide settings in its metadata");
       }
-      config_default = (std::filesystem::temp_directory_path() / ("clip-guide-" + std::to_string(getpid()) + ".toml")).string();
-      std::ofstream(config_default) << it->second;
+      png_settings = std::filesystem::temp_directory_path() / ("clip-guide-" + std::to_string(getpid()) + ".toml");
+      std::ofstream(png_settings) << it->second;
+      config_default = png_settings.string();
     }
   } catch (const std::exception& e) {
     return cg::cli::report("clip-guide", e);
   }
   app.set_config("--config", config_default, "TOML file with the same settings as the flags (flags given on the command line win)");
 
-  if (auto code = cg::cli::parse(app, argc, argv, "clip-guide")) return *code;
+  auto parsed = cg::cli::parse(app, argc, argv, "clip-guide");
+  if (!png_settings.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove(png_settings, ignored);
+  }
+  if (parsed) return *parsed;
   try {
     std::string settings = app.config_to_str(/*default_also=*/true, /*write_description=*/false);
     return run(opt, settings);

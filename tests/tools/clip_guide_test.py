@@ -29,8 +29,8 @@ BASE = ["-m", MODEL, "--vocab", VOCAB, "--num_cuts", "4", "--seed", "3"]
 TMP = tempfile.mkdtemp(prefix="clip-guide-test-")
 
 
-def run(*args, ok=True, timeout=300):
-    proc = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout)
+def run(*args, ok=True, timeout=300, env=None):
+    proc = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout, env=env)
     if ok and proc.returncode != 0:
         raise AssertionError(f"clip-guide {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
     return proc
@@ -93,7 +93,9 @@ def test_trials_continue_the_best_start():
 
 def test_from_png_and_toml_config_reproduce_the_image():
     run(*BASE, "-p", "blue sky:1|noise:-0.5", "-s", "32", "32", "-i", "8", "-o", out("b.png"), "-q")
-    run("--from-png", out("b.png"), "-o", out("b2.png"), "-q")
+    scratch = tempfile.mkdtemp(prefix="clip-guide-tmpdir-")  # --from-png's temporary TOML goes here
+    run("--from-png", out("b.png"), "-o", out("b2.png"), "-q", env={**os.environ, "TMPDIR": scratch})
+    assert os.listdir(scratch) == [], f"--from-png left files behind: {os.listdir(scratch)}"
     assert (pixels(out("b.png")) == pixels(out("b2.png"))).all(), "from-png differs"
     toml = Image.open(out("b.png")).info["clipguide:settings"].replace(out("b.png"), out("b3.png"))
     with open(out("b.toml"), "w") as f:
