@@ -5,7 +5,9 @@
 // Speed options (both sides alike): --bf16 (autocast for the CLIP forward and the VQGAN decoder),
 // --channels-last (VQGAN weights and activations NHWC); clipguide alone: --cuda-graphs (CLIP's forward and
 // backward replayed from CUDA graphs). --no-reference times clipguide alone, --json writes
-// the figures (bench/gpu/run_gpu_bench.sh drives it that way), --random-weights needs no Python at all.
+// the figures (bench/gpu/run_gpu_bench.sh drives it that way), --random-weights needs no Python at all,
+// --trace FILE records one step's operators. On CPU the reference also counts a step's FLOPs, and the bench
+// prints the arithmetic floor: no fp32 loop of direct convolutions and GEMMs beats FLOPs / matmul rate.
 #include "bench_util.h"
 #include "clipnet/autocast.h"
 #include "clipnet/checkpoint.h"
@@ -28,6 +30,7 @@
 #endif
 
 #include <sys/resource.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <chrono>
 #include <filesystem>
@@ -97,6 +100,7 @@ int main(int argc, char** argv) {
   std::string device_name = "cpu", json_path, label = "clipguide";
   int64_t size = 256, cutn = 16, iters = 3, warmup = 1;
   bool bf16 = false, channels_last = false, cuda_graphs = false, no_reference = false, random_weights = false;
+  std::string trace_path;
   std::string prompt = "a painting of a lighthouse at dusk";
   CLI::App app{"guide_bench: guidance-loop it/s vs the VQGAN+CLIP reference loop"};
   app.option_defaults()->always_capture_default();
@@ -117,6 +121,7 @@ int main(int argc, char** argv) {
                "Random in-memory models instead of guide_ref.py's files (implies --no-reference)");
   app.add_option("--json", json_path, "Also write the figures as JSON to this file");
   app.add_option("--label", label, "Name of this run in the JSON");
+  app.add_option("--trace", trace_path, "Record one extra step's operators as a Chrome trace to this file");
   CLI11_PARSE(app, argc, argv);
   if (random_weights) no_reference = true;
 
@@ -191,6 +196,10 @@ int main(int argc, char** argv) {
     synchronize(device);
     auto start = std::chrono::steady_clock::now();
     double loss = 0.0;
+    if (!trace_path.empty()) {  // one more untimed step, its ops recorded (chrome://tracing or Perfetto)
+      torch::autograd::profiler::RecordProfile record(trace_path);
+      loop.step();
+    }
     for (int64_t i = 0; i < iters; ++i) loss = loop.step().total;  // the report reads the loss back: one sync a step
     synchronize(device);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -242,6 +251,19 @@ int main(int argc, char** argv) {
       std::cout << " (python " << theirs_json["threads"] << " threads, torch " << theirs_json["torch"].get<std::string>()
                 << ")\n"
                 << "  ratio:          " << ours / theirs << "x" << (device.is_cuda() ? "" : " (goal >= 2.0 on CPU)") << "\n";
+      if (!theirs_json["step_gflop"].is_null()) {
+        // Roofline: both loops do the same arithmetic, so the reference's counted FLOPs at the machine's fp32
+        // matmul rate bound every direct-convolution implementation, and with it the ratio.
+        const double gflop = theirs_json["step_gflop"].get<double>(), peak_rate = theirs_json["sgemm_gflops"].get<double>();
+        const double floor_s = gflop / peak_rate;
+        result["floor_s_per_it"] = floor_s;
+        result["best_attainable_ratio"] = floor_s > 0 ? (1.0 / theirs) / floor_s : 0.0;
+        std::cout << "  arithmetic:     " << gflop << " GFLOP a step (torch FlopCounterMode), fp32 matmul "
+                  << peak_rate << " GFLOP/s -> at best " << floor_s << " s/it\n"
+                  << "                  reference at " << 100.0 * floor_s * theirs << "% of that floor, clipguide at "
+                  << 100.0 * floor_s * ours << "%; best attainable ratio "
+                  << result["best_attainable_ratio"].get<double>() << "x\n";
+      }
     }
     if (!json_path.empty()) {
       std::ofstream out(json_path);

@@ -3,7 +3,8 @@
 // the cosine schedule), same CLIP architecture (default: the shipped shapes-clip model's, a 64 px
 // ModifiedResNet), same batch size, same batches: shapes-world pictures rendered once by our loader and
 // tokenised once, held in memory by both sides (written as .npy for Python). The loader's own throughput
-// is reported apart. With --scaling: samples/s of clip-train under torchrun with 2 processes (1 thread
+// is reported apart. Rounds of (ours, reference) run back to back and the median ratio is reported, as the
+// machine's speed drifts between runs. --trace FILE records one step's operators. With --scaling: samples/s of clip-train under torchrun with 2 processes (1 thread
 // each) against 1 process, the ratio printed.
 // Shapes: K distinct batches, B batch, S image side, L context length.
 #include "bench_util.h"
@@ -16,6 +17,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/cat.h>
 #include <CLI/CLI.hpp>
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -66,8 +68,8 @@ double logged_samples_per_s(const fs::path& log, int64_t skip) {
 int main(int argc, char** argv) {
   std::string python = "python3", model = kShapesClip;
   std::string dir = (fs::temp_directory_path() / "clipguide-train-bench").string();
-  std::string clip_train = CLIPGUIDE_CLIP_TRAIN, torchrun;
-  int64_t batch = 64, steps = 20, warmup = 5, distinct = 4, threads = 0, scaling_steps = 30, workers = 1;
+  std::string clip_train = CLIPGUIDE_CLIP_TRAIN, torchrun, trace_path;
+  int64_t batch = 64, steps = 40, warmup = 5, distinct = 4, threads = 0, scaling_steps = 30, workers = 1, rounds = 3;
   bool scaling = false, grad_checkpointing = false, no_reference = false;
   CLI::App app{"train_bench: training samples/s vs open_clip's training loop; --scaling: 2 processes vs 1"};
   app.option_defaults()->always_capture_default();
@@ -75,7 +77,10 @@ int main(int argc, char** argv) {
   app.add_option("--model", model, "Architecture (both sides): config JSON file or text, or a built-in name");
   app.add_option("--dir", dir, "Where the pre-rendered batches and logs are written");
   app.add_option("--batch-size", batch, "Samples per step");
-  app.add_option("--steps", steps, "Timed steps");
+  app.add_option("--steps", steps, "Timed steps per round");
+  app.add_option("--rounds", rounds,
+                 "Rounds of (ours, reference) timed back to back; the ratio is their median (machine load drifts)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--warmup", warmup, "Untimed steps first (fewer than ~5 leave PyTorch's first slow steps in its figure)");
   app.add_option("--distinct", distinct, "Distinct batches rendered (cycled through)");
   app.add_option("--threads", threads, "Intra-op threads on both sides (0: LibTorch's default)");
@@ -86,6 +91,7 @@ int main(int argc, char** argv) {
   app.add_option("--workers", workers, "Loader threads per clip-train process in --scaling");
   app.add_option("--clip-train", clip_train, "clip-train binary for --scaling");
   app.add_option("--torchrun", torchrun, "torchrun for --scaling (default: beside --python)");
+  app.add_option("--trace", trace_path, "Record one extra step's operators as a Chrome trace to this file");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -142,27 +148,38 @@ int main(int argc, char** argv) {
     }
 
     for (int64_t i = 0; i < warmup; ++i) trainer.train_step({images[i % distinct]}, {tokens[i % distinct]});
-    const auto start = Clock::now();
-    for (int64_t i = 0; i < steps; ++i) trainer.train_step({images[i % distinct]}, {tokens[i % distinct]});
-    const double ours = static_cast<double>(steps * batch) / seconds_since(start);
-
+    // Each round times our steps, then the reference's right after, so both see about the same machine.
+    std::vector<double> ours_rounds, ratios;
     nlohmann::json ref = {{"samples_per_s", 0.0}, {"threads", 0}, {"torch", "-"}, {"open_clip", "-"}};
-    if (!no_reference) {
+    for (int64_t r = 0; r < rounds; ++r) {
+      const auto start = Clock::now();
+      for (int64_t i = 0; i < steps; ++i) trainer.train_step({images[i % distinct]}, {tokens[i % distinct]});
+      ours_rounds.push_back(static_cast<double>(steps * batch) / seconds_since(start));
+      if (no_reference) continue;
       ref = clipguide::bench::run_reference(
           python + " " CLIPGUIDE_BENCH_DIR "/reference/train_ref.py --dir " + shell_quote(dir) + " --steps " +
           std::to_string(steps) + " --warmup " + std::to_string(warmup) + " --threads " +
           std::to_string(threads > 0 ? threads : at::get_num_threads()));
+      ratios.push_back(ours_rounds.back() / ref["samples_per_s"].get<double>());
+      std::cout << "  round " << r + 1 << ": clipguide " << ours_rounds.back() << " samples/s, open_clip "
+                << ref["samples_per_s"].get<double>() << " samples/s, ratio " << ratios.back() << "x\n";
     }
-    const double theirs = ref["samples_per_s"].get<double>();
+    const double ours = clipguide::bench::median(ours_rounds);
+    if (!trace_path.empty()) {  // one more untimed step, its ops recorded (chrome://tracing or Perfetto)
+      torch::autograd::profiler::RecordProfile record(trace_path);
+      trainer.train_step({images[0]}, {tokens[0]});
+    }
+
+    const double theirs = ours / (ratios.empty() ? 1.0 : clipguide::bench::median(ratios));
     std::cout << "training step, " << (cfg.vision.is_resnet() ? "ResNet" : "ViT") << " CLIP at " << s << " px, text "
               << l << " tokens x " << cfg.text.layers << " layers, batch " << batch << ", fp32"
               << (grad_checkpointing ? ", our side with grad checkpointing" : "") << " (CPU, "
               << at::get_num_threads() << " threads; python " << ref["threads"] << " threads, torch "
               << ref["torch"].get<std::string>() << ", open_clip " << ref["open_clip"].get<std::string>() << ")\n"
-              << "  clipguide Trainer:     " << ours << " samples/s\n";
+              << "  clipguide Trainer:     " << ours << " samples/s (median of " << rounds << " rounds)\n";
     if (!no_reference) {
-      std::cout << "  open_clip train loop:  " << theirs << " samples/s\n"
-                << "  ratio:                 " << ours / theirs << "x (goal >= 1.5)\n";
+      std::cout << "  open_clip train loop:  " << theirs << " samples/s (at the median ratio)\n"
+                << "  ratio:                 " << ours / theirs << "x, median of " << rounds << " rounds (goal >= 1.5)\n";
     }
     std::cout << "  loader (shapes world, 2 threads, " << s << " px): " << loader_per_s
               << " samples/s (not part of either figure)\n";

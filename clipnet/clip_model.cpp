@@ -6,7 +6,6 @@
 
 #include "clipnet/error.h"
 
-#include <ATen/TensorIndexing.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/matmul.h>
@@ -74,20 +73,23 @@ at::Tensor ClipModelImpl::encode_text(const at::Tensor& tokens) {
               " tokens exceed the context length ", config_.text.context_length);
   const auto dt = dtype();
   const int64_t b = tokens.size(0);
+  if (b == 0) return at::empty({0, text_projection.size(1)}, text_projection.options().dtype(dt));
   auto ids = tokens.to(at::kLong);
   // The EOT token has the largest id, so argmax finds it (OpenAI's pooling).
-  auto eot = ids.argmax(-1);                                       // (B)
-  // Attention is causal and everything else is per position, so the pooled EOT outputs do not depend on
-  // the padding after the last EOT of the batch: it is cut off (exactly the same result, less work; captions
-  // are usually far shorter than the context).
-  const int64_t l = b > 0 ? eot.max().item<int64_t>() + 1 : ids.size(1);
-  ids = ids.narrow(1, 0, l);                                       // (B, L)
-  auto x = token_embedding(ids).to(dt);                            // (B, L, C)
-  x = x + positional_embedding.narrow(0, 0, l).to(dt);             // (B, L, C)
-  x = transformer(x, /*causal=*/true);                             // (B, L, C)
-  x = ln_final(x);                                                 // (B, L, C)
-  auto pooled = x.index({at::arange(b, ids.options()), eot});      // (B, C)
-  return at::matmul(pooled, text_projection.to(dt));               // (B, E)
+  auto eot = ids.argmax(-1);  // (B)
+  // Attention is causal and everything else is per position, so a sample's pooled EOT output does not depend
+  // on anything after its EOT: the grid is cut after the batch's last EOT, and only each sample's positions
+  // up to its EOT go through the tower, packed (exactly the same result, less work: captions are usually far
+  // shorter than the context and than each other).
+  const int64_t l = eot.max().item<int64_t>() + 1;
+  auto positions = at::arange(l, ids.options());                                                 // (L)
+  PackedRows packed{b, l, (positions.unsqueeze(0) <= eot.unsqueeze(1)).flatten().nonzero().squeeze(1)};  // (N)
+  auto x = token_embedding(ids.narrow(1, 0, l).flatten().index_select(0, packed.rows)).to(dt);  // (N, C)
+  x = x + positional_embedding.index_select(0, packed.rows.remainder(l)).to(dt);                // (N, C)
+  x = transformer->forward_packed(x, packed);                                                    // (N, C)
+  auto eot_rows = (eot + 1).cumsum(0) - 1;                                 // (B) each sample's last packed row
+  auto pooled = ln_final(x.index_select(0, eot_rows));                     // (B, C)
+  return at::matmul(pooled, text_projection.to(dt));                       // (B, E)
 }
 
 std::tuple<at::Tensor, at::Tensor> ClipModelImpl::forward(const at::Tensor& image, const at::Tensor& tokens) {

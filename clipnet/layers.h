@@ -11,6 +11,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
+#include <functional>
 
 namespace clipguide::clipnet {
 
@@ -43,6 +44,16 @@ class LayerNormFp32Impl : public torch::nn::Cloneable<LayerNormFp32Impl> {
 TORCH_MODULE(LayerNormFp32);
 
 // ---------------------------------------------------------------------------------------------------------
+// The rows of a (B, L) token grid that a causal tower's pooled outputs depend on: for each sample the
+// positions up to and including its last one (EOT). Rows after it are never attended to, so the per-position
+// layers (projections, MLP, norms) skip them; only attention puts the rows back onto the grid.
+struct PackedRows {
+  int64_t batch = 0;   // B
+  int64_t length = 0;  // L
+  at::Tensor rows;     // (N) int64 indices into the flattened (B * L) grid, sample by sample, ascending
+};
+
+// ---------------------------------------------------------------------------------------------------------
 // Multi-head self-attention, parameters named like torch.nn.MultiheadAttention: in_proj_weight (3C, C),
 // in_proj_bias (3C), out_proj.{weight,bias}. Computed with at::scaled_dot_product_attention.
 struct MultiheadAttentionOptions {
@@ -57,11 +68,16 @@ class MultiheadAttentionImpl : public torch::nn::Cloneable<MultiheadAttentionImp
   void reset() override;
   // (B, L, C) -> (B, L, C). causal: token i attends to tokens <= i (CLIP's text tower).
   at::Tensor forward(const at::Tensor& x, bool causal = false);
+  // Causal attention over packed rows: (N, C) -> (N, C), the same values as forward(causal) at those rows.
+  at::Tensor forward_packed(const at::Tensor& x, const PackedRows& packed);
 
   MultiheadAttentionOptions options;
   at::Tensor in_proj_weight;  // (3C, C): q, k, v stacked
   at::Tensor in_proj_bias;    // (3C)
   torch::nn::Linear out_proj{nullptr};
+
+ private:
+  at::Tensor attend(const at::Tensor& qkv, bool causal);  // (B, L, 3C) -> (B, L, C), before out_proj
 };
 TORCH_MODULE(MultiheadAttention);
 
@@ -101,6 +117,7 @@ class ResidualAttentionBlockImpl : public torch::nn::Cloneable<ResidualAttention
   explicit ResidualAttentionBlockImpl(ResidualAttentionBlockOptions options);
   void reset() override;
   at::Tensor forward(const at::Tensor& x, bool causal = false);  // (B, L, C) -> (B, L, C)
+  at::Tensor forward_packed(const at::Tensor& x, const PackedRows& packed);  // causal, (N, C) -> (N, C)
 
   ResidualAttentionBlockOptions options;
   LayerNormFp32 ln_1{nullptr};
@@ -126,10 +143,16 @@ class TransformerImpl : public torch::nn::Cloneable<TransformerImpl> {
   explicit TransformerImpl(TransformerOptions options);
   void reset() override;
   at::Tensor forward(const at::Tensor& x, bool causal = false);  // (B, L, C) -> (B, L, C)
+  at::Tensor forward_packed(const at::Tensor& x, const PackedRows& packed);  // causal, (N, C) -> (N, C)
 
   TransformerOptions options;
   torch::nn::ModuleList resblocks{nullptr};
   bool grad_checkpointing = false;  // each block's activations recomputed in backward (clipnet::checkpoint)
+
+ private:
+  // Runs block_forward(block, y) through every block, checkpointed when grad_checkpointing is set.
+  at::Tensor each_block(at::Tensor y,
+                        const std::function<at::Tensor(ResidualAttentionBlockImpl&, const at::Tensor&)>& block_forward);
 };
 TORCH_MODULE(Transformer);
 

@@ -127,6 +127,22 @@ def run(args):
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - start
     mib = lambda b: b / 2 ** 20
+    # The arithmetic floor (CPU): a step's matmul and convolution FLOPs, counted by torch, and what one large
+    # fp32 matmul reaches on this machine with the same threads. No fp32 implementation built from direct
+    # convolutions and GEMMs runs a step faster than step_gflop / sgemm_gflops seconds.
+    step_gflop = sgemm_gflops = None
+    if not cuda:
+        from torch.utils.flop_counter import FlopCounterMode
+        with FlopCounterMode(display=False) as counter:
+            step()
+        step_gflop = counter.get_total_flops() / 1e9
+        a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+        best = float("inf")
+        for _ in range(5):
+            t = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t)
+        sgemm_gflops = 2 * 2048 ** 3 / best / 1e9
     print(json.dumps({
         "impl": "reference", "device": str(device), "size": args.size, "cutn": args.cutn, "iters": args.iters,
         "warmup": args.warmup, "bf16": args.bf16, "channels_last": args.channels_last,
@@ -134,6 +150,7 @@ def run(args):
         "peak_cuda_allocated_mb": mib(torch.cuda.max_memory_allocated(device)) if cuda else None,
         "peak_cuda_reserved_mb": mib(torch.cuda.max_memory_reserved(device)) if cuda else None,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "step_gflop": step_gflop, "sgemm_gflops": sgemm_gflops,
         "threads": torch.get_num_threads(), "torch": torch.__version__}))
 
 

@@ -6,7 +6,7 @@
 #include <ATen/ops/avg_pool2d.h>
 #include <ATen/ops/bmm.h>
 #include <ATen/ops/constant_pad_nd.h>
-#include <ATen/ops/sigmoid.h>
+#include <ATen/ops/silu.h>
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/upsample_nearest2d.h>
 
@@ -24,7 +24,9 @@ torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride =
 
 }  // namespace
 
-at::Tensor swish(const at::Tensor& x) { return x * at::sigmoid(x); }
+// One fused kernel forward and one backward (x * sigmoid(x) as taming writes it takes two forward and four
+// backward passes over the activation): a sixth of a guidance step's time on CPU went into those passes.
+at::Tensor swish(const at::Tensor& x) { return at::silu(x); }
 
 torch::nn::GroupNorm make_normalize(int64_t channels) {
   return torch::nn::GroupNorm(torch::nn::GroupNormOptions(32, channels).eps(1e-6).affine(true));

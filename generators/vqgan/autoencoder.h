@@ -19,7 +19,7 @@
 
 namespace clipguide::generators::vqgan {
 
-// x * sigmoid(x)
+// x * sigmoid(x), through the fused SiLU kernels
 at::Tensor swish(const at::Tensor& x);
 
 // GroupNorm(32, channels, eps 1e-6, affine): taming's Normalize.

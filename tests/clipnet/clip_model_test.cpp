@@ -275,6 +275,50 @@ TEST(ClipModel, TextEmbeddingDoesNotDependOnPaddingOrBatchmates) {
   EXPECT_TENSOR_CLOSE(cut, model->token_embedding->weight.grad(), 1e-5, 1e-5);
 }
 
+// encode_text runs the text tower on packed rows (each caption's positions up to its EOT). The embeddings and
+// every parameter's gradient equal those of the whole (B, L) grid through Transformer::forward, also with
+// gradient checkpointing (whose backward runs the packed blocks again after encode_text has returned).
+TEST(ClipModel, PackedTextTowerMatchesTheWholeGrid) {
+  for (bool checkpointing : {false, true}) {
+    SCOPED_TRACE(checkpointing ? "grad checkpointing" : "plain");
+    at::manual_seed(0);
+    ClipModel model(small_vit_config());
+    model->transformer->grad_checkpointing = checkpointing;
+    const int64_t context = small_vit_config().text.context_length;
+    auto tokens = at::randint(1, 990, {4, context}, at::kLong);
+    const int64_t lengths[] = {3, 11, 1, 7};  // positions up to and including the EOT (id 999, the largest)
+    for (int64_t i = 0; i < 4; ++i) {
+      tokens[i][lengths[i] - 1] = 999;
+      tokens[i].narrow(0, lengths[i], context - lengths[i]).zero_();
+    }
+    auto whole_grid = [&] {
+      auto x = model->token_embedding(tokens) + model->positional_embedding;  // (B, L, C)
+      x = model->ln_final(model->transformer(x, /*causal=*/true));
+      return at::matmul(x.index_select(1, tokens.argmax(-1)).diagonal(0, 0, 1).t(), model->text_projection);  // (B, E)
+    };
+    auto parameter_grads = [&](const at::Tensor& out, const at::Tensor& weights) {
+      model->zero_grad();
+      (out * weights).sum().backward();
+      std::vector<at::Tensor> grads;
+      for (const auto& p : model->parameters()) grads.push_back(p.grad().defined() ? p.grad().clone() : at::Tensor());
+      return grads;
+    };
+    auto weights = at::randn({4, small_vit_config().embed_dim});
+    auto packed = model->encode_text(tokens);
+    auto reference = whole_grid();
+    EXPECT_TENSOR_CLOSE(packed, reference, 1e-5, 1e-5);
+    auto packed_grads = parameter_grads(model->encode_text(tokens), weights);
+    auto reference_grads = parameter_grads(whole_grid(), weights);
+    ASSERT_EQ(packed_grads.size(), reference_grads.size());
+    for (size_t i = 0; i < packed_grads.size(); ++i) {
+      ASSERT_EQ(packed_grads[i].defined(), reference_grads[i].defined()) << "parameter " << i;
+      if (packed_grads[i].defined()) {
+        EXPECT_TENSOR_CLOSE(packed_grads[i], reference_grads[i], 1e-5, 1e-4);
+      }
+    }
+  }
+}
+
 TEST(ClipModel, HalfPrecisionKeepsLayerNormInFloat) {
   ClipModel model(small_vit_config());
   model->eval();
