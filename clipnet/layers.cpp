@@ -67,7 +67,8 @@ void MultiheadAttentionImpl::reset() {
 at::Tensor MultiheadAttentionImpl::forward(const at::Tensor& x, bool causal) {
   TORCH_CHECK(x.dim() == 3 && x.size(2) == options.width(), "attention input must be (B, L, ", options.width(),
               "), got ", x.sizes());
-  return out_proj(attend(at::linear(x, in_proj_weight, in_proj_bias), causal));  // (B, L, C)
+  auto qkv = at::linear(x, in_proj_weight, in_proj_bias).chunk(3, -1);  // 3 x (B, L, C)
+  return out_proj(attend(qkv[0], qkv[1], qkv[2], causal));              // (B, L, C)
 }
 
 at::Tensor MultiheadAttentionImpl::forward_packed(const at::Tensor& x, const PackedRows& packed) {
@@ -78,17 +79,26 @@ at::Tensor MultiheadAttentionImpl::forward_packed(const at::Tensor& x, const Pac
   // Onto the grid for attention: the zero rows after each sample's last position are never attended to by
   // its packed rows (causal), whatever they hold.
   auto grid = at::index_copy(at::zeros({b * l, 3 * c}, qkv.options()), 0, packed.rows, qkv).view({b, l, 3 * c});
-  auto out = attend(grid, /*causal=*/true).reshape({b * l, c}).index_select(0, packed.rows);  // (N, C)
-  return out_proj(out);
+  auto parts = grid.chunk(3, -1);                                                          // 3 x (B, L, C)
+  auto out = attend(parts[0], parts[1], parts[2], /*causal=*/true).reshape({b * l, c});  // (B * L, C)
+  return out_proj(out.index_select(0, packed.rows));                                     // (N, C)
 }
 
-at::Tensor MultiheadAttentionImpl::attend(const at::Tensor& qkv, bool causal) {
-  const int64_t b = qkv.size(0), l = qkv.size(1), c = options.width(), h = options.heads(), d = c / h;
-  auto parts = qkv.chunk(3, -1);                                                                // 3 x (B, L, C)
-  auto split_heads = [&](const at::Tensor& t) { return t.view({b, l, h, d}).transpose(1, 2); };  // (B, H, L, D)
-  auto out = at::scaled_dot_product_attention(split_heads(parts[0]), split_heads(parts[1]), split_heads(parts[2]),
-                                              /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/causal);  // (B, H, L, D)
-  return out.transpose(1, 2).reshape({b, l, c});  // (B, L, C)
+at::Tensor MultiheadAttentionImpl::forward_first(const at::Tensor& x) {
+  TORCH_CHECK(x.dim() == 3 && x.size(2) == options.width(), "attention input must be (B, L, ", options.width(),
+              "), got ", x.sizes());
+  const int64_t c = options.width();
+  auto q = at::linear(x.narrow(1, 0, 1), in_proj_weight.narrow(0, 0, c), in_proj_bias.narrow(0, 0, c));  // (B, 1, C)
+  auto kv = at::linear(x, in_proj_weight.narrow(0, c, 2 * c), in_proj_bias.narrow(0, c, 2 * c)).chunk(2, -1);
+  return out_proj(attend(q, kv[0], kv[1], /*causal=*/false));  // (B, 1, C)
+}
+
+at::Tensor MultiheadAttentionImpl::attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool causal) {
+  const int64_t b = q.size(0), c = options.width(), h = options.heads(), d = c / h;
+  auto split_heads = [&](const at::Tensor& t) { return t.view({b, t.size(1), h, d}).transpose(1, 2); };  // (B, H, L, D)
+  auto out = at::scaled_dot_product_attention(split_heads(q), split_heads(k), split_heads(v), /*attn_mask=*/{},
+                                              /*dropout_p=*/0.0, /*is_causal=*/causal);  // (B, H, Lq, D)
+  return out.transpose(1, 2).reshape({b, q.size(1), c});                                   // (B, Lq, C)
 }
 
 // --- Mlp -------------------------------------------------------------------------------------------------
@@ -127,6 +137,11 @@ at::Tensor ResidualAttentionBlockImpl::forward_packed(const at::Tensor& x, const
   return y + mlp(ln_2(y));
 }
 
+at::Tensor ResidualAttentionBlockImpl::forward_first(const at::Tensor& x) {
+  auto y = x.narrow(1, 0, 1) + attn->forward_first(ln_1(x));  // (B, 1, C)
+  return y + mlp(ln_2(y));
+}
+
 // --- Transformer -----------------------------------------------------------------------------------------
 TransformerImpl::TransformerImpl(TransformerOptions options_) : options(std::move(options_)) { reset(); }
 
@@ -150,16 +165,23 @@ at::Tensor TransformerImpl::forward_packed(const at::Tensor& x, const PackedRows
   });
 }
 
-at::Tensor TransformerImpl::each_block(
-    at::Tensor y, const std::function<at::Tensor(ResidualAttentionBlockImpl&, const at::Tensor&)>& block_forward) {
-  for (const auto& module : *resblocks) {
-    auto block = std::static_pointer_cast<ResidualAttentionBlockImpl>(module);
+at::Tensor TransformerImpl::forward_first_token(const at::Tensor& x) {
+  auto first = [](ResidualAttentionBlockImpl& block, const at::Tensor& t) { return block.forward_first(t); };
+  auto every = [](ResidualAttentionBlockImpl& block, const at::Tensor& t) { return block.forward(t, false); };
+  return each_block(x, every, first).select(1, 0);  // (B, C)
+}
+
+at::Tensor TransformerImpl::each_block(at::Tensor y, const BlockForward& block_forward, const BlockForward& last_forward) {
+  const size_t n = resblocks->size();
+  if (n == 0 && last_forward) return y.narrow(1, 0, 1);  // no block: the first token as it came in
+  for (size_t i = 0; i < n; ++i) {
+    auto block = std::static_pointer_cast<ResidualAttentionBlockImpl>(resblocks[i]);
+    const BlockForward& f = i + 1 == n && last_forward ? last_forward : block_forward;
     if (grad_checkpointing) {
-      // The recomputation in backward calls block_forward again: what it captures lives until then.
-      y = checkpoint([block, block_forward](const at::Tensor& t) { return block_forward(*block, t); }, y,
-                     block->parameters());
+      // The recomputation in backward calls f again: what it captures lives until then.
+      y = checkpoint([block, f](const at::Tensor& t) { return f(*block, t); }, y, block->parameters());
     } else {
-      y = block_forward(*block, y);
+      y = f(*block, y);
     }
   }
   return y;

@@ -70,6 +70,8 @@ class MultiheadAttentionImpl : public torch::nn::Cloneable<MultiheadAttentionImp
   at::Tensor forward(const at::Tensor& x, bool causal = false);
   // Causal attention over packed rows: (N, C) -> (N, C), the same values as forward(causal) at those rows.
   at::Tensor forward_packed(const at::Tensor& x, const PackedRows& packed);
+  // The first token's output alone: (B, L, C) -> (B, 1, C), forward(x).narrow(1, 0, 1) with one query.
+  at::Tensor forward_first(const at::Tensor& x);
 
   MultiheadAttentionOptions options;
   at::Tensor in_proj_weight;  // (3C, C): q, k, v stacked
@@ -77,7 +79,8 @@ class MultiheadAttentionImpl : public torch::nn::Cloneable<MultiheadAttentionImp
   torch::nn::Linear out_proj{nullptr};
 
  private:
-  at::Tensor attend(const at::Tensor& qkv, bool causal);  // (B, L, 3C) -> (B, L, C), before out_proj
+  // Multi-head attention before out_proj: q (B, Lq, C), k and v (B, Lk, C) -> (B, Lq, C).
+  at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool causal);
 };
 TORCH_MODULE(MultiheadAttention);
 
@@ -118,6 +121,7 @@ class ResidualAttentionBlockImpl : public torch::nn::Cloneable<ResidualAttention
   void reset() override;
   at::Tensor forward(const at::Tensor& x, bool causal = false);  // (B, L, C) -> (B, L, C)
   at::Tensor forward_packed(const at::Tensor& x, const PackedRows& packed);  // causal, (N, C) -> (N, C)
+  at::Tensor forward_first(const at::Tensor& x);  // the first token's output: (B, L, C) -> (B, 1, C)
 
   ResidualAttentionBlockOptions options;
   LayerNormFp32 ln_1{nullptr};
@@ -144,15 +148,19 @@ class TransformerImpl : public torch::nn::Cloneable<TransformerImpl> {
   void reset() override;
   at::Tensor forward(const at::Tensor& x, bool causal = false);  // (B, L, C) -> (B, L, C)
   at::Tensor forward_packed(const at::Tensor& x, const PackedRows& packed);  // causal, (N, C) -> (N, C)
+  // The first token's output (a class token): (B, L, C) -> (B, C), equal to forward(x).select(1, 0); the last
+  // block computes only that row (its keys and values still come from every token).
+  at::Tensor forward_first_token(const at::Tensor& x);
 
   TransformerOptions options;
   torch::nn::ModuleList resblocks{nullptr};
   bool grad_checkpointing = false;  // each block's activations recomputed in backward (clipnet::checkpoint)
 
  private:
-  // Runs block_forward(block, y) through every block, checkpointed when grad_checkpointing is set.
-  at::Tensor each_block(at::Tensor y,
-                        const std::function<at::Tensor(ResidualAttentionBlockImpl&, const at::Tensor&)>& block_forward);
+  using BlockForward = std::function<at::Tensor(ResidualAttentionBlockImpl&, const at::Tensor&)>;
+  // y through every block by block_forward (the last one by last_forward when given), each checkpointed when
+  // grad_checkpointing is set.
+  at::Tensor each_block(at::Tensor y, const BlockForward& block_forward, const BlockForward& last_forward = {});
 };
 TORCH_MODULE(Transformer);
 

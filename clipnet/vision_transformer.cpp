@@ -47,8 +47,8 @@ at::Tensor VisionTransformerImpl::forward(const at::Tensor& image) {
   x = at::cat({cls, x}, 1);                                                           // (B, N, C)
   x = x + resize_positional_embedding(positional_embedding, grid).to(x.scalar_type());
   x = ln_pre(x);
-  x = transformer(x);                                  // (B, N, C)
-  x = ln_post(x.select(1, 0));                         // (B, C): class token
+  // Only the class token is pooled, so the last block computes only its row (the same result, less work).
+  x = ln_post(transformer->forward_first_token(x));  // (B, C): class token
   return at::matmul(x, proj.to(x.scalar_type()));  // (B, E)
 }
 

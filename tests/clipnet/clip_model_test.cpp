@@ -319,6 +319,35 @@ TEST(ClipModel, PackedTextTowerMatchesTheWholeGrid) {
   }
 }
 
+// The ViT pools its class token, so encode_image runs the last block for that row only
+// (Transformer::forward_first_token). Values and the gradients of the input and of every parameter equal
+// those of the whole sequence through Transformer::forward, also with gradient checkpointing.
+TEST(ClipModel, FirstTokenTransformerMatchesTheWholeSequence) {
+  for (bool checkpointing : {false, true}) {
+    SCOPED_TRACE(checkpointing ? "grad checkpointing" : "plain");
+    at::manual_seed(0);
+    Transformer transformer(TransformerOptions(64, 3, 2).activation(Activation::kQuickGelu));
+    transformer->grad_checkpointing = checkpointing;
+    auto input = at::randn({3, 17, 64});
+    auto weights = at::randn({3, 64});
+    auto run = [&](bool first_only) {
+      auto x = input.clone().requires_grad_(true);
+      auto out = first_only ? transformer->forward_first_token(x) : transformer->forward(x).select(1, 0);  // (B, C)
+      transformer->zero_grad();
+      (out * weights).sum().backward();
+      std::vector<at::Tensor> grads{out.detach(), x.grad()};
+      for (const auto& p : transformer->parameters()) grads.push_back(p.grad().clone());
+      return grads;
+    };
+    auto first = run(true), whole = run(false);
+    ASSERT_EQ(first.size(), whole.size());
+    for (size_t i = 0; i < first.size(); ++i) {
+      SCOPED_TRACE(i == 0 ? "output" : i == 1 ? "input gradient" : "parameter gradient");
+      EXPECT_TENSOR_CLOSE(first[i], whole[i], 1e-5, 1e-5);
+    }
+  }
+}
+
 TEST(ClipModel, HalfPrecisionKeepsLayerNormInFloat) {
   ClipModel model(small_vit_config());
   model->eval();
