@@ -4,8 +4,8 @@
 // ModifiedResNet), same batch size, same batches: shapes-world pictures rendered once by our loader and
 // tokenised once, held in memory by both sides (written as .npy for Python). The loader's own throughput
 // is reported apart. Rounds of (ours, reference) run back to back and the median ratio is reported, as the
-// machine's speed drifts between runs. --trace FILE records one step's operators. With --scaling: samples/s of clip-train under torchrun with 2 processes (1 thread
-// each) against 1 process, the ratio printed.
+// machine's speed drifts between runs. --trace FILE records one step's operators. With --scaling: samples/s
+// of clip-train under torchrun with 2 processes (1 thread each) against 1 process, the ratio printed.
 // Shapes: K distinct batches, B batch, S image side, L context length.
 #include "bench_util.h"
 #include "clipnet/config.h"

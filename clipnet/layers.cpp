@@ -155,7 +155,9 @@ void TransformerImpl::reset() {
 }
 
 at::Tensor TransformerImpl::forward(const at::Tensor& x, bool causal) {
-  return each_block(x, [causal](ResidualAttentionBlockImpl& block, const at::Tensor& t) { return block.forward(t, causal); });
+  return each_block(x, [causal](ResidualAttentionBlockImpl& block, const at::Tensor& t) {
+    return block.forward(t, causal);
+  });
 }
 
 at::Tensor TransformerImpl::forward_packed(const at::Tensor& x, const PackedRows& packed) {
@@ -166,14 +168,15 @@ at::Tensor TransformerImpl::forward_packed(const at::Tensor& x, const PackedRows
 }
 
 at::Tensor TransformerImpl::forward_first_token(const at::Tensor& x) {
+  if (resblocks->size() == 0) return x.select(1, 0);
   auto first = [](ResidualAttentionBlockImpl& block, const at::Tensor& t) { return block.forward_first(t); };
   auto every = [](ResidualAttentionBlockImpl& block, const at::Tensor& t) { return block.forward(t, false); };
   return each_block(x, every, first).select(1, 0);  // (B, C)
 }
 
-at::Tensor TransformerImpl::each_block(at::Tensor y, const BlockForward& block_forward, const BlockForward& last_forward) {
+at::Tensor TransformerImpl::each_block(at::Tensor y, const BlockForward& block_forward,
+                                       const BlockForward& last_forward) {
   const size_t n = resblocks->size();
-  if (n == 0 && last_forward) return y.narrow(1, 0, 1);  // no block: the first token as it came in
   for (size_t i = 0; i < n; ++i) {
     auto block = std::static_pointer_cast<ResidualAttentionBlockImpl>(resblocks[i]);
     const BlockForward& f = i + 1 == n && last_forward ? last_forward : block_forward;
