@@ -9,7 +9,6 @@ to load_clip, an optional config JSON path, and the expected file. DIR/DONE is w
 
 Usage: python clip_parity.py --out DIR [--shared-data DIR]
 """
-import argparse
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ from safetensors.torch import save_file
 import clip.model as oai
 import open_clip
 import transformers
+import fixture_cli  # tests/reference/fixture_cli.py, beside this script
 
 B_IMAGE, B_TEXT = 2, 3
 SOT, EOT = 49406, 49407
@@ -229,15 +229,9 @@ def hf_cases(out_dir, cases):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--shared-data", default=None)  # unused: no shared files are needed
-    args = parser.parse_args()
+    args = fixture_cli.start(__doc__.splitlines()[0])  # --shared-data unused: no shared files are needed
     torch.set_grad_enabled(True)
     torch.set_num_threads(2)
-    if os.path.exists(args.out):
-        shutil.rmtree(args.out)
-    os.makedirs(args.out)
     cases = []
     openai_cases(args.out, cases)
     open_clip_cases(args.out, cases)
@@ -245,8 +239,7 @@ def main():
     with open(os.path.join(args.out, "cases.json"), "w") as f:
         json.dump({"torch": torch.__version__, "open_clip": open_clip.__version__,
                    "transformers": transformers.__version__, "cases": cases}, f, indent=2)
-    with open(os.path.join(args.out, "DONE"), "w") as f:
-        f.write("ok\n")
+    fixture_cli.finish(args.out)
 
 
 if __name__ == "__main__":

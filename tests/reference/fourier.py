@@ -16,12 +16,12 @@ and for each case C (a: 24 x 32, decay_power 1; b: 32 x 20, decay_power 1.5), B 
   C.render            (B, 3, H, W)  in (0, 1)
 then DONE last.
 """
-import argparse
 import os
 
 import numpy as np
 import torch
 from safetensors.torch import save_file
+import fixture_cli  # tests/reference/fixture_cli.py, beside this script
 
 color_correlation_svd_sqrt = np.asarray([[0.26, 0.09, 0.02],
                                          [0.27, 0.00, -0.05],
@@ -55,14 +55,7 @@ def lucid_render(spectrum, h, w, decay_power):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--shared-data", default="")
-    args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    done = os.path.join(args.out, "DONE")
-    if os.path.exists(done):
-        os.remove(done)
+    args = fixture_cli.start()
     rng = np.random.default_rng(0)
     expected = {"color_correlation": torch.from_numpy(color_correlation_normalized.astype(np.float32))}
     for case, h, w, decay_power in (("a", 24, 32, 1.0), ("b", 32, 20, 1.5)):
@@ -79,8 +72,7 @@ def main():
             f"{case}.render": torch.from_numpy(lucid_render(spectrum, h, w, decay_power).astype(np.float32)),
         })
     save_file({k: v.contiguous() for k, v in expected.items()}, os.path.join(args.out, "expected.safetensors"))
-    with open(done, "w") as f:
-        f.write("ok\n")
+    fixture_cli.finish(args.out)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,6 @@ Writes to --out: images (png rgb/rgba/grey/16-bit, jpeg), expected.safetensors w
   <name>.clip<S>  (3, S, S) float32 clip.clip._transform(S)(image) for S in (224, 64)
 and DONE last.
 """
-import argparse
-import os
 
 import numpy as np
 import torch
@@ -16,6 +14,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import clip.clip as openai_clip
+import fixture_cli  # tests/reference/fixture_cli.py, beside this script
 
 
 def smooth_image(h, w, seed):
@@ -35,11 +34,7 @@ def smooth_image(h, w, seed):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--shared-data", default="")
-    args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    args = fixture_cli.start()
 
     images = {}
     rgb = smooth_image(200, 300, 1)
@@ -63,8 +58,7 @@ def main():
         for size in (224, 64):
             tensors[f"{name}.clip{size}"] = openai_clip._transform(size)(pil).contiguous()
     save_file(tensors, f"{args.out}/expected.safetensors")
-    with open(f"{args.out}/DONE", "w") as f:
-        f.write("ok\n")
+    fixture_cli.finish(args.out)
 
 
 if __name__ == "__main__":

@@ -21,17 +21,16 @@ C++ tests skip.
 
 Usage: python tokenizer.py --out DIR --shared-data DIR
 """
-import argparse
 import gzip
 import html.entities
 import json
 import os
 import random
-import shutil
 import sys
 
 import ftfy
 import regex
+import fixture_cli  # tests/reference/fixture_cli.py, beside this script
 
 N_RANDOM = 2400  # generated strings besides the fixed ones (the corpus must hold >= 2,000)
 
@@ -357,18 +356,13 @@ def write_classes(path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--shared-data", required=True)
-    args = ap.parse_args()
+    args = fixture_cli.start(__doc__.split("\n\n")[0], shared_data_required=True)
     out = args.out
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
     bpe_path = os.path.abspath(os.path.join(args.shared_data, "openai-clip", "bpe_simple_vocab_16e6.txt.gz"))
     if not os.path.exists(bpe_path):
         with open(os.path.join(out, "NO_SHARED_DATA"), "w") as f:
             f.write(f"{bpe_path} not found: tokenizer parity tests skip\n")
-        open(os.path.join(out, "DONE"), "w").close()
+        fixture_cli.finish(out)
         return
 
     import clip
@@ -394,7 +388,7 @@ def main():
     with open(os.path.join(out, "vocab_path.txt"), "w", encoding="utf-8") as f:
         f.write(bpe_path)
     print(f"tokenizer fixture: {len(items)} strings ({excluded} left out as mojibake), {len(truncate)} truncated rows")
-    open(os.path.join(out, "DONE"), "w").close()
+    fixture_cli.finish(out)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ and expected.safetensors with, for M in (scripted, traced) (output_range "-1,1":
   M.grad     (2, 16)          d sum(w * render) / d latent
 and attr.latent (2, 2, 8), attr.render (2, 3, 16, 16) = module(latent); then DONE last.
 """
-import argparse
 import os
 from typing import List
 
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
+import fixture_cli  # tests/reference/fixture_cli.py, beside this script
 
 
 class Decoder(nn.Module):
@@ -89,14 +89,7 @@ def with_grad(module, latent, weight, to_unit):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--shared-data", default="")
-    args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    done = os.path.join(args.out, "DONE")
-    if os.path.exists(done):
-        os.remove(done)
+    args = fixture_cli.start()
     torch.set_num_threads(1)
     out = lambda name: os.path.join(args.out, name)  # noqa: E731
     expected = {}
@@ -134,8 +127,7 @@ def main():
         f.write(data[: len(data) // 2])
 
     save_file({k: v.detach().contiguous() for k, v in expected.items()}, out("expected.safetensors"))
-    with open(done, "w") as f:
-        f.write("ok\n")
+    fixture_cli.finish(args.out)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Writes to --out:
   expected.json               per source: ordered [key, caption, image name] the reader must return
 and DONE last.
 """
-import argparse
 import csv
 import io
 import json
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import save_file
+import fixture_cli  # tests/reference/fixture_cli.py, beside this script
 
 
 def picture(h, w, seed):
@@ -45,16 +45,9 @@ def rgb_of(data):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--shared-data", default="")
-    args = ap.parse_args()
-    out = args.out
+    out = fixture_cli.start().out
     for d in ("images", "shards", "folder/sub"):
         os.makedirs(f"{out}/{d}", exist_ok=True)
-    done = f"{out}/DONE"
-    if os.path.exists(done):
-        os.remove(done)
 
     expected_pixels, expected = {}, {}
 
@@ -127,8 +120,7 @@ def main():
     save_file(expected_pixels, f"{out}/expected.safetensors")
     with open(f"{out}/expected.json", "w") as f:
         json.dump(expected, f, indent=1)
-    with open(done, "w") as f:
-        f.write("ok\n")
+    fixture_cli.finish(out)
 
 
 if __name__ == "__main__":

@@ -10,23 +10,19 @@ Writes into DIR:
 
 Usage: python train_losses.py --out DIR [--shared-data DIR]
 """
-import argparse
 import os
 
 import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss, SigLipLoss
 from safetensors.torch import save_file
+import fixture_cli  # tests/reference/fixture_cli.py, beside this script
 
 B, E = 8, 16
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--shared-data", default="")
-    args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    args = fixture_cli.start()
 
     g = torch.Generator().manual_seed(1234)
     image = F.normalize(torch.randn(B, E, generator=g, dtype=torch.float64), dim=-1)
@@ -49,8 +45,7 @@ def main():
                siglip_grad_logit_scale_param=s.grad, siglip_grad_logit_bias=b.grad)
 
     save_file({k: v.contiguous() for k, v in out.items()}, os.path.join(args.out, "losses.safetensors"))
-    with open(os.path.join(args.out, "DONE"), "w") as f:
-        f.write("ok\n")
+    fixture_cli.finish(args.out)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,6 @@ and expected.safetensors with, per model M:
 and, for the released architectures N in (imagenet_f16_16384, gumbel_f8_8192), N.yaml and N.shapes.safetensors
 (state-dict key -> its shape as an int64 vector; no weights), then DONE last.
 """
-import argparse
-import os
 
 import numpy as np
 import torch
@@ -36,6 +34,7 @@ from taming_compat import clamp_with_grad, vector_quantize  # before taming: ins
 
 from omegaconf import OmegaConf
 from taming.models.vqgan import GumbelVQ, VQModel
+import fixture_cli  # tests/reference/fixture_cli.py, beside this script
 
 IMAGE_H, IMAGE_W = 32, 48
 
@@ -144,14 +143,7 @@ def make_case(name, cfg, seed, out, expected):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--shared-data", default="")
-    args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    done = os.path.join(args.out, "DONE")
-    if os.path.exists(done):
-        os.remove(done)
+    args = fixture_cli.start()
     torch.set_num_threads(1)
 
     expected = {}
@@ -181,8 +173,7 @@ def main():
         OmegaConf.save(OmegaConf.create(cfg), f"{args.out}/{name}.yaml")
 
     save_file({k: v.detach().contiguous() for k, v in expected.items()}, f"{args.out}/expected.safetensors")
-    with open(done, "w") as f:
-        f.write("ok\n")
+    fixture_cli.finish(args.out)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,13 @@ import io
 import json
 import os
 import pickle
-import shutil
 import zipfile
 
 import numpy as np
 import torch
 import torch.nn as nn
 from safetensors.torch import save_file
+import fixture_cli  # tests/reference/fixture_cli.py, beside this script
 
 
 def dtype_name(dtype):
@@ -125,14 +125,7 @@ def all_dtype_tensors():
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--shared-data", default="")
-    args = parser.parse_args()
-    out = args.out
-    if os.path.exists(out):
-        shutil.rmtree(out)
-    os.makedirs(out)
+    out = fixture_cli.start().out
     torch.manual_seed(0)
 
     # --- safetensors -------------------------------------------------------------------------------
@@ -272,8 +265,7 @@ def main():
         write_expected(out, f"npy_{name}.npy", {"array": torch.from_numpy(a.copy(order="C"))}, "npy")
     np.save(os.path.join(out, "npy_bigendian.npy"), np.arange(3, dtype=">f4"))
 
-    with open(os.path.join(out, "DONE"), "w") as f:
-        f.write("ok\n")
+    fixture_cli.finish(out)
 
 
 if __name__ == "__main__":
