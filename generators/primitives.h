@@ -45,8 +45,7 @@ class PrimitivesGenerator : public Generator {
   // colour): a few shapes approximate the image; exact only for images made of such shapes.
   void init_from_image(const at::Tensor& image) override;
   // Background and colours uniform in logit space, centres within the middle half of their range, half-sizes
-  // 0.2..0.45 (then bounded),
-  // exponents from near a diamond to a rounded box, opaque.
+  // 0.2..0.45 (then bounded), exponents from near a diamond to a rounded box, opaque.
   void init_random(uint64_t seed) override;
   std::vector<int64_t> latent_shape() const override { return {batch_, options_.count, kValuesPerPrimitive}; }
   void post_step() override;  // keeps sizes within the options' bounds and centres where tanh has a gradient

@@ -47,7 +47,8 @@ int main(int argc, char** argv) {
   app.add_option("-m,--clip_model,--clip-model", opt.clip_models, "CLIP weights 'path[:weight]' (repeatable: an ensemble)");
   app.add_option("--vocab", opt.vocab, "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz, vocab.json, tokenizer.json)");
   app.add_option("--generator", opt.generator, "pixel, fourier, primitives, vqgan or torchscript");
-  app.add_option("--generator_option,--generator-option", opt.generator_options, "Generator setting key=value (repeatable)");
+  std::vector<std::string> generator_options;  // key=value, parsed into opt.generator_options
+  app.add_option("--generator_option,--generator-option", generator_options, "Generator setting key=value (repeatable)");
   app.add_option("--generator_weights,--generator-weights", opt.generator_weights, "VQGAN checkpoint or TorchScript module");
   app.add_option("--generator_config,--generator-config", opt.generator_config, "VQGAN YAML (optional)");
   app.add_option("-s,--size", opt.size, "Image width and height in pixels")->expected(2);
@@ -80,7 +81,7 @@ int main(int argc, char** argv) {
   app.allow_config_extras(CLI::config_extras_mode::ignore);
   if (auto code = clipguide::cli::parse(app, argc, argv, "clip-studio")) return *code;
   try {
-    clipguide::generators::parse_extra(opt.generator_options, "--generator_option");  // before a window opens
+    opt.generator_options = clipguide::generators::parse_extra(generator_options, "--generator_option");
   } catch (const std::exception& e) {
     clipguide::cli::report("clip-studio", e);
     return 2;

@@ -192,7 +192,7 @@ StudioApp::StudioApp(StudioOptions options) : options_(std::move(options)) {
   s.config.generator = options_.generator;
   s.config.generator_weights = options_.generator_weights;
   s.config.generator_config = options_.generator_config;
-  s.config.generator_options = generators::parse_extra(options_.generator_options, "--generator_option");
+  s.config.generator_options = options_.generator_options;
   s.config.device = options_.device;
   s.size[0] = static_cast<int>(options_.size.at(0));
   s.size[1] = static_cast<int>(options_.size.at(1));

@@ -26,7 +26,7 @@ struct StudioOptions {
   std::string generator = "pixel";         // pixel, fourier, vqgan, torchscript
   std::string generator_weights;           // vqgan checkpoint or torchscript module
   std::string generator_config;            // vqgan YAML (optional)
-  std::vector<std::string> generator_options;  // "key=value" generator settings (GeneratorOptions::extra)
+  std::map<std::string, std::string> generator_options;  // GeneratorOptions::extra (main parses --generator_option)
   std::vector<int64_t> size{256, 256};     // image width and height
   std::string prompts;                     // initial text prompts "text[:weight[:stop]]|..."
   std::string image_prompts;               // initial image prompts "path[:weight[:stop]]|..."
@@ -106,7 +106,6 @@ std::string command_line(const StudioState& state, const std::string& output, in
 
 class StudioApp {
  public:
-  // Throws clipguide::Error for a generator option that is not key=value (main checks them first).
   explicit StudioApp(StudioOptions options);
   ~StudioApp();
 
