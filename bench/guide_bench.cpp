@@ -10,6 +10,7 @@
 // prints the arithmetic floor: no fp32 loop of the reference's convolutions and GEMMs beats FLOPs / matmul
 // rate.
 #include "bench_util.h"
+#include "step_profile.h"
 #include "clipnet/autocast.h"
 #include "clipnet/checkpoint.h"
 #include "clipnet/error.h"
@@ -31,7 +32,6 @@
 #endif
 
 #include <sys/resource.h>
-#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <chrono>
 #include <filesystem>
@@ -102,6 +102,7 @@ int main(int argc, char** argv) {
   int64_t size = 256, cutn = 16, iters = 3, warmup = 1;
   bool bf16 = false, channels_last = false, cuda_graphs = false, no_reference = false, random_weights = false;
   std::string trace_path;
+  int64_t profile_steps = 0;
   std::string prompt = "a painting of a lighthouse at dusk";
   CLI::App app{"guide_bench: guidance-loop it/s vs the VQGAN+CLIP reference loop"};
   app.option_defaults()->always_capture_default();
@@ -122,7 +123,8 @@ int main(int argc, char** argv) {
                "Random in-memory models instead of guide_ref.py's files (implies --no-reference)");
   app.add_option("--json", json_path, "Also write the figures as JSON to this file");
   app.add_option("--label", label, "Name of this run in the JSON");
-  app.add_option("--trace", trace_path, "Record one extra step's operators as a Chrome trace to this file");
+  app.add_option("--trace", trace_path, "Record one extra step's operators (and CUDA kernels) as a Chrome trace to this file");
+  app.add_option("--profile", profile_steps, "Before the timed steps, profile this many steps and print where their time went");
   CLI11_PARSE(app, argc, argv);
   if (random_weights) no_reference = true;
 
@@ -197,9 +199,12 @@ int main(int argc, char** argv) {
     synchronize(device);
     auto start = std::chrono::steady_clock::now();
     double loss = 0.0;
-    if (!trace_path.empty()) {  // one more untimed step, its ops recorded (chrome://tracing or Perfetto)
-      torch::autograd::profiler::RecordProfile record(trace_path);
-      loop.step();
+    if (!trace_path.empty() || profile_steps > 0) {  // untimed steps, their ops recorded and summed up
+      clipguide::bench::StepProfile profile(device.is_cuda());
+      const int64_t steps = std::max<int64_t>(profile_steps, 1);
+      for (int64_t i = 0; i < steps; ++i) loop.step();
+      synchronize(device);
+      profile.finish(steps, trace_path);
     }
     for (int64_t i = 0; i < iters; ++i) loss = loop.step().total;  // the report reads the loss back: one sync a step
     synchronize(device);

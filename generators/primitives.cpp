@@ -23,6 +23,14 @@
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/optim/adam.h>
 
+#include <ATen/ops/randint.h>
+#include <ATen/ops/softmax.h>
+#include <ATen/ops/sqrt.h>
+#include <ATen/ops/where.h>
+#include <ATen/ops/zeros.h>
+
+#include <algorithm>
+#include <array>
 #include <cmath>
 
 namespace clipguide::generators {
@@ -36,6 +44,54 @@ constexpr double kFitLearningRate = 0.05;
 // Superellipse exponent p = 1 + 7 sigmoid(roundness): 1 a diamond, 2 an ellipse, towards 8 a rounded box.
 constexpr double kMinExponent = 1.0;
 constexpr double kExponentRange = 7.0;
+
+// A random start's logit for the kind it favours (the others 0): softmax weight 0.77 among 7 kinds.
+constexpr double kFavouredKindLogit = 3.0;
+
+// Signed distances (negative inside) in units of the circumradius, in the shape's own frame (y down).
+at::Tensor length(const at::Tensor& x, const at::Tensor& y) { return at::sqrt(x * x + y * y + 1e-12); }
+
+at::Tensor box_sdf(const at::Tensor& u, const at::Tensor& v, double bx, double by) {
+  auto qx = u.abs() - bx, qy = v.abs() - by;
+  return length(qx.clamp_min(0), qy.clamp_min(0)) + at::maximum(qx, qy).clamp_max(0);
+}
+
+// Vertices of a regular polygon (inner 1) or star (inner < 1) on the unit circle, the first at the top.
+std::vector<std::array<double, 2>> polygon(int n, double inner) {
+  std::vector<std::array<double, 2>> pts;
+  const int steps = inner < 1 ? 2 * n : n;
+  for (int k = 0; k < steps; ++k) {
+    const double a = -M_PI / 2 + 2 * M_PI * k / steps, r = (inner < 1 && k % 2 == 1) ? inner : 1.0;
+    pts.push_back({r * std::cos(a), r * std::sin(a)});
+  }
+  return pts;
+}
+
+// Exact signed distance to a closed polygon: the nearest edge's distance, negative where the crossing
+// number is odd (the sign carries no gradient).
+at::Tensor polygon_sdf(const std::vector<std::array<double, 2>>& pts, const at::Tensor& u, const at::Tensor& v) {
+  at::Tensor dist2, inside;
+  {
+    at::NoGradGuard no_grad;
+    inside = at::zeros(u.sizes(), u.options().dtype(at::kBool));
+  }
+  for (size_t i = 0, j = pts.size() - 1; i < pts.size(); j = i++) {
+    const double xi = pts[i][0], yi = pts[i][1], xj = pts[j][0], yj = pts[j][1];
+    const double ex = xi - xj, ey = yi - yj;
+    auto wx = u - xj, wy = v - yj;
+    auto h = ((wx * ex + wy * ey) / (ex * ex + ey * ey)).clamp(0, 1);
+    auto dx = wx - h * ex, dy = wy - h * ey;
+    auto d2 = dx * dx + dy * dy;
+    dist2 = dist2.defined() ? at::minimum(dist2, d2) : d2;
+    if (yi != yj) {
+      at::NoGradGuard no_grad;
+      auto uu = u.detach(), vv = v.detach();
+      inside = inside.logical_xor((vv < yi).logical_xor(vv < yj).logical_and(uu < (vv - yi) * (ex / ey) + xi));
+    }
+  }
+  auto d = at::sqrt(dist2 + 1e-12);
+  return at::where(inside, -d, d);
+}
 
 // Normalised coordinates of the pixel centres along one side of `length` pixels: the shorter side spans [-1, 1].
 at::Tensor axis(int64_t length, int64_t shorter, c10::Device device) {
@@ -53,6 +109,7 @@ void clamp_constrained(const TensorMap& params, const PrimitivesOptions& options
   log_size.copy_(mean + (log_size - mean).clamp(-half_log_aspect, half_log_aspect));
   log_size.clamp_(std::log(options.min_size), std::log(options.max_size));
   params.at("centre").clamp_(-kMaxCentreRaw, kMaxCentreRaw);
+  if (options.max_angle > 0) params.at("angle").clamp_(-options.max_angle, options.max_angle);
 }
 
 }  // namespace
@@ -66,6 +123,7 @@ PrimitivesOptions PrimitivesOptions::from_extra(const std::map<std::string, std:
   options.max_size = extra_number(extra, "max_size", options.max_size, "primitives");
   options.max_aspect = extra_number(extra, "max_aspect", options.max_aspect, "primitives");
   options.max_offset = extra_number(extra, "max_offset", options.max_offset, "primitives");
+  options.max_angle = extra_number(extra, "max_angle", options.max_angle, "primitives");
   if (count != std::floor(count) || count < 1 || count > 64) {
     throw Error("primitives generator: extra[\"count\"] must be a whole number in 1..64; got " + extra.at("count"));
   }
@@ -83,11 +141,32 @@ PrimitivesOptions PrimitivesOptions::from_extra(const std::map<std::string, std:
   if (!(options.max_aspect >= 1)) {
     throw Error("primitives generator: extra[\"max_aspect\"] must be >= 1; got " + std::to_string(options.max_aspect));
   }
+  if (!(options.max_angle >= 0 && options.max_angle <= M_PI)) {
+    throw Error("primitives generator: extra[\"max_angle\"] must be in [0, pi]; got " + std::to_string(options.max_angle));
+  }
   if (!(options.max_offset > 0 && options.max_offset <= 2)) {
     throw Error("primitives generator: extra[\"max_offset\"] must be in (0, 2]; got " + std::to_string(options.max_offset));
   }
   options.count = static_cast<int64_t>(count);
   options.fit_steps = static_cast<int64_t>(fit_steps);
+  if (auto it = extra.find("kinds"); it != extra.end()) {
+    const auto& known = PrimitivesGenerator::kind_names();
+    options.kinds.clear();
+    if (it->second == "all") options.kinds.assign(known.begin() + 1, known.end());  // every named kind
+    for (size_t begin = 0; it->second != "all" && begin <= it->second.size();) {
+      const size_t end = std::min(it->second.find('+', begin), it->second.size());
+      const std::string kind = it->second.substr(begin, end - begin);
+      if (std::find(known.begin(), known.end(), kind) == known.end()) {
+        throw Error("primitives generator: extra[\"kinds\"]: '" + kind + "' in '" + it->second +
+                    "' is not one of superellipse, circle, square, triangle, star, diamond, hexagon, cross, all");
+      }
+      if (std::find(options.kinds.begin(), options.kinds.end(), kind) != options.kinds.end()) {
+        throw Error("primitives generator: extra[\"kinds\"]: '" + kind + "' is named twice in '" + it->second + "'");
+      }
+      options.kinds.push_back(kind);
+      begin = end + 1;
+    }
+  }
   return options;
 }
 
@@ -95,6 +174,21 @@ const std::vector<std::string>& PrimitivesGenerator::parameter_names() {
   static const std::vector<std::string> names = {"background", "centre",  "log_size", "angle",
                                                  "roundness",  "colour", "opacity"};
   return names;
+}
+
+const std::vector<std::string>& PrimitivesGenerator::kind_names() {
+  static const std::vector<std::string> names = {"superellipse", "circle",  "square",  "triangle",
+                                                 "star",         "diamond", "hexagon", "cross"};
+  return names;
+}
+
+std::vector<std::string> PrimitivesGenerator::names() const {
+  std::vector<std::string> out;
+  const bool superellipse = std::find(options_.kinds.begin(), options_.kinds.end(), "superellipse") != options_.kinds.end();
+  for (const auto& name : parameter_names())
+    if (name != "roundness" || superellipse) out.push_back(name);
+  if (mixed()) out.push_back("kind");
+  return out;
 }
 
 PrimitivesGenerator::PrimitivesGenerator(const GeneratorOptions& options)
@@ -113,7 +207,7 @@ PrimitivesGenerator::PrimitivesGenerator(const GeneratorOptions& options)
 
 std::vector<at::Tensor> PrimitivesGenerator::parameters() {
   std::vector<at::Tensor> out;
-  for (const auto& name : parameter_names()) out.push_back(params_.at(name));
+  for (const auto& name : names()) out.push_back(params_.at(name));
   return out;
 }
 
@@ -131,16 +225,21 @@ at::Tensor PrimitivesGenerator::render_params(const TensorMap& p) const {
   auto angle = p.at("angle").unsqueeze(-1).unsqueeze(-1);       // (B, K, 1, 1)
   auto cos_a = at::cos(angle), sin_a = at::sin(angle);
   auto dx = grid_x_ - cx, dy = grid_y_ - cy;                    // (B, K, H, W)
-  auto u = ((cos_a * dx + sin_a * dy) / sx).abs();              // in the primitive's own frame, 1 at its edge
-  auto v = ((cos_a * dy - sin_a * dx) / sy).abs();
-  auto exponent = (kMinExponent + kExponentRange * at::sigmoid(p.at("roundness"))).unsqueeze(-1).unsqueeze(-1);
-  // d = (u^p + v^p)^(1/p), computed as m ((u/m)^p + (v/m)^p)^(1/p) so that large p cannot overflow.
-  auto m = at::maximum(u, v) + 1e-6;
-  auto d = m * at::pow(at::pow((u / m).clamp_min(1e-6), exponent) + at::pow((v / m).clamp_min(1e-6), exponent),
-                       1.0 / exponent);
-  // (1 - d) times the smaller half-size is about the distance inside the edge, in normalised units.
-  auto alpha = at::sigmoid((1 - d) * at::minimum(sx, sy) / options_.edge) *
-               at::sigmoid(p.at("opacity")).unsqueeze(-1).unsqueeze(-1);  // (B, K, H, W)
+  auto u = (cos_a * dx + sin_a * dy) / sx;                      // in the primitive's own frame, 1 at its edge
+  auto v = (cos_a * dy - sin_a * dx) / sy;
+  auto scale = at::minimum(sx, sy);                             // frame units -> normalised units
+  at::Tensor cover;                                             // (B, K, H, W)
+  if (!mixed()) {
+    cover = coverage(options_.kinds[0], u, v, scale, p);
+  } else {
+    auto weights = at::softmax(p.at("kind"), -1);               // (B, K, N)
+    for (size_t n = 0; n < options_.kinds.size(); ++n) {
+      auto term = weights.select(2, static_cast<int64_t>(n)).unsqueeze(-1).unsqueeze(-1) *
+                  coverage(options_.kinds[n], u, v, scale, p);
+      cover = cover.defined() ? cover + term : term;
+    }
+  }
+  auto alpha = cover * at::sigmoid(p.at("opacity")).unsqueeze(-1).unsqueeze(-1);  // (B, K, H, W)
   auto colour = at::sigmoid(p.at("colour")).unsqueeze(-1).unsqueeze(-1);  // (B, K, 3, 1, 1)
   auto image = at::sigmoid(p.at("background")).unsqueeze(-1).unsqueeze(-1).expand({batch_, 3, height_, width_});
   for (int64_t k = 0; k < options_.count; ++k) {  // back to front
@@ -148,6 +247,30 @@ at::Tensor PrimitivesGenerator::render_params(const TensorMap& p) const {
     image = image * (1 - a) + colour.select(1, k) * a;
   }
   return image;  // (B, 3, H, W)
+}
+
+at::Tensor PrimitivesGenerator::coverage(const std::string& kind, const at::Tensor& u, const at::Tensor& v,
+                                         const at::Tensor& scale, const TensorMap& p) const {
+  if (kind == "superellipse") {
+    auto exponent = (kMinExponent + kExponentRange * at::sigmoid(p.at("roundness"))).unsqueeze(-1).unsqueeze(-1);
+    // d = (|u|^p + |v|^p)^(1/p), computed as m ((|u|/m)^p + (|v|/m)^p)^(1/p) so that large p cannot overflow.
+    auto au = u.abs(), av = v.abs();
+    auto m = at::maximum(au, av) + 1e-6;
+    auto d = m * at::pow(at::pow((au / m).clamp_min(1e-6), exponent) + at::pow((av / m).clamp_min(1e-6), exponent),
+                         1.0 / exponent);
+    // (1 - d) times the smaller half-size is about the distance inside the edge, in normalised units.
+    return at::sigmoid((1 - d) * scale / options_.edge);
+  }
+  static const auto triangle = polygon(3, 1), star = polygon(5, 0.45), hexagon = polygon(6, 1);
+  at::Tensor sdf;  // the shapes world's geometry (clipnet/train/shapes_world.cpp), circumradius 1
+  if (kind == "circle") sdf = length(u, v) - 1;
+  else if (kind == "square") sdf = box_sdf(u, v, 0.7, 0.7);
+  else if (kind == "triangle") sdf = polygon_sdf(triangle, u, v);
+  else if (kind == "star") sdf = polygon_sdf(star, u, v);
+  else if (kind == "diamond") sdf = (u.abs() + v.abs() - 1) / std::sqrt(2.0);
+  else if (kind == "hexagon") sdf = polygon_sdf(hexagon, u, v);
+  else sdf = at::minimum(box_sdf(u, v, 0.3, 0.95), box_sdf(u, v, 0.95, 0.3));  // cross
+  return at::sigmoid(-sdf * scale / options_.edge);
 }
 
 void PrimitivesGenerator::init_random(uint64_t seed) {
@@ -164,6 +287,11 @@ void PrimitivesGenerator::init_random(uint64_t seed) {
        {"roundness", uniform({b, k}, -3, 3)},  // from near a diamond (p 1.3) to a rounded box (p 7.7)
        {"colour", uniform({b, k, 3}, -2, 2)},
        {"opacity", at::full({b, k}, 3.0, f)}});
+  if (mixed()) {  // each shape favours one kind
+    const int64_t n = static_cast<int64_t>(options_.kinds.size());
+    auto favoured = at::randint(n, {b, k, 1}, gen, at::TensorOptions().dtype(at::kLong));
+    set({{"kind", at::zeros({b, k, n}, f).scatter_(2, favoured, kFavouredKindLogit)}});
+  }
 }
 
 void PrimitivesGenerator::init_from_image(const at::Tensor& image) {
@@ -178,7 +306,7 @@ void PrimitivesGenerator::init_from_image(const at::Tensor& image) {
   }
   at::AutoGradMode enable_grad(true);
   std::vector<at::Tensor> leaves;
-  for (const auto& name : parameter_names()) leaves.push_back(fit.at(name));
+  for (const auto& name : names()) leaves.push_back(fit.at(name));
   torch::optim::Adam adam(leaves, torch::optim::AdamOptions(kFitLearningRate));
   for (int64_t step = 0; step < options_.fit_steps; ++step) {
     adam.zero_grad();
@@ -198,7 +326,7 @@ TensorMap PrimitivesGenerator::state() const {
 }
 
 void PrimitivesGenerator::load_state(const TensorMap& state) {
-  for (const auto& name : parameter_names()) {
+  for (const auto& name : names()) {
     auto it = state.find(name);
     if (it == state.end()) throw Error("primitives generator state: no '" + name + "' tensor");
     if (!it->second.sizes().equals(params_.at(name).sizes())) {
@@ -212,7 +340,8 @@ void PrimitivesGenerator::load_state(const TensorMap& state) {
 
 void PrimitivesGenerator::set(const TensorMap& values) {
   at::NoGradGuard no_grad;
-  for (const auto& name : parameter_names()) {
+  for (const auto& name : names()) {
+    if (!values.count(name)) continue;  // init_random sets "kind" in a second call
     const auto& value = values.at(name);
     auto it = params_.find(name);
     if (it != params_.end()) {

@@ -1,6 +1,7 @@
-// The "primitives" generator: a flat background and a few soft superellipses (circle, square, diamond and
-// everything between), each with a centre, half-sizes, rotation, roundness, colour and opacity, composited
-// back to front. Guidance moves, resizes, reshapes and recolours them (CLIPDraw's idea with filled shapes
+// The "primitives" generator: a flat background and a few soft shapes, each with a centre, half-sizes,
+// rotation, colour and opacity, composited back to front. A shape is a superellipse (circle, square, diamond
+// and everything between, by its roundness), or, with "kinds", a soft mixture of named kinds (circle, square,
+// triangle, star, diamond, hexagon, cross, superellipse) whose weights guidance learns too. Guidance moves, resizes, reshapes and recolours them (CLIPDraw's idea with filled shapes
 // instead of strokes). The image can only be a few flat shapes on a flat field, which is what a small CLIP
 // that knows only such pictures (models/shapes-clip) can guide without drifting into adversarial textures.
 //
@@ -28,6 +29,14 @@ struct PrimitivesOptions {
   double max_aspect = 20;   // "max_aspect", >= 1
   double max_offset = 1.0;  // "max_offset", in (0, 2]: centres stay within this fraction of the half-extent
                             // (1: anywhere up to the image's edges)
+  double max_angle = 0;     // "max_angle", radians in [0, pi]: rotation bound (0: none). A small CLIP trained
+                            // on upright shapes tells a square from a diamond only by their turn
+  // "kinds": what a shape may be, "+"-separated (e.g. "circle+square+triangle+star+diamond+hexagon+cross",
+  // or "all"). One kind: every shape is that kind. Several: each shape is a mixture of them with learnt
+  // weights (the "kind" parameter, softmax over the kinds) and each random start favours one kind. The
+  // named kinds have the half-size as their circumradius (the square's half-side is 0.7 of it, the star's
+  // inner radius 0.45, the cross's arms 0.3 wide), triangle, star and hexagon with a vertex up.
+  std::vector<std::string> kinds = {"superellipse"};
 
   static PrimitivesOptions from_extra(const std::map<std::string, std::string>& extra);
 };
@@ -47,19 +56,31 @@ class PrimitivesGenerator : public Generator {
   // Background and colours uniform in logit space, centres within the middle half of their range, half-sizes
   // 0.2..0.45 (then bounded), exponents from near a diamond to a rounded box, opaque.
   void init_random(uint64_t seed) override;
-  std::vector<int64_t> latent_shape() const override { return {batch_, options_.count, kValuesPerPrimitive}; }
+  std::vector<int64_t> latent_shape() const override {
+    return {batch_, options_.count, kValuesPerPrimitive + (mixed() ? static_cast<int64_t>(options_.kinds.size()) : 0)};
+  }
   void post_step() override;  // keeps sizes within the options' bounds and centres where tanh has a gradient
   TensorMap state() const override;  // every parameter by name (see parameter_names())
   void load_state(const TensorMap& state) override;
 
   const PrimitivesOptions& primitives_options() const { return options_; }
   // The unconstrained parameters, in parameters() order: "background" (B, 3), "centre" (B, K, 2),
-  // "log_size" (B, K, 2), "angle" (B, K), "roundness" (B, K), "colour" (B, K, 3), "opacity" (B, K).
+  // "log_size" (B, K, 2), "angle" (B, K), "roundness" (B, K), "colour" (B, K, 3), "opacity" (B, K). With
+  // "kinds", "roundness" only when they include superellipse, and with several kinds "kind" (B, K, N) logits
+  // over the N kinds last.
   static const std::vector<std::string>& parameter_names();
+  // Every kind "kinds" may name.
+  static const std::vector<std::string>& kind_names();
   static constexpr int64_t kValuesPerPrimitive = 10;  // 2 centre + 2 size + angle + roundness + 3 colour + opacity
 
  private:
+  bool mixed() const { return options_.kinds.size() > 1; }
+  std::vector<std::string> names() const;  // the parameters this generator has, in parameters() order
   void set(const TensorMap& values);  // in place once allocated, so optimisers keep working
+  // (B, K, H, W) coverage in (0, 1) of each shape kind `kind` given the shape's own frame (u, v) (units of the
+  // half-sizes) and the scale to normalised units.
+  at::Tensor coverage(const std::string& kind, const at::Tensor& u, const at::Tensor& v, const at::Tensor& scale,
+                      const TensorMap& p) const;
   at::Tensor render_params(const TensorMap& params) const;  // render() of any parameter set (the fit uses it)
 
   PrimitivesOptions options_;

@@ -6,6 +6,7 @@
 #include "clipnet/error.h"
 #include "clipnet/train/distributed.h"
 #include "clipnet/train/evaluation.h"
+#include "clipnet/train/shapes_world.h"
 #include "clipnet/train/trainer.h"
 #include "tools/cli.h"
 
@@ -51,6 +52,12 @@ int evaluate_only(const tr::TrainOptions& options, const CliOptions& cli) {
     out += ", \"zero_shot\": {";
     bool first = true;
     for (const auto& [k, v] : r.zero_shot) {
+      std::snprintf(buf, sizeof buf, "%s\"%s\": %.6f", first ? "" : ", ", k.c_str(), v);
+      out += buf, first = false;
+    }
+    out += "}, \"swap\": {";
+    first = true;
+    for (const auto& [k, v] : r.swap) {
       std::snprintf(buf, sizeof buf, "%s\"%s\": %.6f", first ? "" : ", ", k.c_str(), v);
       out += buf, first = false;
     }
@@ -107,6 +114,8 @@ int run(tr::TrainOptions options, const CliOptions& cli) {
         std::string line = "eval step " + std::to_string(r.step) + ":";
         char buf[64];
         for (const auto& [k, v] : r.zero_shot) std::snprintf(buf, sizeof buf, " %s %.3f", k.c_str(), v), line += buf;
+        if (!r.swap.empty()) line += " | swap:";
+        for (const auto& [k, v] : r.swap) std::snprintf(buf, sizeof buf, " %s %.3f", k.c_str(), v), line += buf;
         if (r.recall_at_1 >= 0) std::snprintf(buf, sizeof buf, " R@1 %.3f R@5 %.3f", r.recall_at_1, r.recall_at_5), line += buf;
         if (r.linear_probe >= 0) std::snprintf(buf, sizeof buf, " linear-probe %.3f", r.linear_probe), line += buf;
         std::fprintf(stderr, "%s\n", line.c_str());
@@ -123,7 +132,14 @@ int main(int argc, char** argv) {
   CLI::App app{"clip-train: CLIP pretraining (open_clip's flags; run under torchrun for several processes)"};
   app.option_defaults()->always_capture_default()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--train-data", o.train_data, "Training data: CSV/TSV manifest, tar shards ({a..b} and :: lists), image folder, or shapes");
-  app.add_option("--shapes-kind-group", o.shapes_kind_group, "Shapes world: consecutive pictures in groups of N that differ only in shape kind (hard negatives)")->check(CLI::PositiveNumber);
+  app.add_option("--shapes-group", o.shapes_group, "Shapes world: consecutive pictures in groups of N that differ in one thing, drawn per group from --shapes-vary (hard negatives)")->check(CLI::PositiveNumber);
+  app.add_option("--shapes-vary", o.shapes_vary, "Shapes world: what a group varies, any of kind,colour,background,swap,size,position or all")
+      ->check(CLI::Validator([](const std::string& v) {
+        try { tr::parse_shapes_variations(v); } catch (const std::exception& e) { return std::string(e.what()); }
+        return std::string();
+      }, "LIST"));
+  app.add_option_function<int>("--shapes-kind-group", [&o](int n) { o.shapes_group = n, o.shapes_vary = "kind"; },
+                               "Shapes world: --shapes-group N --shapes-vary kind (the older name)")->check(CLI::PositiveNumber);
   app.add_option("--val-data", o.val_data, "Evaluation data for --zeroshot-frequency (shapes:heldout)");
   app.add_option("--dataset-type", o.dataset_type, "auto, csv, webdataset, folder or shapes")
       ->check(CLI::IsMember({"auto", "csv", "webdataset", "folder", "shapes"}));

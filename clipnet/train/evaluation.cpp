@@ -73,6 +73,89 @@ std::vector<Attribute> attributes() {
   };
 }
 
+// Unit-norm text embeddings of `texts`, in chunks: (T, E).
+at::Tensor encode_texts(clipnet::ClipModel& model, const clipnet::Tokenizer& tokenizer, const std::vector<std::string>& texts,
+                        int64_t context_length) {
+  std::vector<at::Tensor> embedded;
+  for (size_t i = 0; i < texts.size(); i += 512) {
+    std::vector<std::string> chunk(texts.begin() + static_cast<std::ptrdiff_t>(i),
+                                   texts.begin() + static_cast<std::ptrdiff_t>(std::min(texts.size(), i + 512)));
+    embedded.push_back(unit_rows(model->encode_text(tokenizer.tokenize(chunk, context_length, true)).to(at::kFloat)));
+  }
+  return at::cat(embedded, 0);
+}
+
+// The scenes that differ from `scene` (one shape) in exactly `attribute` (see evaluation.h).
+std::vector<ShapesScene> one_attribute_swaps(const ShapesScene& scene, const std::string& attribute) {
+  std::vector<ShapesScene> out;
+  const ShapeAttributes& a = scene.shapes[0];
+  auto with = [&](auto change) {
+    ShapesScene s = scene;
+    change(s);
+    out.push_back(s);
+  };
+  const int n_colours = static_cast<int>(shapes_world_colours().size());
+  if (attribute == "kind") {
+    for (int k = 0; k < static_cast<int>(shapes_world_kinds().size()); ++k)
+      if (k != a.kind) with([k](ShapesScene& s) { s.shapes[0].kind = k; });
+  } else if (attribute == "colour") {
+    for (int c = 0; c < n_colours; ++c)
+      if (c != a.colour && c != scene.background) with([c](ShapesScene& s) { s.shapes[0].colour = c; });
+  } else if (attribute == "background") {
+    for (int c = 0; c < n_colours; ++c)
+      if (c != a.colour && c != scene.background) with([c](ShapesScene& s) { s.background = c; });
+  } else if (attribute == "swap") {
+    with([](ShapesScene& s) { std::swap(s.shapes[0].colour, s.background); });
+  } else if (attribute == "size") {
+    for (int k = 0; k < static_cast<int>(shapes_world_sizes().size()); ++k)
+      if (k != a.size) with([k](ShapesScene& s) { s.shapes[0].size = k; });
+  } else if (attribute == "position") {
+    for (int k = 0; k < static_cast<int>(shapes_world_positions().size()); ++k)
+      if (k != a.position) with([k](ShapesScene& s) { s.shapes[0].position = k; });
+  }
+  return out;
+}
+
+// One-attribute-swap accuracy per attribute for unit image features (N, E) of `scenes`.
+std::map<std::string, double> swap_accuracy(clipnet::ClipModel& model, const clipnet::Tokenizer& tokenizer,
+                                            const at::Tensor& features, const std::vector<ShapesScene>& scenes,
+                                            int64_t context_length) {
+  static const std::vector<std::string> kAttributes = {"kind", "colour", "background", "swap", "size", "position"};
+  constexpr int kForms = 2;  // phrasings averaged (ShapesWorld::full_prompt forms)
+  // Texts: per picture, its own description then every swap, each in kForms phrasings.
+  std::vector<std::string> texts;
+  std::vector<int64_t> own_row(scenes.size());
+  auto add = [&](const ShapesScene& s) {
+    for (int f = 0; f < kForms; ++f) texts.push_back(ShapesWorld::full_prompt(s, f));
+    return static_cast<int64_t>(texts.size()) / kForms - 1;
+  };
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> rows(scenes.size());  // per attribute: [begin, end)
+  for (size_t i = 0; i < scenes.size(); ++i) {
+    own_row[i] = add(scenes[i]);
+    for (const auto& attribute : kAttributes) {
+      const int64_t begin = static_cast<int64_t>(texts.size()) / kForms;
+      for (const auto& s : one_attribute_swaps(scenes[i], attribute)) add(s);
+      rows[i].push_back({begin, static_cast<int64_t>(texts.size()) / kForms});
+    }
+  }
+  const at::Tensor text = encode_texts(model, tokenizer, texts, context_length);          // (T * kForms, E)
+  const at::Tensor mean = unit_rows(text.view({-1, kForms, text.size(1)}).mean(1));      // (T, E)
+  std::map<std::string, double> out;
+  std::vector<int64_t> right(kAttributes.size(), 0);
+  for (size_t i = 0; i < scenes.size(); ++i) {
+    const at::Tensor scores = at::matmul(mean, features[static_cast<int64_t>(i)]);  // (T,)
+    const auto* score = scores.data_ptr<float>();
+    for (size_t k = 0; k < kAttributes.size(); ++k) {
+      bool best = true;
+      for (int64_t r = rows[i][k].first; r < rows[i][k].second; ++r) best = best && score[own_row[i]] > score[r];
+      right[k] += best;
+    }
+  }
+  for (size_t k = 0; k < kAttributes.size(); ++k)
+    out[kAttributes[k]] = static_cast<double>(right[k]) / static_cast<double>(scenes.size());
+  return out;
+}
+
 }  // namespace
 
 at::Tensor encode_images(clipnet::ClipModel& model, const at::Tensor& images, int64_t batch_size) {
@@ -126,6 +209,7 @@ EvalReport evaluate_shapes_world(clipnet::ClipModel& model, const clipnet::Token
     for (const auto& scene : data.scenes) truth.push_back(scene.background);
     report.zero_shot["background"] = at::eq(predicted, at::tensor(truth)).to(at::kDouble).mean().item<double>();
   }
+  report.swap = swap_accuracy(model, tokenizer, features, data.scenes, options.context_length);
   // Caption retrieval: each picture's own caption among the K of its pool.
   int64_t hits1 = 0, hits5 = 0, total = 0;
   const int64_t k = std::min(options.retrieval_k, options.samples);

@@ -22,6 +22,7 @@ namespace clipguide::train {
 struct EvalReport {
   int64_t step = 0;                          // training step it was taken at
   std::map<std::string, double> zero_shot;   // attribute -> top-1 accuracy ("colour", "shape", ...)
+  std::map<std::string, double> swap;        // one-attribute-swap accuracy per attribute (see below)
   double recall_at_1 = -1, recall_at_5 = -1;  // image -> caption retrieval among retrieval_k (-1: not run)
   double linear_probe = -1;                  // linear-probe test accuracy (-1: not run)
 };
@@ -38,8 +39,13 @@ struct ShapesEvalOptions {
   std::array<double, 3> std = {0.26862954, 0.26130258, 0.27577711};
 };
 
-// Zero-shot accuracy per attribute and caption retrieval on held-out pictures. The model is put in eval
-// mode and left so; no gradients.
+// Zero-shot accuracy per attribute, one-attribute-swap accuracy and caption retrieval on held-out pictures.
+// One-attribute swap: each single-shape picture's full description ("a large red circle at the top left on
+// a blue background", two phrasings averaged) must score above every description that differs from it in
+// exactly one thing: "kind" (6 others), "colour" (the shape's; 10 others, none the background's),
+// "background" (10 others, none the shape's), "swap" (shape and background colours exchanged), "size"
+// (2 others), "position" (8 others). That is what guidance needs: a picture wrong in one attribute must
+// score lower than the right one. The model is put in eval mode and left so; no gradients.
 EvalReport evaluate_shapes_world(clipnet::ClipModel& model, const clipnet::Tokenizer& tokenizer,
                                  const ShapesEvalOptions& options = {});
 

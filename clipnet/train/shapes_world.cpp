@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 namespace clipguide::train {
 namespace {
@@ -176,7 +177,8 @@ const std::vector<ShapesWord>& shapes_world_positions() {
 ShapesWorld::ShapesWorld(ShapesWorldOptions options) : options_(options) {
   if (options_.image_size < 8) throw Error("ShapesWorld: image_size " + std::to_string(options_.image_size) + " is below 8");
   if (options_.supersample < 1) throw Error("ShapesWorld: supersample must be at least 1");
-  if (options_.kind_group < 1) throw Error("ShapesWorld: kind_group must be at least 1");
+  if (options_.group < 1) throw Error("ShapesWorld: group must be at least 1");
+  if (options_.group > 1 && options_.vary.empty()) throw Error("ShapesWorld: a group needs at least one variation");
   if (options_.size < -1) throw Error("ShapesWorld: size must be -1 (infinite) or a sample count");
 }
 
@@ -184,25 +186,107 @@ ShapesScene ShapesWorld::attributes(int64_t index) const {
   if (index < 0 || (options_.size >= 0 && index >= options_.size)) {
     throw Error(describe() + ": index " + std::to_string(index) + " out of range");
   }
-  if (options_.kind_group <= 1) {
+  if (options_.group <= 1) {
     return draw_scene(mix_seed({options_.seed, static_cast<uint64_t>(options_.split), static_cast<uint64_t>(index), kScene}));
   }
-  // A group of consecutive pictures: one scene, the first shape's kind differing between members.
-  const int64_t group = index / options_.kind_group, member = index % options_.kind_group;
+  // A group of consecutive pictures: one scene, member `member` changed in what the group varies.
+  const int64_t group = index / options_.group, member = index % options_.group;
   const uint64_t key = mix_seed({options_.seed, static_cast<uint64_t>(options_.split), static_cast<uint64_t>(group), kGroup});
   ShapesScene scene = draw_scene(key);
-  const int n_kinds = static_cast<int>(shapes_world_kinds().size());
-  std::vector<int> kinds(static_cast<size_t>(n_kinds));
-  for (int k = 0; k < n_kinds; ++k) kinds[static_cast<size_t>(k)] = k;
   Rng rng(key ^ 0x9e3779b97f4a7c15ULL);
-  for (int k = n_kinds - 1; k > 0; --k) std::swap(kinds[static_cast<size_t>(k)], kinds[static_cast<size_t>(rng.below(k + 1))]);
+  const ShapesVariation what = options_.vary[static_cast<size_t>(rng.below(static_cast<int64_t>(options_.vary.size())))];
+  if (what == ShapesVariation::kSize || what == ShapesVariation::kPosition || what == ShapesVariation::kSwap) {
+    scene.shapes.resize(1);
+  }
+  vary_member(scene, what, member, rng);
+  return scene;
+}
+
+std::optional<ShapesVariation> ShapesWorld::variation(int64_t index) const {
+  if (options_.group <= 1) return std::nullopt;
+  const int64_t group = index / options_.group;
+  const uint64_t key = mix_seed({options_.seed, static_cast<uint64_t>(options_.split), static_cast<uint64_t>(group), kGroup});
+  Rng rng(key ^ 0x9e3779b97f4a7c15ULL);
+  return options_.vary[static_cast<size_t>(rng.below(static_cast<int64_t>(options_.vary.size())))];
+}
+
+void ShapesWorld::vary_member(ShapesScene& scene, ShapesVariation what, int64_t member, Rng& rng) const {
+  const int n_kinds = static_cast<int>(shapes_world_kinds().size());
+  const int n_colours = static_cast<int>(shapes_world_colours().size());
+  const double s = static_cast<double>(options_.image_size);
   ShapeAttributes& first = scene.shapes[0];
-  first.kind = kinds[static_cast<size_t>(member % n_kinds)];
+  // The values the varied attribute may take, shuffled with the group's stream: member m takes the m-th.
+  auto shuffled = [&](std::vector<int> values) {
+    for (size_t k = values.size() - 1; k > 0; --k) std::swap(values[k], values[static_cast<size_t>(rng.below(static_cast<int64_t>(k) + 1))]);
+    return values;
+  };
+  auto all_but = [](int n, const std::vector<int>& excluded) {
+    std::vector<int> v;
+    for (int k = 0; k < n; ++k)
+      if (std::find(excluded.begin(), excluded.end(), k) == excluded.end()) v.push_back(k);
+    return v;
+  };
+  int64_t distinct = 0;  // how many members the variation alone keeps apart
+  switch (what) {
+    case ShapesVariation::kKind: {
+      const std::vector<int> kinds = shuffled(all_but(n_kinds, {}));
+      distinct = static_cast<int64_t>(kinds.size());
+      first.kind = kinds[static_cast<size_t>(member % distinct)];
+      break;
+    }
+    case ShapesVariation::kColour: {
+      std::vector<int> taken{scene.background};
+      const std::vector<int> colours = shuffled(all_but(n_colours, taken));
+      distinct = static_cast<int64_t>(colours.size());
+      first.colour = colours[static_cast<size_t>(member % distinct)];
+      break;
+    }
+    case ShapesVariation::kBackground: {
+      std::vector<int> taken;
+      for (const auto& a : scene.shapes) taken.push_back(a.colour);
+      const std::vector<int> colours = shuffled(all_but(n_colours, taken));
+      distinct = static_cast<int64_t>(colours.size());
+      scene.background = colours[static_cast<size_t>(member % distinct)];
+      break;
+    }
+    case ShapesVariation::kSwap: {
+      // Pairs of members: (shape, background) colours, then the same two swapped; each pair other colours.
+      const std::vector<int> colours = shuffled(all_but(n_colours, {first.colour, scene.background}));
+      distinct = 2 * (1 + static_cast<int64_t>(colours.size()) / 2);
+      const int64_t pair = (member % distinct) / 2;
+      int shape = first.colour, background = scene.background;
+      if (pair > 0) shape = colours[static_cast<size_t>(2 * pair - 2)], background = colours[static_cast<size_t>(2 * pair - 1)];
+      if (member % 2 == 1) std::swap(shape, background);
+      first.colour = shape, scene.background = background;
+      break;
+    }
+    case ShapesVariation::kSize: {
+      const std::vector<int> sizes = shuffled(all_but(3, {}));
+      distinct = 3;
+      first.size = sizes[static_cast<size_t>(member % distinct)];
+      first.radius = s * kRadius[first.size];
+      break;
+    }
+    case ShapesVariation::kPosition: {
+      const std::vector<int> cells = shuffled(all_but(9, {}));
+      distinct = 9;
+      const double jx = first.cx / s - kCellCentre[first.position % 3], jy = first.cy / s - kCellCentre[first.position / 3];
+      first.position = cells[static_cast<size_t>(member % distinct)];
+      first.cx = s * (kCellCentre[first.position % 3] + jx);
+      first.cy = s * (kCellCentre[first.position / 3] + jy);
+      break;
+    }
+  }
+  if (member >= distinct && what != ShapesVariation::kKind) {  // values ran out: another kind keeps it apart
+    first.kind = (first.kind + 1 + static_cast<int>((member / distinct - 1) % (n_kinds - 1))) % n_kinds;
+  } else if (member >= distinct) {
+    const std::vector<int> others = all_but(n_colours, {scene.background, first.colour});
+    first.colour = others[static_cast<size_t>((member / distinct - 1) % static_cast<int64_t>(others.size()))];
+  }
   if (scene.shapes.size() == 2) {  // keep the two shapes distinct
     ShapeAttributes& second = scene.shapes[1];
     if (second.kind == first.kind && second.colour == first.colour) second.kind = (second.kind + 1) % n_kinds;
   }
-  return scene;
 }
 
 ShapesScene ShapesWorld::draw_scene(uint64_t seed) const {
@@ -306,28 +390,47 @@ std::string ShapesWorld::caption(int64_t index) const {
     w.push_back({word(rng, kinds[a.kind]), word(rng, colours[a.colour]), word(rng, sizes[a.size]),
                  word(rng, positions[a.position])});
   }
+  // Every template names each shape's kind and colour; the masks say what else it names.
+  enum Names : unsigned { kNamesSize = 1, kNamesPosition = 2, kNamesBackground = 4 };
+  unsigned needed = 0;  // what the group varies must be in the caption
+  if (const auto v = variation(index)) {
+    if (*v == ShapesVariation::kSize) needed = kNamesSize;
+    if (*v == ShapesVariation::kPosition) needed = kNamesPosition;
+    if (*v == ShapesVariation::kBackground || *v == ShapesVariation::kSwap) needed = kNamesBackground;
+  }
+  struct Template {
+    unsigned names;
+    std::function<std::string()> text;
+  };
+  std::vector<Template> templates;
   if (scene.shapes.size() == 1) {
     const Words& a = w[0];
-    switch (rng.below(10)) {
-      case 0: return with_article(a.size + " " + a.colour + " " + a.kind) + " on " + with_article(bg) + " background";
-      case 1: return with_article(a.size + " " + a.colour + " " + a.kind) + " " + a.position;
-      case 2: return a.colour + " " + a.kind + ", " + bg + " background";
-      case 3: return "a picture of " + with_article(a.size + " " + a.colour + " " + a.kind);
-      case 4: return with_article(a.colour + " " + a.kind) + " " + a.position + " on " + with_article(bg) + " background";
-      case 5: return with_article(bg) + " background with " + with_article(a.size + " " + a.colour + " " + a.kind) + " " + a.position;
-      case 6: return a.position + " there is " + with_article(a.colour + " " + a.kind);
-      case 7: return "a photo of " + with_article(a.colour + " " + a.kind);
-      case 8: return a.size + " " + a.kind + " in " + a.colour + ", " + a.position;
-      default: return with_article(a.colour + " " + a.kind);
-    }
+    templates = {
+        {kNamesSize | kNamesBackground, [&] { return with_article(a.size + " " + a.colour + " " + a.kind) + " on " + with_article(bg) + " background"; }},
+        {kNamesSize | kNamesPosition, [&] { return with_article(a.size + " " + a.colour + " " + a.kind) + " " + a.position; }},
+        {kNamesBackground, [&] { return a.colour + " " + a.kind + ", " + bg + " background"; }},
+        {kNamesSize, [&] { return "a picture of " + with_article(a.size + " " + a.colour + " " + a.kind); }},
+        {kNamesPosition | kNamesBackground, [&] { return with_article(a.colour + " " + a.kind) + " " + a.position + " on " + with_article(bg) + " background"; }},
+        {kNamesSize | kNamesPosition | kNamesBackground, [&] { return with_article(bg) + " background with " + with_article(a.size + " " + a.colour + " " + a.kind) + " " + a.position; }},
+        {kNamesPosition, [&] { return a.position + " there is " + with_article(a.colour + " " + a.kind); }},
+        {0, [&] { return "a photo of " + with_article(a.colour + " " + a.kind); }},
+        {kNamesSize | kNamesPosition, [&] { return a.size + " " + a.kind + " in " + a.colour + ", " + a.position; }},
+        {0, [&] { return with_article(a.colour + " " + a.kind); }},
+        {kNamesBackground, [&] { return with_article(a.colour + " " + a.kind) + " on " + with_article(bg) + " background"; }},
+    };
+  } else {
+    const Words &a = w[0], &b = w[1];
+    templates = {
+        {kNamesBackground, [&] { return with_article(a.colour + " " + a.kind) + " and " + with_article(b.colour + " " + b.kind) + " on " + with_article(bg) + " background"; }},
+        {kNamesSize | kNamesPosition, [&] { return with_article(a.size + " " + a.colour + " " + a.kind) + " " + a.position + " and " + with_article(b.size + " " + b.colour + " " + b.kind) + " " + b.position; }},
+        {0, [&] { return "two shapes: " + with_article(a.colour + " " + a.kind) + " and " + with_article(b.colour + " " + b.kind); }},
+        {kNamesPosition | kNamesBackground, [&] { return with_article(b.colour + " " + b.kind) + " " + b.position + " and " + with_article(a.colour + " " + a.kind) + " " + a.position + ", " + bg + " background"; }},
+    };
   }
-  const Words &a = w[0], &b = w[1];
-  switch (rng.below(4)) {
-    case 0: return with_article(a.colour + " " + a.kind) + " and " + with_article(b.colour + " " + b.kind) + " on " + with_article(bg) + " background";
-    case 1: return with_article(a.size + " " + a.colour + " " + a.kind) + " " + a.position + " and " + with_article(b.size + " " + b.colour + " " + b.kind) + " " + b.position;
-    case 2: return "two shapes: " + with_article(a.colour + " " + a.kind) + " and " + with_article(b.colour + " " + b.kind);
-    default: return with_article(b.colour + " " + b.kind) + " " + b.position + " and " + with_article(a.colour + " " + a.kind) + " " + a.position + ", " + bg + " background";
-  }
+  std::vector<const Template*> allowed;
+  for (const auto& t : templates)
+    if ((t.names & needed) == needed) allowed.push_back(&t);
+  return allowed[static_cast<size_t>(rng.below(static_cast<int64_t>(allowed.size())))]->text();
 }
 
 Sample ShapesWorld::get(int64_t index) const {
@@ -340,6 +443,42 @@ std::string ShapesWorld::describe() const {
   return std::string("shapes world (seed ") + std::to_string(options_.seed) + ", " +
          (options_.split == ShapesSplit::kTrain ? "train" : "held-out") + ", " +
          (options_.size < 0 ? std::string("infinite") : std::to_string(options_.size) + " samples") + ")";
+}
+
+const std::vector<std::string>& shapes_variation_names() {
+  static const std::vector<std::string> names = {"kind", "colour", "background", "swap", "size", "position"};
+  return names;
+}
+
+std::vector<ShapesVariation> parse_shapes_variations(const std::string& list) {
+  const auto& names = shapes_variation_names();
+  std::vector<ShapesVariation> out;
+  size_t begin = 0;
+  while (begin <= list.size()) {
+    const size_t comma = std::min(list.find(',', begin), list.size());
+    const std::string item = list.substr(begin, comma - begin);
+    if (item == "all") {
+      for (size_t k = 0; k < names.size(); ++k) out.push_back(static_cast<ShapesVariation>(k));
+    } else {
+      const auto it = std::find(names.begin(), names.end(), item == "color" ? "colour" : item);
+      if (it == names.end()) {
+        throw Error("shapes variation '" + item + "' in '" + list + "' is not one of kind, colour, background, swap, size, position, all");
+      }
+      out.push_back(static_cast<ShapesVariation>(it - names.begin()));
+    }
+    begin = comma + 1;
+  }
+  return out;
+}
+
+std::string ShapesWorld::full_prompt(const ShapesScene& scene, int form) {
+  const ShapeAttributes& a = scene.shapes.at(0);
+  const std::string shape = with_article(shapes_world_sizes()[a.size].name + " " + shapes_world_colours()[a.colour].name +
+                                         " " + shapes_world_kinds()[a.kind].name) +
+                            " " + shapes_world_positions()[a.position].variants[0];
+  const std::string& bg = shapes_world_colours()[scene.background].name;
+  if (form == 1) return with_article(bg) + " background with " + shape;
+  return shape + " on " + with_article(bg) + " background";
 }
 
 std::string ShapesWorld::prompt(const ShapeAttributes& shape, bool with_size, bool with_position) {

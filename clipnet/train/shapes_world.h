@@ -6,9 +6,11 @@
 #pragma once
 
 #include "clipnet/train/dataset.h"
+#include "clipnet/train/random.h"
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,6 +49,14 @@ struct ShapesScene {
 // Disjoint streams of pictures: the held-out split never reproduces a training picture's random draws.
 enum class ShapesSplit { kTrain, kHeldOut };
 
+// What the pictures of a hard-negative group differ in (one per group): the first shape's kind, its colour,
+// the background colour, the shape's and background's colours swapped, the shape's size, its position.
+enum class ShapesVariation { kKind, kColour, kBackground, kSwap, kSize, kPosition };
+// Names as command lines spell them: kind, colour, background, swap, size, position.
+const std::vector<std::string>& shapes_variation_names();
+// "kind,colour,..." (any order, "all" for every one) -> variations; throws Error naming the bad word.
+std::vector<ShapesVariation> parse_shapes_variations(const std::string& list);
+
 // Shapes world settings.
 struct ShapesWorldOptions {
   uint64_t seed = 0;                       // the world's seed
@@ -56,8 +66,12 @@ struct ShapesWorldOptions {
   double two_shape_fraction = 0.3;         // fraction of pictures with two shapes
   int supersample = 4;                     // antialiasing: samples per pixel side
   // Hard negatives for contrastive training: consecutive pictures come in groups of this many that show
-  // the same scene except for the first shape's kind (1: every picture drawn independently).
-  int kind_group = 1;
+  // the same scene except in one thing, drawn per group from `vary` (1: every picture drawn independently).
+  // Member m > 0 differs from member 0 in that thing; size, position and swap groups hold one shape only,
+  // and members beyond the attribute's count of values also take another kind (so no two are alike). Each
+  // member's caption names what its group varies.
+  int group = 1;
+  std::vector<ShapesVariation> vary = {ShapesVariation::kKind};
 };
 
 class ShapesWorld : public Dataset {
@@ -74,17 +88,25 @@ class ShapesWorld : public Dataset {
   ShapesScene attributes(int64_t index) const;
   // (3, S, S) uint8 picture of a scene.
   at::Tensor render(const ShapesScene& scene) const;
-  // The caption of picture `index` (templates and synonyms drawn from its own random stream).
+  // The caption of picture `index` (templates and synonyms drawn from its own random stream; in a group,
+  // a template that names what the group varies).
   std::string caption(int64_t index) const;
+  // What picture `index`'s group varies (std::nullopt when group is 1).
+  std::optional<ShapesVariation> variation(int64_t index) const;
 
   const ShapesWorldOptions& options() const { return options_; }
 
   // Canonical text for zero-shot evaluation: "a large red circle at the top left" with the fields not
   // wanted left out (e.g. only kind and colour: "a red circle").
   static std::string prompt(const ShapeAttributes& shape, bool with_size = true, bool with_position = true);
+  // Canonical text naming every attribute of a single-shape scene: "a large red circle at the top left on a
+  // blue background"; `form` 0 is that order, 1 "a blue background with a large red circle at the top left".
+  static std::string full_prompt(const ShapesScene& scene, int form = 0);
 
  private:
   ShapesScene draw_scene(uint64_t seed) const;
+  // Changes `scene` (a group's scene) into member `member` of a group varying `what`, drawing from `rng`.
+  void vary_member(ShapesScene& scene, ShapesVariation what, int64_t member, Rng& rng) const;
 
   ShapesWorldOptions options_;
 };

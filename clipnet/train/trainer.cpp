@@ -224,7 +224,8 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<Communicator> comm)
   dopts.csv.separator = options_.csv_separator;
   dopts.shapes.seed = options_.seed;
   dopts.shapes.image_size = config_.vision.image_size;
-  dopts.shapes.kind_group = options_.shapes_kind_group;
+  dopts.shapes.group = options_.shapes_group;
+  dopts.shapes.vary = parse_shapes_variations(options_.shapes_vary);
   impl_->dataset = open_dataset(options_.train_data, dopts);
 
   // Tokenizer: the checkpoint's, the given one, or a BPE vocabulary trained on the captions.
@@ -416,7 +417,7 @@ std::vector<double> Trainer::run(const std::function<void(const StepReport&)>& o
   auto eval_and_log = [&] {
     EvalReport r = evaluate();
     if (impl_->log.is_open()) {
-      nlohmann::json j = {{"step", r.step}, {"zero_shot", r.zero_shot}, {"recall@1", r.recall_at_1},
+      nlohmann::json j = {{"step", r.step}, {"zero_shot", r.zero_shot}, {"swap", r.swap}, {"recall@1", r.recall_at_1},
                           {"recall@5", r.recall_at_5}};
       if (r.linear_probe >= 0) j["linear_probe"] = r.linear_probe;
       impl_->log << j.dump() << "\n" << std::flush;

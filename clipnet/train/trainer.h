@@ -46,7 +46,8 @@ struct TrainOptions {
   std::string precision = "fp32";         // fp32 | bf16 (CPU autocast; fp32 master weights)
   int64_t accum_freq = 1;                 // micro-batches per step (open_clip's feature cache + recompute)
   bool grad_checkpointing = false;        // recompute transformer blocks / ResNet stages in backward (less memory)
-  int shapes_kind_group = 1;              // shapes world: groups of pictures differing only in shape kind
+  int shapes_group = 1;                   // shapes world: hard-negative groups of this many pictures
+  std::string shapes_vary = "kind";       // shapes world: what a group varies (parse_shapes_variations)
   std::string vocab;                      // BPE vocabulary file/folder; empty: train one from the captions
   int64_t bpe_vocab_size = 1024;          // size of the trained vocabulary
   int64_t bpe_captions = 5000;            // captions read to train it

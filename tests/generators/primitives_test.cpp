@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 
 namespace clipguide::generators {
 namespace {
@@ -220,7 +221,11 @@ TEST(PrimitivesGenerator, BadSettingsNameTheKey) {
            {"min_size", "0", "need 0 < extra[\"min_size\"] <= extra[\"max_size\"]"},
            {"max_size", "0.01", "need 0 < extra[\"min_size\"] <= extra[\"max_size\"]"},
            {"max_aspect", "0.5", "extra[\"max_aspect\"] must be >= 1"},
-           {"max_offset", "0", "extra[\"max_offset\"] must be in (0, 2]"}}) {
+           {"max_offset", "0", "extra[\"max_offset\"] must be in (0, 2]"},
+           {"max_angle", "4", "extra[\"max_angle\"] must be in [0, pi]"},
+           {"kinds", "circle+oval", "extra[\"kinds\"]: 'oval' in 'circle+oval' is not one of"},
+           {"kinds", "star+star", "extra[\"kinds\"]: 'star' is named twice"},
+           {"kinds", "", "extra[\"kinds\"]: '' in '' is not one of"}}) {
     SCOPED_TRACE(key + "=" + value);
     auto options = options_for(8, 8);
     options.extra[key] = value;
@@ -230,6 +235,106 @@ TEST(PrimitivesGenerator, BadSettingsNameTheKey) {
   auto options = options_for(0, 8);
   EXPECT_NE(error_of([&] { PrimitivesGenerator generator(options); }).find("need batch, width and height >= 1"),
             std::string::npos);
+}
+
+// A named kind of circumradius r covers its exact area: circle pi r^2, square (1.4 r)^2, triangle
+// 3 sqrt(3)/4 r^2, star 5 r r_i sin(36 deg) (inner radius r_i = 0.45 r), diamond 2 r^2, hexagon 3 sqrt(3)/2 r^2,
+// cross 2 (0.6 r)(1.9 r) - (0.6 r)^2. The soft edge is symmetric about the outline, so it shifts the area only
+// at second order (and at the star's and cross's reflex corners): 1% tolerance at 256 px, edge 0.01.
+TEST(PrimitivesGenerator, NamedKindsCoverTheirArea) {
+  const double r = 0.5;
+  const std::map<std::string, double> area = {
+      {"circle", M_PI * r * r},
+      {"square", 1.96 * r * r},
+      {"triangle", 3 * std::sqrt(3.0) / 4 * r * r},
+      {"star", 5 * r * 0.45 * r * std::sin(M_PI / 5)},
+      {"diamond", 2 * r * r},
+      {"hexagon", 3 * std::sqrt(3.0) / 2 * r * r},
+      {"cross", 2 * 0.6 * 1.9 * r * r - 0.36 * r * r}};
+  for (const auto& [kind, expected] : area) {
+    auto options = options_for(256, 256);
+    options.extra["kinds"] = kind;
+    options.extra["edge"] = "0.01";
+    PrimitivesGenerator generator(options);
+    generator.load_state(one_shape(0.1, -0.2, r, r, 0, 2));
+    const double covered = generator.render().mean().item<double>() * 4;  // the image is 4 normalised units^2
+    std::printf("%s: covered %.5f, exact %.5f\n", kind.c_str(), covered, expected);
+    EXPECT_NEAR(covered / expected, 1.0, 0.01) << kind;
+  }
+}
+
+// Upright as the shapes world draws them (a vertex up, y down): a triangle has less area above its centre
+// than below (0.577 against 0.722 of r^2), a star more (three of its five points are above), a hexagon is
+// taller than wide (2 r against sqrt(3) r), and a cross is symmetric under a quarter turn.
+TEST(PrimitivesGenerator, NamedKindsAreUpright) {
+  for (const std::string kind : {"triangle", "star", "cross", "hexagon"}) {
+    auto options = options_for(64, 64);
+    options.extra["kinds"] = kind;
+    PrimitivesGenerator generator(options);
+    generator.load_state(one_shape(0, 0, 0.8, 0.8, 0, 2));
+    auto mask = generator.render()[0][0];  // (H, W)
+    const double top = mask.narrow(0, 0, 32).sum().item<double>(), bottom = mask.narrow(0, 32, 32).sum().item<double>();
+    const double height = std::get<0>(mask.max(1)).sum().item<double>(), width = std::get<0>(mask.max(0)).sum().item<double>();
+    if (kind == "triangle") EXPECT_NEAR(top / bottom, 0.577 / 0.722, 0.03);
+    if (kind == "star") EXPECT_GT(top, 1.1 * bottom);
+    if (kind == "hexagon") EXPECT_NEAR(height / width, 2 / std::sqrt(3.0), 0.05);
+    if (kind == "cross") EXPECT_TENSOR_CLOSE(mask, mask.t(), 1e-4, 0);
+  }
+}
+
+// Several kinds: the "kind" logits choose among them; a decided mixture renders as that kind alone, every
+// parameter including "kind" gets a gradient, the state carries "kind", and the latent shape counts it.
+TEST(PrimitivesGenerator, KindMixtureChoosesAmongKinds) {
+  auto options = options_for(32, 32, 2, 1);
+  options.extra["kinds"] = "circle+square+star";
+  PrimitivesGenerator mixed(options);
+  EXPECT_EQ(mixed.latent_shape(), (std::vector<int64_t>{2, 1, PrimitivesGenerator::kValuesPerPrimitive + 3}));
+  ASSERT_EQ(mixed.parameters().size(), PrimitivesGenerator::parameter_names().size());  // no roundness, + kind
+  auto weights = at::softmax(mixed.state().at("kind"), -1);  // (2, 1, 3): each start favours one kind
+  EXPECT_GT(weights.max().item<double>(), 0.7);
+
+  auto state = one_shape(0.1, 0.1, 0.5, 0.5, 0, 2);
+  for (auto& [name, value] : state) {  // the one shape in both images of the batch
+    auto sizes = value.sizes().vec();
+    sizes[0] = 2;
+    value = value.expand(sizes).contiguous();
+  }
+  state["kind"] = at::tensor({-20.f, -20.f, 20.f, 20.f, -20.f, -20.f}).view({2, 1, 3});  // star, circle
+  mixed.load_state(state);
+  auto image = mixed.render();
+  for (const auto& [b, kind] : std::vector<std::pair<int64_t, std::string>>{{0, "star"}, {1, "circle"}}) {
+    auto single_options = options_for(32, 32, 2, 1);
+    single_options.extra["kinds"] = kind;
+    PrimitivesGenerator single(single_options);
+    auto single_state = state;
+    single_state.erase("kind");
+    single.load_state(single_state);
+    EXPECT_TENSOR_CLOSE(image[b], single.render()[b], 1e-5, 0);
+  }
+  state["kind"] = at::zeros({2, 1, 3});
+  mixed.load_state(state);
+  (mixed.render() * at::linspace(0, 1, 32).view({1, 1, 1, 32})).sum().backward();
+  for (const auto& p : mixed.parameters()) {
+    ASSERT_TRUE(p.grad().defined());
+    EXPECT_TRUE(p.grad().isfinite().all().item<bool>());
+    EXPECT_GT(p.grad().abs().sum().item<double>(), 0);
+  }
+  auto missing = mixed.state();
+  missing.erase("kind");
+  EXPECT_NE(error_of([&] { mixed.load_state(missing); }).find("no 'kind' tensor"), std::string::npos);
+}
+
+// max_angle bounds the rotation after each step.
+TEST(PrimitivesGenerator, MaxAngleBoundsTheTurn) {
+  auto options = options_for(16, 16);
+  options.extra["max_angle"] = "0.2";
+  PrimitivesGenerator generator(options);
+  {
+    at::NoGradGuard no_grad;
+    generator.parameters()[3].fill_(1.0);  // angle
+  }
+  generator.post_step();
+  EXPECT_NEAR(generator.state().at("angle").item<double>(), 0.2, 1e-6);
 }
 
 }  // namespace

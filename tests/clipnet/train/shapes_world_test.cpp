@@ -188,7 +188,7 @@ TEST(ShapesWorld, HeldOutSplitIsADifferentStream) {
 
 TEST(ShapesWorld, KindGroupsShareTheSceneExceptTheFirstShapesKind) {
   ShapesWorldOptions o;
-  o.kind_group = 4;
+  o.group = 4;
   ShapesWorld world(o);
   for (int64_t group = 0; group < 50; ++group) {
     const ShapesScene first = world.attributes(4 * group);
@@ -213,7 +213,74 @@ TEST(ShapesWorld, KindGroupsShareTheSceneExceptTheFirstShapesKind) {
     differ += world.attributes(4 * group).background != world.attributes(4 * group + 4).background;
   }
   EXPECT_GT(differ, 10);
-  o.kind_group = 0;
+  o.group = 0;
+  EXPECT_THROW(ShapesWorld{o}, clipguide::Error);
+}
+
+// Every variation: the members of a group differ from the first in exactly the varied attribute (or, for
+// members beyond that attribute's values, also in kind or colour), no two members are alike, and every
+// caption names what the group varies.
+TEST(ShapesWorld, HardGroupsDifferInOneAttributeAndCaptionsNameIt) {
+  const auto& sizes = shapes_world_sizes();
+  const auto& positions = shapes_world_positions();
+  const auto& colours = shapes_world_colours();
+  for (const ShapesVariation what : parse_shapes_variations("all")) {
+    ShapesWorldOptions o;
+    o.group = 5;
+    o.vary = {what};
+    ShapesWorld world(o);
+    for (int64_t group = 0; group < 40; ++group) {
+      const ShapesScene base = world.attributes(5 * group);
+      std::set<std::string> looks;
+      for (int64_t m = 0; m < 5; ++m) {
+        const int64_t index = 5 * group + m;
+        ASSERT_EQ(world.variation(index), what);
+        const ShapesScene s = world.attributes(index);
+        const ShapeAttributes &a = s.shapes[0], &b = base.shapes[0];
+        ASSERT_EQ(s.shapes.size(), base.shapes.size());
+        looks.insert(ShapesWorld::full_prompt(s));
+        for (const auto& shape : s.shapes) EXPECT_NE(shape.colour, s.background);
+        const bool same_kind = a.kind == b.kind, same_colour = a.colour == b.colour, same_bg = s.background == base.background;
+        const bool same_size = a.size == b.size, same_position = a.position == b.position;
+        switch (what) {
+          case ShapesVariation::kKind: EXPECT_TRUE(same_colour && same_bg && same_size && same_position); break;
+          case ShapesVariation::kColour: EXPECT_TRUE(same_kind && same_bg && same_size && same_position); break;
+          case ShapesVariation::kBackground: EXPECT_TRUE(same_kind && same_colour && same_size && same_position); break;
+          case ShapesVariation::kSwap:
+            EXPECT_TRUE(same_kind && same_size && same_position);
+            if (m == 1) EXPECT_TRUE(a.colour == base.background && s.background == b.colour);
+            EXPECT_EQ(s.shapes.size(), 1u);
+            break;
+          case ShapesVariation::kSize:
+            EXPECT_TRUE(same_colour && same_bg && same_position);
+            EXPECT_EQ(same_kind, m < 3) << "members beyond the three sizes take another kind";
+            EXPECT_EQ(s.shapes.size(), 1u);
+            break;
+          case ShapesVariation::kPosition:
+            EXPECT_TRUE(same_kind && same_colour && same_bg && same_size);
+            EXPECT_EQ(s.shapes.size(), 1u);
+            break;
+        }
+        const std::string caption = world.caption(index);
+        if (what == ShapesVariation::kSize) EXPECT_TRUE(mentions_any(caption, sizes[a.size])) << caption;
+        if (what == ShapesVariation::kPosition) EXPECT_TRUE(mentions_any(caption, positions[a.position])) << caption;
+        if (what == ShapesVariation::kBackground || what == ShapesVariation::kSwap)
+          EXPECT_TRUE(caption.find("background") != std::string::npos && mentions_any(caption, colours[s.background])) << caption;
+      }
+      EXPECT_EQ(looks.size(), 5u) << "group " << group << " of variation " << static_cast<int>(what);
+    }
+  }
+}
+
+TEST(ShapesWorld, VariationListsParseOrNameTheBadWord) {
+  EXPECT_EQ(parse_shapes_variations("kind"), std::vector<ShapesVariation>{ShapesVariation::kKind});
+  EXPECT_EQ(parse_shapes_variations("swap,color").size(), 2u);
+  EXPECT_EQ(parse_shapes_variations("all").size(), shapes_variation_names().size());
+  EXPECT_NE(test::error_of([] { parse_shapes_variations("kind,shade"); }).find("'shade'"), std::string::npos);
+  EXPECT_NE(test::error_of([] { parse_shapes_variations(""); }).find("''"), std::string::npos);
+  ShapesWorldOptions o;
+  o.group = 2;
+  o.vary = {};
   EXPECT_THROW(ShapesWorld{o}, clipguide::Error);
 }
 
