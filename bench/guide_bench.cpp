@@ -102,7 +102,8 @@ int main(int argc, char** argv) {
   int64_t size = 256, cutn = 16, iters = 3, warmup = 1;
   bool bf16 = false, channels_last = false, cuda_graphs = false, no_reference = false, random_weights = false;
   std::string trace_path;
-  int64_t profile_steps = 0;
+  int64_t profile_steps = 0, cutn_batches = 1;
+  bool checkpoint = false;
   std::string prompt = "a painting of a lighthouse at dusk";
   CLI::App app{"guide_bench: guidance-loop it/s vs the VQGAN+CLIP reference loop"};
   app.option_defaults()->always_capture_default();
@@ -118,6 +119,9 @@ int main(int argc, char** argv) {
   app.add_flag("--channels-last", channels_last, "VQGAN weights and activations channels-last (both sides)");
   app.add_flag("--cuda-graphs", cuda_graphs,
                "CLIP forward+backward replayed from CUDA graphs (clipguide only: the reference has no such mode)");
+  app.add_option("--cutn-batches", cutn_batches, "clipguide: the cutouts in this many micro-batches (less memory)")
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--checkpoint", checkpoint, "clipguide: VQGAN decoder activations recomputed in backward (less memory)");
   app.add_flag("--no-reference", no_reference, "Time clipguide only (no Python)");
   app.add_flag("--random-weights", random_weights,
                "Random in-memory models instead of guide_ref.py's files (implies --no-reference)");
@@ -143,6 +147,7 @@ int main(int argc, char** argv) {
     go.device = device;
     go.autocast = autocast;
     go.channels_last = channels_last;
+    go.checkpoint = checkpoint;
     std::shared_ptr<gen::Generator> generator;
     gd::GuideMember member;
     if (random_weights) {
@@ -175,6 +180,7 @@ int main(int argc, char** argv) {
     options.report = false;
     options.autocast = autocast;
     options.cuda_graphs = cuda_graphs;
+    options.cutn_batches = cutn_batches;
     std::vector<gd::GuideMember> members;
     members.push_back(std::move(member));
     auto guide = std::make_shared<gd::Guide>(std::move(members), options);
@@ -222,6 +228,8 @@ int main(int argc, char** argv) {
                              {"bf16", bf16},
                              {"channels_last", channels_last},
                              {"cuda_graphs", cuda_graphs && device.is_cuda()},
+                             {"cutn_batches", cutn_batches},
+                             {"checkpoint", checkpoint},
                              {"weights", random_weights ? "random in-memory" : "guide_ref.py files"},
                              {"prompt", have_vocab ? "text" : "image"},
                              {"its_per_s", ours},
@@ -235,7 +243,9 @@ int main(int argc, char** argv) {
                              {"torch", TORCH_VERSION}};
     std::string where = device.is_cuda() ? "CUDA" : "CPU, " + std::to_string(at::get_num_threads()) + " threads";
     std::string variant = std::string(bf16 ? "bf16 autocast" : "fp32") + (channels_last ? " + channels_last" : "") +
-                          (cuda_graphs && device.is_cuda() ? " + CUDA graphs" : "");
+                          (cuda_graphs && device.is_cuda() ? " + CUDA graphs" : "") +
+                          (cutn_batches > 1 ? " + " + std::to_string(cutn_batches) + " cutout micro-batches" : "") +
+                          (checkpoint ? " + decoder checkpointing" : "");
     std::cout << "guide loop VQGAN f16 + ViT-B/32, " << size << "x" << size << ", cutn " << cutn << " (" << where
               << ", " << variant << ")\n"
               << "  clipguide:      " << ours << " it/s";

@@ -48,8 +48,8 @@ struct CheckpointState : torch::CustomClassHolder {
   std::function<at::Tensor(const at::Tensor&)> fn;
   std::vector<at::Tensor> parameters;   // the Function's inputs after x
   std::vector<at::Tensor> buffers;      // restored after recomputing
-  bool autocast = false;                // CPU autocast state of the forward
-  at::ScalarType autocast_dtype = at::kBFloat16;
+  bool autocast[2] = {false, false};     // autocast state of the forward, CPU and CUDA
+  at::ScalarType autocast_dtype[2] = {at::kBFloat16, at::kHalf};
   at::Tensor rng_state;                 // CPU generator state before the forward
 };
 
@@ -65,24 +65,31 @@ void set_cpu_rng_state(const at::Tensor& state) {
   gen.set_state(state);
 }
 
-// Sets CPU autocast as given for its lifetime (the backward pass runs outside the forward's autocast scope).
-class CpuAutocastState {
+// The device types whose autocast state a checkpoint keeps.
+constexpr c10::DeviceType kAutocastDevices[2] = {at::kCPU, at::kCUDA};
+
+// Sets autocast on `device` as given for its lifetime (the backward pass runs outside the forward's autocast
+// scope).
+class AutocastState {
  public:
-  CpuAutocastState(bool enabled, at::ScalarType dtype)
-      : prev_enabled_(at::autocast::is_autocast_enabled(at::kCPU)), prev_dtype_(at::autocast::get_autocast_dtype(at::kCPU)) {
-    at::autocast::set_autocast_enabled(at::kCPU, enabled);
-    at::autocast::set_autocast_dtype(at::kCPU, dtype);
+  AutocastState(c10::DeviceType device, bool enabled, at::ScalarType dtype)
+      : device_(device),
+        prev_enabled_(at::autocast::is_autocast_enabled(device)),
+        prev_dtype_(at::autocast::get_autocast_dtype(device)) {
+    at::autocast::set_autocast_enabled(device, enabled);
+    at::autocast::set_autocast_dtype(device, dtype);
     at::autocast::increment_nesting();
   }
-  ~CpuAutocastState() {
+  ~AutocastState() {
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(at::kCPU, prev_enabled_);
-    at::autocast::set_autocast_dtype(at::kCPU, prev_dtype_);
+    at::autocast::set_autocast_enabled(device_, prev_enabled_);
+    at::autocast::set_autocast_dtype(device_, prev_dtype_);
   }
-  CpuAutocastState(const CpuAutocastState&) = delete;
-  CpuAutocastState& operator=(const CpuAutocastState&) = delete;
+  AutocastState(const AutocastState&) = delete;
+  AutocastState& operator=(const AutocastState&) = delete;
 
  private:
+  c10::DeviceType device_;
   bool prev_enabled_;
   at::ScalarType prev_dtype_;
 };
@@ -112,7 +119,8 @@ struct Checkpoint : public torch::autograd::Function<Checkpoint> {
       const at::Tensor rng_after = cpu_rng_state();
       set_cpu_rng_state(state->rng_state);
       at::AutoGradMode grad_mode(true);
-      CpuAutocastState autocast(state->autocast, state->autocast_dtype);
+      AutocastState cpu(kAutocastDevices[0], state->autocast[0], state->autocast_dtype[0]);
+      AutocastState cuda(kAutocastDevices[1], state->autocast[1], state->autocast_dtype[1]);
       y = state->fn(input);
       set_cpu_rng_state(rng_after);
     }
@@ -152,8 +160,10 @@ at::Tensor checkpoint(std::function<at::Tensor(const at::Tensor&)> fn, const at:
   state->fn = std::move(fn);
   state->parameters = parameters;
   state->buffers = buffers;
-  state->autocast = at::autocast::is_autocast_enabled(at::kCPU);
-  state->autocast_dtype = at::autocast::get_autocast_dtype(at::kCPU);
+  for (int d = 0; d < 2; ++d) {
+    state->autocast[d] = at::autocast::is_autocast_enabled(kAutocastDevices[d]);
+    state->autocast_dtype[d] = at::autocast::get_autocast_dtype(kAutocastDevices[d]);
+  }
   state->rng_state = cpu_rng_state();
   return Checkpoint::apply(x, at::TensorList(state->parameters), state);
 }

@@ -21,7 +21,7 @@ at::Tensor clamp_with_grad(const at::Tensor& x, double min, double max);
 
 // Gradient checkpointing: y = fn(x), computed without keeping fn's intermediate tensors for backward;
 // backward runs fn again with gradients enabled and back-propagates through that. The recomputation sees
-// the forward's CPU autocast state and CPU random state (dropout would draw the same numbers), and
+// the forward's CPU and CUDA autocast states and CPU random state (dropout would draw the same numbers), and
 // `buffers` are put back afterwards, so BatchNorm running statistics are updated once per forward, as
 // without checkpointing. `parameters`: every tensor requiring grad that fn uses besides x (a module's
 // parameters()); their gradients flow through this node. Without grad mode, or when nothing requires

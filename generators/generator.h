@@ -34,6 +34,9 @@ struct GeneratorOptions {
   at::ScalarType autocast = at::kFloat;  // kBFloat16 / kHalf: the network in render() runs under autocast
                                          // (fp32 weights; render() still returns float); kFloat: off
   bool channels_last = false;            // weights and activations channels-last (NHWC): faster CUDA convolutions
+  bool checkpoint = false;               // activation checkpointing: the network's activations are recomputed in
+                                         // backward stage by stage (vqgan: per decoder level) instead of kept;
+                                         // same gradient, less memory, about one more forward of time
 };
 
 class Generator {

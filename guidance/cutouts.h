@@ -1,5 +1,5 @@
 // Cutouts: the many augmented crops of the rendered image that CLIP scores each step. All cutouts of a
-// step come from ONE batched grid_sample: each cutout is a 3x3 homography (crop placement composed with
+// step (or of one micro-batch of them) come from ONE batched grid_sample: each cutout is a 3x3 homography (crop placement composed with
 // flip, affine and perspective augmentations) from output to input coordinates, sampled with 2x..4x
 // supersampling and average pooling for antialiasing. Colour and noise augmentations follow on the batch.
 // Shapes: B images, N = B * cutn cutouts, S cutout side (the CLIP model's input size), H x W image.
@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace clipguide::guidance {
 
@@ -54,9 +55,31 @@ struct AugmentOptions {
 };
 
 // Parses "flip,affine:0.7,noise" style lists: each name enables that augmentation with probability 1
-// (or the given one), everything not named is disabled. Names: flip affine perspective jitter sharpness
-// gaussian erasing noise; also VQGAN+CLIP's short codes Hf Af Pe Ji Sh Gn Er (and "none").
+// (or the given one), everything not named is disabled. Names and codes come from augment_names():
+// flip affine perspective jitter sharpness gaussian erasing noise; VQGAN+CLIP's short codes Hf Af Pe Ji Sh
+// Gn Er (and "none").
 AugmentOptions parse_augments(const std::string& list);
+
+// Every augmentation: its name, VQGAN+CLIP's code ("" if none) and its probability in AugmentOptions.
+struct AugmentName {
+  const char* name;
+  const char* code;
+  double AugmentOptions::*probability;
+};
+const std::vector<AugmentName>& augment_names();
+
+// Every random draw of one step's cutouts at one size: the crops and geometric augmentations as (N, 3, 3)
+// homographies, and each pixel augmentation's per-cutout parameters. Made once per step by Cutouts::plan;
+// any slice of the cutouts can then be sampled (cutout micro-batches give the same cutouts as one batch).
+struct CutoutPlan {
+  int64_t count = 0;        // N = B * cutn
+  int64_t cutn = 1;         // cutouts per image: cutout i comes from image i / cutn
+  int64_t size = 0;         // S
+  int64_t supersample = 1;  // k: each cutout sampled at k S x k S, then average-pooled to S
+  bool pooled = false;      // kLatest: sampled from the image pooled to S x S
+  at::Tensor transforms;    // (N, 3, 3) double, output (u, v) in [-1, 1] → input normalised coordinates
+  std::vector<std::vector<at::Tensor>> pixel;  // per pixel augmentation (cutouts.cpp's table): tensors (N, ...)
+};
 
 class Cutouts {
  public:
@@ -67,16 +90,24 @@ class Cutouts {
   // generator, so a given seed gives the same cutouts whatever else the program draws.
   at::Tensor operator()(const at::Tensor& image, int64_t size);
 
+  // The two halves of operator(): every draw for `image`'s cutouts at `size` (from this object's generator),
+  // then the cutouts [begin, begin + count) of that plan. sample() draws nothing: slices of one plan
+  // concatenated equal the whole.
+  CutoutPlan plan(const at::Tensor& image, int64_t size);
+  at::Tensor sample(const at::Tensor& image, const CutoutPlan& plan, int64_t begin, int64_t count) const;
+
   void reseed(uint64_t seed);
   const CutoutOptions& cut_options() const { return cut_; }
   const AugmentOptions& augment_options() const { return augment_; }
   CutoutOptions& cut_options() { return cut_; }
   AugmentOptions& augment_options() { return augment_; }
 
-  // (N, 3, 3) output→input homographies of the last call (normalised coordinates), for tests and display.
+  // (N, 3, 3) output→input homographies of the last plan (normalised coordinates), for tests and display.
   const at::Tensor& last_transforms() const { return last_transforms_; }
 
  private:
+  at::Tensor placement(const at::Tensor& image, int64_t size, int64_t n, CutoutPlan& plan);  // crops, flips
+
   CutoutOptions cut_;
   AugmentOptions augment_;
   at::Generator gen_;

@@ -1,6 +1,8 @@
-// Guide (see guide.h): prompt encoding with a per-member cache, and one loss evaluation: per prompt-mask
-// group and member resolution one batch of cutouts, per member normalise + encode_image, per prompt
-// prompt_loss, weighted sums, regularisers, and the report read back in one host transfer.
+// Guide (see guide.h): prompt encoding with a per-member cache, and one loss evaluation as named steps:
+// begin_pass (options and prompts as they are, prompts grouped by mask, one cutout plan per member
+// resolution), score_cutouts (per group and member: a slice of the cutouts, normalise + encode_image, per
+// prompt prompt_loss, weighted sums), regularisers, and finish_report (read back in one host transfer).
+// backward() runs score_cutouts once per cutout micro-batch.
 // Shapes: B images, H x W pixels, N = B * cutn cutouts, S a member's input size, E embedding width.
 #include "guidance/guide.h"
 
@@ -13,6 +15,7 @@
 #include <ATen/ops/stack.h>
 #include <ATen/ops/upsample_bilinear2d.h>
 #include <ATen/ops/zeros.h>
+#include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <cmath>
@@ -317,88 +320,111 @@ at::Tensor Guide::operator()(const at::Tensor& image) {
   return loss(image, step);
 }
 
-at::Tensor Guide::loss(const at::Tensor& image, int64_t step, GuideReport* report) {
-  check_image(image);
+// What one call scores: the prompts grouped by mask (prompts sharing a mask tensor, or none, share a
+// composite image and its cutouts), and per member x prompt the loss and similarity summed over the cutouts
+// seen so far (each scaled by its share of the step's cutouts, so micro-batches add up to the whole).
+struct Guide::Pass {
+  struct Group {
+    at::Tensor mask;              // (1, 1, H, W) resized, or undefined: the image itself
+    std::vector<size_t> prompts;  // entry indices
+  };
+  at::Tensor image;  // (B, 3, H, W) what the cutouts are cut from (composited per group and micro-batch, so
+                     // that each micro-batch's backward has its own graph)
   GuideOptions opt;
   std::vector<Entry> entries;
+  std::vector<Group> groups;
+  std::map<int64_t, CutoutPlan> plans;  // per member input size S: the step's cutouts, the same for every group
+  std::vector<at::Tensor> loss;         // [m * P + p] scalar, detached, summed over micro-batches
+  std::vector<at::Tensor> similarity;   // [m * P + p] scalar, detached
+  at::Tensor prompt_total;              // detached sum over micro-batches of the weighted prompt losses
+};
+
+Guide::Pass Guide::begin_pass(const at::Tensor& x, int64_t step) {
+  Pass pass;
+  pass.image = x;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    opt = options_;
-    entries = entries_;
+    pass.opt = options_;
+    pass.entries = entries_;
   }
-  const int64_t height = image.size(2), width = image.size(3);
-  at::Tensor x = hooks_.attach_to_image(image, step);  // (B, 3, H, W): image hooks see d loss / d x
-
-  // Prompts sharing a mask tensor (or none) share a composite image and its cutouts.
-  struct Group {
-    at::Tensor image;                // (B, 3, H, W) composite
-    std::vector<size_t> prompts;     // entry indices
-    std::map<int64_t, at::Tensor> cuts;  // size S → (N, 3, S, S), same crops for every member of that size
-  };
-  std::vector<Group> groups;
+  if (pass.opt.cutn_batches < 1) throw Error("Guide: cutn_batches must be >= 1, got " + std::to_string(pass.opt.cutn_batches));
+  const int64_t height = x.size(2), width = x.size(3);
   std::map<const void*, size_t> group_of_mask;
-  for (size_t p = 0; p < entries.size(); ++p) {
-    const at::Tensor& mask = entries[p].prompt.mask;
+  for (size_t p = 0; p < pass.entries.size(); ++p) {
+    const at::Tensor& mask = pass.entries[p].prompt.mask;
     const void* key = mask.defined() ? static_cast<const void*>(mask.unsafeGetTensorImpl()) : nullptr;
     auto it = group_of_mask.find(key);
     if (it == group_of_mask.end()) {
-      Group g;
-      g.image = mask.defined() ? masked_composite(x, detail::resize_mask_unchecked(mask, height, width, x.options())) : x;
-      groups.push_back(std::move(g));
-      it = group_of_mask.emplace(key, groups.size() - 1).first;
+      Pass::Group g;
+      if (mask.defined()) g.mask = detail::resize_mask_unchecked(mask, height, width, x.options());
+      pass.groups.push_back(std::move(g));
+      it = group_of_mask.emplace(key, pass.groups.size() - 1).first;
     }
-    groups[it->second].prompts.push_back(p);
+    pass.groups[it->second].prompts.push_back(p);
   }
-
-  const uint64_t step_seed = splitmix64(opt.seed ^ splitmix64(static_cast<uint64_t>(step)));
-  Cutouts cutouts(opt.cutouts, opt.augments, step_seed);
-
-  const size_t n_members = members_.size(), n_prompts = entries.size();
-  std::vector<at::Tensor> member_prompt_loss(n_members * n_prompts);  // [m * P + p] scalar
-  std::vector<at::Tensor> member_prompt_sim(n_members * n_prompts);   // [m * P + p] scalar, detached
-  at::Tensor prompt_total;
-  for (size_t m = 0; m < n_members; ++m) {
-    auto& member = members_[m];
+  // Every member size: the same seed, so the same crops and augmentations at every resolution.
+  const uint64_t step_seed = splitmix64(pass.opt.seed ^ splitmix64(static_cast<uint64_t>(step)));
+  Cutouts cutouts(pass.opt.cutouts, pass.opt.augments, step_seed);
+  for (const auto& member : members_) {
     const int64_t size = member.config.vision.image_size;
-    const auto& pre = member.config.preprocess;
-    at::Tensor member_loss;
-    for (auto& g : groups) {
-      auto cut = g.cuts.find(size);
-      if (cut == g.cuts.end()) {
-        cutouts.reseed(step_seed);  // every group and resolution: the same crops and augmentations
-        cut = g.cuts.emplace(size, cutouts(g.image, size)).first;  // (N, 3, S, S)
-      }
-      const auto device = model_device(member.model);
-      at::Tensor embeds;  // (N, E) float
-      if (opt.cuda_graphs && device.is_cuda() && groups.size() == 1) {  // one encode per member and call
-        embeds = graphed(m, opt.autocast)(clipnet::normalize(cut->second.to(device), pre.mean, pre.std));
-      } else {
-        clipnet::AutocastGuard autocast(device.type(), opt.autocast);  // no-op for kFloat
-        at::Tensor pixels = clipnet::normalize(cut->second.to(device), pre.mean, pre.std);
-        embeds = member.model->encode_image(pixels).to(at::kFloat);
-      }
-      at::Tensor embeds_unit = unit(embeds.detach());                          // (N, E)
-      for (size_t p : g.prompts) {
-        const auto& e = entries[p];
-        Target target{e.embeddings[m].to(embeds.device()), e.prompt.weight, e.prompt.stop};
-        at::Tensor l = prompt_loss(embeds, target, opt.distance);  // scalar
-        member_loss = member_loss.defined() ? member_loss + l : l;
-        member_prompt_loss[m * n_prompts + p] = l.detach();
-        member_prompt_sim[m * n_prompts + p] = embeds_unit.matmul(unit(target.embedding).t()).mean();
-      }
-    }
-    if (member_loss.defined()) {
-      at::Tensor weighted = (member_loss * member.weight).to(image.device());
-      prompt_total = prompt_total.defined() ? prompt_total + weighted : weighted;
-    }
+    if (pass.plans.count(size)) continue;
+    cutouts.reseed(step_seed);
+    pass.plans.emplace(size, cutouts.plan(x, size));
   }
+  const size_t n = members_.size() * pass.entries.size();
+  pass.loss.resize(n);
+  pass.similarity.resize(n);
+  return pass;
+}
 
-  // Regularisers, weighted; zero weights cost nothing.
-  at::Tensor total = prompt_total.defined() ? prompt_total : (x.sum() * 0.0).to(at::kFloat);
-  at::Tensor tv, sym, sat, init;
-  if (opt.tv_weight != 0.0) total = total + (tv = opt.tv_weight * total_variation(x));
-  if (opt.symmetry_weight != 0.0) total = total + (sym = opt.symmetry_weight * symmetry_loss(x));
-  if (opt.saturation_weight != 0.0) total = total + (sat = opt.saturation_weight * saturation_loss(x));
+at::Tensor Guide::score_cutouts(Pass& pass, int64_t begin, int64_t count, const c10::Device& device) {
+  const size_t n_prompts = pass.entries.size();
+  const int64_t total = pass.plans.begin()->second.count;
+  const double share = static_cast<double>(count) / static_cast<double>(total);  // of the step's cutouts
+  Cutouts sampler(pass.opt.cutouts, pass.opt.augments);
+  auto add = [](at::Tensor& sum, const at::Tensor& value) { sum = sum.defined() ? sum + value : value; };
+  at::Tensor prompt_total;
+  for (size_t m = 0; m < members_.size(); ++m) {
+    auto& member = members_[m];
+    const CutoutPlan& plan = pass.plans.at(member.config.vision.image_size);
+    const auto& pre = member.config.preprocess;
+    const auto member_device = model_device(member.model);
+    at::Tensor member_loss;
+    for (const auto& g : pass.groups) {
+      const at::Tensor image = g.mask.defined() ? masked_composite(pass.image, g.mask) : pass.image;
+      const at::Tensor cut = sampler.sample(image, plan, begin, count);  // (n, 3, S, S)
+      at::Tensor embeds;  // (n, E) float
+      if (pass.opt.cuda_graphs && member_device.is_cuda() && pass.groups.size() == 1) {  // one encode per member and call
+        embeds = graphed(m, pass.opt.autocast)(clipnet::normalize(cut.to(member_device), pre.mean, pre.std));
+      } else {
+        clipnet::AutocastGuard autocast(member_device.type(), pass.opt.autocast);  // no-op for kFloat
+        embeds = member.model->encode_image(clipnet::normalize(cut.to(member_device), pre.mean, pre.std)).to(at::kFloat);
+      }
+      const at::Tensor embeds_unit = unit(embeds.detach());  // (n, E)
+      for (size_t p : g.prompts) {
+        const auto& e = pass.entries[p];
+        const Target target{e.embeddings[m].to(embeds.device()), e.prompt.weight, e.prompt.stop};
+        const at::Tensor l = prompt_loss(embeds, target, pass.opt.distance) * share;  // scalar
+        add(member_loss, l);
+        add(pass.loss[m * n_prompts + p], l.detach());
+        add(pass.similarity[m * n_prompts + p], embeds_unit.matmul(unit(target.embedding).t()).mean() * share);
+      }
+    }
+    if (member_loss.defined()) add(prompt_total, (member_loss * member.weight).to(device));
+  }
+  if (prompt_total.defined()) add(pass.prompt_total, prompt_total.detach());
+  return prompt_total;
+}
+
+Guide::Regularisers Guide::regularisers(const at::Tensor& x, const GuideOptions& opt, int64_t step) const {
+  Regularisers r;
+  auto add = [&](at::Tensor value) {
+    r.total = r.total.defined() ? r.total + value : value;
+    return value;
+  };
+  if (opt.tv_weight != 0.0) r.tv = add(opt.tv_weight * total_variation(x));
+  if (opt.symmetry_weight != 0.0) r.symmetry = add(opt.symmetry_weight * symmetry_loss(x));
+  if (opt.saturation_weight != 0.0) r.saturation = add(opt.saturation_weight * saturation_loss(x));
   if (opt.init_weight != 0.0) {
     if (!opt.init_image.defined()) throw Error("Guide: init_weight is set but there is no init_image");
     at::Tensor init_image = opt.init_image;
@@ -407,63 +433,112 @@ at::Tensor Guide::loss(const at::Tensor& image, int64_t step, GuideReport* repor
       throw Error("Guide: init_image must be (3, H, W) or (B, 3, H, W); got " + shape_str(init_image.sizes()));
     }
     init_image = init_image.detach().to(x.device(), at::kFloat);
-    if (init_image.size(2) != height || init_image.size(3) != width) {
-      init_image = at::upsample_bilinear2d(init_image, {height, width}, /*align_corners=*/false);
+    if (init_image.size(2) != x.size(2) || init_image.size(3) != x.size(3)) {
+      init_image = at::upsample_bilinear2d(init_image, {x.size(2), x.size(3)}, /*align_corners=*/false);
     }
-    total = total + (init = opt.init_weight * init_image_loss(x, init_image.to(x.dtype()), step));
+    r.init = add(opt.init_weight * init_image_loss(x, init_image.to(x.dtype()), step));
   }
+  return r;
+}
 
-  if (opt.report || report) {
-    // Everything the report needs, in one tensor and one device → host copy.
-    const auto where = at::TensorOptions().device(total.device()).dtype(at::kDouble);
-    std::vector<at::Tensor> values{total.detach().to(where)};
-    auto push = [&](const at::Tensor& t) {
-      values.push_back(t.defined() ? t.detach().to(where).reshape({}) : at::zeros({}, where));
-    };
-    push(prompt_total);
-    push(tv);
-    push(sym);
-    push(sat);
-    push(init);
-    for (const auto& t : member_prompt_loss) push(t);
-    for (const auto& t : member_prompt_sim) push(t);
-    at::Tensor v = at::stack(values).cpu();  // (6 + 2 M P,)
-    const double* d = v.data_ptr<double>();
-    GuideReport r;
-    r.step = step;
-    r.total = d[0];
-    r.prompt_loss = d[1];
-    r.tv = d[2];
-    r.symmetry = d[3];
-    r.saturation = d[4];
-    r.init = d[5];
-    const double* pl = d + 6;
-    const double* ps = pl + n_members * n_prompts;
-    double abs_weights = 0.0;
-    for (const auto& member : members_) abs_weights += std::abs(member.weight);
-    for (size_t m = 0; m < n_members; ++m) {
-      MemberReport mr{members_[m].name, members_[m].weight, 0.0};
-      for (size_t p = 0; p < n_prompts; ++p) mr.loss += pl[m * n_prompts + p];
-      r.members.push_back(mr);
-    }
-    for (size_t p = 0; p < n_prompts; ++p) {
-      PromptReport pr;
-      pr.label = entries[p].prompt.label();
-      pr.weight = entries[p].prompt.weight;
-      for (size_t m = 0; m < n_members; ++m) {
-        const double l = pl[m * n_prompts + p], s = ps[m * n_prompts + p];
-        pr.member_loss.push_back(l);
-        pr.member_similarity.push_back(s);
-        pr.loss += members_[m].weight * l;
-        pr.similarity += abs_weights > 0 ? std::abs(members_[m].weight) / abs_weights * s : s / n_members;
-      }
-      r.prompts.push_back(std::move(pr));
-    }
-    if (report) *report = r;
-    std::lock_guard<std::mutex> lock(mutex_);
-    last_report_ = std::move(r);
-  }
+at::Tensor Guide::loss(const at::Tensor& image, int64_t step, GuideReport* report) {
+  check_image(image);
+  at::Tensor x = hooks_.attach_to_image(image, step);  // (B, 3, H, W): image hooks see d loss / d x
+  Pass pass = begin_pass(x, step);
+  const int64_t n = pass.plans.empty() ? 0 : pass.plans.begin()->second.count;
+  const at::Tensor prompt_total = n > 0 ? score_cutouts(pass, 0, n, image.device()) : at::Tensor();
+  const Regularisers reg = regularisers(x, pass.opt, step);
+  at::Tensor total = prompt_total.defined() ? prompt_total : (x.sum() * 0.0).to(at::kFloat);
+  if (reg.total.defined()) total = total + reg.total;
+  if (pass.opt.report || report) finish_report(pass, total, reg, step, report);
   return total;
+}
+
+at::Tensor Guide::backward(const at::Tensor& image, int64_t step, GuideReport* report) {
+  check_image(image);
+  int64_t batches = 1;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    batches = options_.cutn_batches;
+  }
+  if (batches <= 1) {
+    at::Tensor total = loss(image, step, report);
+    total.backward();
+    return total.detach();
+  }
+  // CLIP's part micro-batch by micro-batch into a detached copy of the image, whose gradient then goes back
+  // through the image's own graph (the generator) once, with the regularisers'.
+  at::Tensor x = hooks_.attach_to_image(image, step);
+  const at::Tensor leaf = x.detach().requires_grad_(true);
+  Pass pass = begin_pass(leaf, step);
+  const int64_t n = pass.plans.empty() ? 0 : pass.plans.begin()->second.count;
+  const int64_t chunk = (n + batches - 1) / std::max<int64_t>(batches, 1);
+  for (int64_t begin = 0; begin < n; begin += chunk) {
+    const at::Tensor part = score_cutouts(pass, begin, std::min(chunk, n - begin), image.device());
+    if (part.defined()) part.backward();
+  }
+  const Regularisers reg = regularisers(x, pass.opt, step);
+  std::vector<at::Tensor> outputs, grads;
+  if (leaf.grad().defined()) outputs.push_back(x), grads.push_back(leaf.grad());
+  if (reg.total.defined()) outputs.push_back(reg.total), grads.push_back(at::ones_like(reg.total));
+  if (!outputs.empty()) torch::autograd::backward(outputs, grads);
+  at::Tensor total = pass.prompt_total.defined() ? pass.prompt_total : at::zeros({}, image.options().dtype(at::kFloat));
+  if (reg.total.defined()) total = total + reg.total.detach();
+  if (pass.opt.report || report) finish_report(pass, total, reg, step, report);
+  return total.detach();
+}
+
+void Guide::finish_report(const Pass& pass, const at::Tensor& total, const Regularisers& reg, int64_t step,
+                          GuideReport* report) {
+  const size_t n_members = members_.size(), n_prompts = pass.entries.size();
+  // Everything the report needs, in one tensor and one device → host copy.
+  const auto where = at::TensorOptions().device(total.device()).dtype(at::kDouble);
+  std::vector<at::Tensor> values{total.detach().to(where)};
+  auto push = [&](const at::Tensor& t) {
+    values.push_back(t.defined() ? t.detach().to(where).reshape({}) : at::zeros({}, where));
+  };
+  push(pass.prompt_total);
+  push(reg.tv);
+  push(reg.symmetry);
+  push(reg.saturation);
+  push(reg.init);
+  for (const auto& t : pass.loss) push(t);
+  for (const auto& t : pass.similarity) push(t);
+  at::Tensor v = at::stack(values).cpu();  // (6 + 2 M P,)
+  const double* d = v.data_ptr<double>();
+  GuideReport r;
+  r.step = step;
+  r.total = d[0];
+  r.prompt_loss = d[1];
+  r.tv = d[2];
+  r.symmetry = d[3];
+  r.saturation = d[4];
+  r.init = d[5];
+  const double* pl = d + 6;
+  const double* ps = pl + n_members * n_prompts;
+  double abs_weights = 0.0;
+  for (const auto& member : members_) abs_weights += std::abs(member.weight);
+  for (size_t m = 0; m < n_members; ++m) {
+    MemberReport mr{members_[m].name, members_[m].weight, 0.0};
+    for (size_t p = 0; p < n_prompts; ++p) mr.loss += pl[m * n_prompts + p];
+    r.members.push_back(mr);
+  }
+  for (size_t p = 0; p < n_prompts; ++p) {
+    PromptReport pr;
+    pr.label = pass.entries[p].prompt.label();
+    pr.weight = pass.entries[p].prompt.weight;
+    for (size_t m = 0; m < n_members; ++m) {
+      const double l = pl[m * n_prompts + p], s = ps[m * n_prompts + p];
+      pr.member_loss.push_back(l);
+      pr.member_similarity.push_back(s);
+      pr.loss += members_[m].weight * l;
+      pr.similarity += abs_weights > 0 ? std::abs(members_[m].weight) / abs_weights * s : s / n_members;
+    }
+    r.prompts.push_back(std::move(pr));
+  }
+  if (report) *report = r;
+  std::lock_guard<std::mutex> lock(mutex_);
+  last_report_ = std::move(r);
 }
 
 }  // namespace clipguide::guidance

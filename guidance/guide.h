@@ -90,6 +90,8 @@ struct GuideOptions {
   bool cuda_graphs = false;                // CUDA members without prompt masks: encode_image forward and backward
                                            // replayed from CUDA graphs (graphed_encoder.h); a loss must then be
                                            // backpropagated before the next. Ignored on the CPU
+  int64_t cutn_batches = 1;                // backward(): the step's cutouts in this many micro-batches, CLIP's
+                                           // activations held for one at a time (Disco's name); same gradient
 };
 
 // Per prompt: its weighted loss summed over members (member weights applied) and its mean cosine
@@ -136,6 +138,11 @@ class Guide {
   // Same for an explicit step (cutout seeds and the init-image decay depend on it). Fills `report` when
   // given, and last_report() when given or options().report. Does not change step().
   at::Tensor loss(const at::Tensor& image, int64_t step, GuideReport* report = nullptr);
+  // loss(image, step, report) and its backward into `image`'s graph (to whatever made the image, e.g. a
+  // generator's parameters), with the cutouts in options().cutn_batches micro-batches: CLIP's activations
+  // are held for one micro-batch at a time, and the image's own graph is backpropagated once. The same
+  // gradient as loss().backward() up to rounding. Returns the loss value (detached).
+  at::Tensor backward(const at::Tensor& image, int64_t step, GuideReport* report = nullptr);
 
   // --- prompts: encoded here, once per member (text and file embeddings are cached by text / path) -----
   void set_prompts(std::vector<GuidePrompt> prompts);
@@ -162,6 +169,17 @@ class Guide {
 
  private:
   struct Entry;  // a prompt with its per-member embeddings
+  struct Pass;   // one loss evaluation's prompts, groups, cutout plans and partial sums (guide.cpp)
+  struct Regularisers {
+    at::Tensor tv, symmetry, saturation, init, total;  // weighted; undefined when their weight is 0
+  };
+  Pass begin_pass(const at::Tensor& x, int64_t step);
+  // Scores cutouts [begin, begin + count) of the pass's plans: the weighted prompt losses (a differentiable
+  // scalar on `device`, undefined with no prompts), their detached parts added to the pass's sums.
+  at::Tensor score_cutouts(Pass& pass, int64_t begin, int64_t count, const c10::Device& device);
+  Regularisers regularisers(const at::Tensor& x, const GuideOptions& opt, int64_t step) const;
+  void finish_report(const Pass& pass, const at::Tensor& total, const Regularisers& reg, int64_t step,
+                     GuideReport* report);
   Entry encode(GuidePrompt prompt);
   std::vector<Entry> encode_all(std::vector<GuidePrompt> prompts);
   GraphedImageEncoder& graphed(size_t member, at::ScalarType autocast);  // made on first use

@@ -123,8 +123,7 @@ GuideReport GuideLoop::step() {
   optimizer_->zero_grad();
   at::Tensor image = composite(generator_->render());  // (B, 3, H, W) in [0, 1]
   GuideReport report;
-  at::Tensor loss = guide_->loss(image, step, &report);
-  loss.backward();
+  guide_->backward(image, step, &report);
   guide_->hooks().apply_to_parameters(parameters_, step);
   optimizer_->step();
   generator_->post_step();

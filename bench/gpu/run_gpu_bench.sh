@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# GPU benchmark of the guidance loop (issue 3), in one call: clipguide's GuideLoop (VQGAN f16 + ViT-B/32,
-# random weights, Adam, random crops) against the Python VQGAN+CLIP loop (openai-clip +
+# GPU benchmark of the guidance loop (issues 3 and 14), in one call: clipguide's GuideLoop (VQGAN f16 +
+# ViT-B/32, random weights, Adam, random crops) against the Python VQGAN+CLIP loop (openai-clip +
 # taming-transformers-rom1504, bench/reference/guide_ref.py), same settings, same card, one after the other.
-# Variants: fp32; bf16 autocast; bf16 + channels_last (both sides); + CUDA graphs of CLIP's forward and
-# backward (clipguide only; checked first by guidance_graphed_encoder_test when the bundle has it). Each
-# reports it/s and peak CUDA memory.
+# Each variant reports it/s and peak CUDA memory. A variant's name is made of:
+#   fp32 | bf16 (autocast), then any of _channels_last, and (clipguide only) _graphs (CUDA graphs of CLIP's
+#   forward and backward, checked first by guidance_graphed_encoder_test when the bundle has it), _mbN (the
+#   cutouts in N micro-batches), _ckpt (VQGAN decoder checkpointing); @SIZE for another image side.
 # Prints one table; with $OUT set, writes gpu_bench.json, gpu_bench.md and gpu_bench.log there.
 #
-#   bench/gpu/run_gpu_bench.sh                      # CUDA, 512x512, cutn 32
-#   bench/gpu/run_gpu_bench.sh --device cpu --size 64 --cutn 4 --iters 1 --warmup 1   # dry run anywhere
-# Other flags: --variants fp32,bf16,bf16_channels_last,bf16_channels_last_graphs (also fp32_channels_last,
-#   fp32_graphs)  --no-reference  --build (ignore the bundle)
-#   --build-dir DIR  --guide-bench PATH  --python PY  --step-timeout S (per run; default 150)
+#   bench/gpu/run_gpu_bench.sh                      # CUDA, 512x512, cutn 32, the default variants
+#   bench/gpu/run_gpu_bench.sh --device cpu --size 64 --cutn 4 --iters 1 --warmup 1 --variants fp32,fp32_mb2   # dry run anywhere
+# Other flags: --variants LIST  --profile N (clipguide: print where N steps' time went)  --no-reference
+#   --build (ignore the bundle)  --build-dir DIR  --guide-bench PATH  --python PY  --step-timeout S (per run; default 150)
 #
 # guide_bench comes from, in order: --guide-bench PATH; the bundle bench/gpu/pack_bundle.sh made
 # (bench/gpu/.bundle: the program, its libraries and the reference's pure-Python packages, for a machine
@@ -25,7 +25,8 @@ device=cuda size=512 cutn=32 iters=50 warmup=10
 python=${PYTHON:-python3}
 build_dir=/tmp/clipguide-build-gpu
 guide_bench="" force_build=0 run_reference=1
-variants=fp32,bf16,bf16_channels_last,bf16_channels_last_graphs
+variants=fp32,bf16,bf16_channels_last,bf16_channels_last_graphs,bf16_channels_last_mb4,bf16_channels_last_ckpt,bf16_channels_last_mb4_ckpt,bf16_channels_last@1024,bf16_channels_last_mb4_ckpt@1024
+profile_flag=""
 step_timeout=150
 usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -42,6 +43,7 @@ while [ $# -gt 0 ]; do
     --no-reference) run_reference=0 ;;
     --step-timeout) step_timeout=$2; shift ;;
     --variants) variants=$2; shift ;;
+    --profile) profile_flag="--profile $2"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run_gpu_bench: unknown argument '$1' (--help lists them)" >&2; exit 2 ;;
   esac
@@ -162,20 +164,26 @@ fi
 graph_check=""
 common=(--device "$device" --size "$size" --cutn "$cutn" --iters "$iters" --warmup "$warmup")
 failed=()
+with_size() {  # the common flags, without --size when the variant's flags ($@) give one
+  if [[ " $* " == *" --size "* ]]; then echo --device "$device" --cutn "$cutn" --iters "$iters" --warmup "$warmup"
+  else echo "${common[@]}"; fi
+}
 run_cpp() {  # run_cpp NAME [guide_bench flags...]
   local name=$1; shift
+  local c; read -r -a c <<<"$(with_size "$@")"
   local weights=(--random-weights)
   [ $have_reference = 1 ] && weights=(--dir "$models")
   say "clipguide $name"
-  if ! timeout "$step_timeout" "$guide_bench" "${common[@]}" --no-reference "${weights[@]}" "${vocab_flag[@]}" \
+  if ! timeout "$step_timeout" "$guide_bench" "${c[@]}" --no-reference "${weights[@]}" "${vocab_flag[@]}" \
         --label "$name" --json "$results/cpp_$name.json" "$@"; then
     failed+=("clipguide $name"); note "clipguide $name failed (exit status above)"
   fi
 }
 run_ref() {  # run_ref NAME [guide_ref.py flags...]
   local name=$1; shift
+  local c; read -r -a c <<<"$(with_size "$@")"
   say "reference $name"
-  if timeout "$step_timeout" "$python" "$root/bench/reference/guide_ref.py" --run "$models" "${common[@]}" "$@" \
+  if timeout "$step_timeout" "$python" "$root/bench/reference/guide_ref.py" --run "$models" "${c[@]}" "$@" \
        >"$work/ref_$name.out" 2>"$work/ref_$name.err"; then
     tail -1 "$work/ref_$name.out" >"$results/ref_$name.json"
     cat "$results/ref_$name.json"
@@ -195,26 +203,37 @@ for path in sorted(glob.glob(os.path.join(results, "*.json"))):
         runs[os.path.basename(path)[:-5]] = json.load(open(path))
     except ValueError as e:
         notes.append(f"{os.path.basename(path)}: not JSON ({e})")
-label = {"fp32": "fp32", "fp32_channels_last": "fp32 + channels_last", "fp32_graphs": "fp32 + CUDA graphs",
-         "bf16": "bf16 autocast", "bf16_channels_last": "bf16 autocast + channels_last",
-         "bf16_channels_last_graphs": "bf16 autocast + channels_last + CUDA graphs"}
+def label(v):  # "bf16_channels_last_mb4_ckpt@1024" -> "bf16 autocast + channels_last + 4 cutout micro-batches + ..."
+    import re
+    name, _, size = v.partition("@")
+    parts = ["bf16 autocast" if name.startswith("bf16") else "fp32"]
+    if "channels_last" in name: parts.append("channels_last")
+    if "graphs" in name: parts.append("CUDA graphs")
+    m = re.search(r"_mb(\d+)", name)
+    if m: parts.append(m.group(1) + " cutout micro-batches")
+    if "_ckpt" in name: parts.append("decoder checkpointing")
+    return " + ".join(parts) + (f", {size}x{size}" if size else "")
+def base(v):  # the reference variant to compare with: the same without clipguide-only options
+    import re
+    return re.sub(r"_graphs|_mb\d+|_ckpt", "", v)
+order = lambda key: list(runs).index(key)
 ref_fp32 = runs.get("ref_fp32", {}).get("its_per_s")
 fmt = lambda v, f: "-" if v is None else format(v, f)
 rows = []
 for impl, prefix in (("clipguide", "cpp_"), ("VQGAN+CLIP (Python)", "ref_")):
-    for v in label:
-        r = runs.get(prefix + v)
-        if r is None:
+    for key in runs:
+        if not key.startswith(prefix):
             continue
-        same = runs.get("ref_" + v.replace("_graphs", ""), {}).get("its_per_s")  # graphs: clipguide only
-        rows.append([f"{impl}, {label[v]}", fmt(r["its_per_s"], ".2f"), fmt(r.get("ms_per_it"), ".1f"),
+        v, r = key[len(prefix):], runs[key]
+        same = runs.get("ref_" + base(v), {}).get("its_per_s")
+        rows.append([f"{impl}, {label(v)}", fmt(r["its_per_s"], ".2f"), fmt(r.get("ms_per_it"), ".1f"),
                      fmt(r.get("peak_cuda_allocated_mb"), ".0f"), fmt(r.get("peak_cuda_reserved_mb"), ".0f"),
-                     fmt(r["its_per_s"] / ref_fp32 if ref_fp32 else None, ".2f") + "x",
+                     fmt(r["its_per_s"] / ref_fp32 if ref_fp32 and "@" not in v else None, ".2f") + "x",
                      fmt(r["its_per_s"] / same if same else None, ".2f") + "x"])
-for v in ("fp32_graphs", "bf16_channels_last_graphs"):  # the capture's check: step 0 scores the same
-    a, b = runs.get("cpp_" + v.replace("_graphs", ""), {}), runs.get("cpp_" + v, {})
+for v in [k[4:] for k in runs if k.startswith("cpp_") and k != "cpp_" + base(k[4:])]:  # clipguide-only options
+    a, b = runs.get("cpp_" + base(v), {}), runs.get("cpp_" + v, {})  # step 0 scores the same as without them
     if a.get("first_loss") is not None and b.get("first_loss") is not None:
-        notes.append(f"CUDA graphs check, {v}: step-0 loss {b['first_loss']:.6f} vs {a['first_loss']:.6f} eager "
+        notes.append(f"{label(v)}: step-0 loss {b['first_loss']:.6f} vs {a['first_loss']:.6f} without its clipguide-only options "
                      f"(diff {abs(a['first_loss'] - b['first_loss']):.1e})")
 head = ["variant", "it/s", "ms/it", "peak alloc MiB", "peak reserved MiB", "vs ref fp32", "vs ref same variant"]
 first = next(iter(runs.values()), {})
@@ -234,43 +253,39 @@ if show:
 PY
 }
 
-flags_of() {  # flags_of VARIANT: its flags (guide_bench and guide_ref.py spell them alike)
-  case $1 in
-    fp32) ;;
-    bf16) echo --bf16 ;;
-    bf16_channels_last) echo --bf16 --channels-last ;;
-    fp32_channels_last) echo --channels-last ;;
-    fp32_graphs) echo --cuda-graphs ;;
-    bf16_channels_last_graphs) echo --bf16 --channels-last --cuda-graphs ;;
-    *) return 1 ;;
-  esac
+flags_of() {  # flags_of VARIANT: its flags (guide_bench and guide_ref.py spell them alike); see --help
+  local v=$1 out=()
+  case $v in fp32*|bf16*) ;; *) return 1 ;; esac
+  [[ $v == bf16* ]] && out+=(--bf16)
+  [[ $v == *channels_last* ]] && out+=(--channels-last)
+  [[ $v == *graphs* ]] && out+=(--cuda-graphs)
+  [[ $v =~ _mb([0-9]+) ]] && out+=(--cutn-batches "${BASH_REMATCH[1]}")
+  [[ $v == *_ckpt* ]] && out+=(--checkpoint)
+  [[ $v =~ @([0-9]+)$ ]] && out+=(--size "${BASH_REMATCH[1]}")
+  echo "${out[@]}"
 }
+clipguide_only() { [[ $1 == *graphs* || $1 =~ _mb[0-9] || $1 == *_ckpt* ]]; }  # options the reference lacks
 
 # One variant at a time, clipguide then the reference, so a run cut short still has pairs.
 IFS=, read -r -a variant_list <<<"$variants"
 for v in "${variant_list[@]}"; do
   if ! flags=$(flags_of "$v"); then note "unknown variant '$v' skipped"; continue; fi
   read -r -a vflags <<<"$flags"
-  case $v in
-    *_graphs)  # clipguide only; the capture is checked against eager first where the test program is at hand
-      [ -n "$guide_bench" ] || continue
-      if [ "$device" = cuda ] && [ -z "$graph_check" ]; then
-        graph_check=skipped
-        for t in "$bundle/bin/guidance_graphed_encoder_test" "$build_dir/tests/guidance_graphed_encoder_test"; do
-          [ -x "$t" ] || continue
-          say "checking the CUDA graph capture: $(basename "$t")"
-          if timeout "$step_timeout" "$t" 2>&1 | tee "$work/graph_check.log"; then graph_check=passed; else graph_check=failed; fi
-          grep -q '^\[  SKIPPED \]' "$work/graph_check.log" && graph_check="skipped by the test (no CUDA device seen)"
-          break
-        done
-        note "CUDA graph capture check (graphed vs eager features and gradients): $graph_check"
-      fi
-      if [ "$graph_check" = failed ]; then note "variant $v skipped: the capture check failed"; continue; fi
-      run_cpp "$v" "${vflags[@]}"; summarize ;;
-    *)
-      if [ -n "$guide_bench" ]; then run_cpp "$v" "${vflags[@]}"; summarize; fi
-      if [ $have_reference = 1 ]; then run_ref "$v" "${vflags[@]}"; summarize; fi ;;
-  esac
+  if [[ $v == *graphs* ]] && [ -n "$guide_bench" ] && [ "$device" = cuda ] && [ -z "$graph_check" ]; then
+    # The capture is checked against eager first where the test program is at hand.
+    graph_check=skipped
+    for t in "$bundle/bin/guidance_graphed_encoder_test" "$build_dir/tests/guidance_graphed_encoder_test"; do
+      [ -x "$t" ] || continue
+      say "checking the CUDA graph capture: $(basename "$t")"
+      if timeout "$step_timeout" "$t" 2>&1 | tee "$work/graph_check.log"; then graph_check=passed; else graph_check=failed; fi
+      grep -q '^\[  SKIPPED \]' "$work/graph_check.log" && graph_check="skipped by the test (no CUDA device seen)"
+      break
+    done
+    note "CUDA graph capture check (graphed vs eager features and gradients): $graph_check"
+  fi
+  if [[ $v == *graphs* ]] && [ "$graph_check" = failed ]; then note "variant $v skipped: the capture check failed"; continue; fi
+  if [ -n "$guide_bench" ]; then run_cpp "$v" "${vflags[@]}" $profile_flag; summarize; fi
+  if [ $have_reference = 1 ] && ! clipguide_only "$v"; then run_ref "$v" "${vflags[@]}"; summarize; fi
 done
 summarize --print
 say "reports: $report_dir/gpu_bench.json, gpu_bench.md, gpu_bench.log"

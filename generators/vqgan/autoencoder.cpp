@@ -3,6 +3,8 @@
 // Shapes: B batch, C channels, H x W spatial.
 #include "generators/vqgan/autoencoder.h"
 
+#include "clipnet/grad_ops.h"
+
 #include <ATen/ops/avg_pool2d.h>
 #include <ATen/ops/bmm.h>
 #include <ATen/ops/constant_pad_nd.h>
@@ -11,6 +13,7 @@
 #include <ATen/ops/upsample_nearest2d.h>
 
 #include <cmath>
+#include <functional>
 
 namespace clipguide::generators::vqgan {
 
@@ -183,12 +186,26 @@ DecoderImpl::DecoderImpl(const VqganConfig& config) {
 }
 
 at::Tensor DecoderImpl::forward(const at::Tensor& z) {
-  auto h = mid(conv_in(z));  // (B, ch * ch_mult[-1], h, w)
+  // One stage: plain, or checkpointed with the parameters of `modules` that require grad.
+  auto stage = [&](const std::function<at::Tensor(const at::Tensor&)>& fn, const at::Tensor& x,
+                   std::initializer_list<const torch::nn::Module*> modules) {
+    if (!checkpointing_) return fn(x);
+    std::vector<at::Tensor> trained;
+    for (const auto* m : modules)
+      for (const auto& p : m->parameters())
+        if (p.requires_grad()) trained.push_back(p);
+    return clipguide::checkpoint(fn, x, trained);
+  };
+  auto h = stage([&](const at::Tensor& x) { return mid(conv_in(x)); }, z, {conv_in.get(), mid.get()});  // (B, ch * ch_mult[-1], h, w)
   for (auto it = up.rbegin(); it != up.rend(); ++it) {
-    h = (*it)->forward_blocks(h);
-    if ((*it)->upsample) h = (*it)->upsample(h);
+    Level& level = *it;
+    h = stage([&level](const at::Tensor& x) {
+          auto y = level->forward_blocks(x);
+          return level->upsample ? level->upsample(y) : y;
+        }, h, {level.get()});
   }
-  return conv_out(swish(norm_out(h)));  // (B, out_ch, H, W)
+  return stage([&](const at::Tensor& x) { return conv_out(swish(norm_out(x))); }, h,
+               {norm_out.get(), conv_out.get()});  // (B, out_ch, H, W)
 }
 
 }  // namespace clipguide::generators::vqgan

@@ -114,11 +114,18 @@ class DecoderImpl : public torch::nn::Module {
  public:
   explicit DecoderImpl(const VqganConfig& config);
   at::Tensor forward(const at::Tensor& z);
+  // Activation checkpointing (clipguide::checkpoint): the middle, each level (its blocks and upsampling) and
+  // the output head are recomputed in backward instead of keeping their activations.
+  void set_checkpointing(bool enable) { checkpointing_ = enable; }
+  bool checkpointing() const { return checkpointing_; }
 
   torch::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
   Middle mid{nullptr};
   std::vector<Level> up;  // registered as up.0 (full resolution) ... up.(levels-1) (lowest), as in taming
   torch::nn::GroupNorm norm_out{nullptr};
+
+ private:
+  bool checkpointing_ = false;
 };
 TORCH_MODULE(Decoder);
 

@@ -29,6 +29,7 @@ VqganGenerator::VqganGenerator(const GeneratorOptions& options) : VqganGenerator
 
 VqganGenerator::VqganGenerator(VQModel model, const GeneratorOptions& options)
     : model_(std::move(model)), autocast_(options.autocast), channels_last_(options.channels_last) {
+  model_->decoder->set_checkpointing(options.checkpoint);
   const int64_t f = size_factor();
   batch_ = options.batch;
   grid_h_ = options.height / f;  // VQGAN+CLIP: toksY = height // f

@@ -7,6 +7,7 @@
 #include "test_util.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/ops/cat.h>
 #include <gtest/gtest.h>
 #include <torch/utils.h>
 
@@ -71,6 +72,42 @@ TEST(VqganSpeedOptions, ChannelsLastMatchesAndBf16AutocastIsClose) {
   EXPECT_TRUE(model->decoder->conv_in->weight.is_contiguous(at::MemoryFormat::ChannelsLast));
   EXPECT_TENSOR_CLOSE(cl.image, base.image, 1e-5, 1e-5);
   EXPECT_TENSOR_CLOSE(cl.grad, base.grad, 1e-5, 1e-4);
+}
+
+// Activation checkpointing of the decoder: the same image and latent gradient as keeping the activations
+// (fp32 and under bf16 autocast, whose state the recomputation must see), and the decoder's weights get the
+// same gradient when they require it.
+TEST(VqganSpeedOptions, CheckpointingGivesTheSameGradient) {
+  at::set_num_threads(1);
+  GeneratorOptions options;
+  options.width = 48;
+  options.height = 32;
+  options.seed = 3;
+  for (at::ScalarType autocast : {at::kFloat, at::kBFloat16}) {
+    SCOPED_TRACE(autocast == at::kFloat ? "fp32" : "bf16 autocast");
+    options.autocast = autocast;
+    options.checkpoint = false;
+    VQModel model = small_model();
+    Rendered base = render(model, options);
+    options.checkpoint = true;
+    Rendered recomputed = render(model, options);
+    EXPECT_TRUE(model->decoder->checkpointing());
+    EXPECT_TENSOR_CLOSE(recomputed.image, base.image, 0, 0);
+    EXPECT_TENSOR_CLOSE(recomputed.grad, base.grad, 1e-6, 1e-5);
+  }
+  // Trainable decoder weights: their gradients flow through the checkpointed stages too.
+  options.autocast = at::kFloat;
+  std::vector<at::Tensor> grads;
+  for (bool checkpoint : {false, true}) {
+    VQModel model = small_model();
+    model->decoder->conv_out->weight.set_requires_grad(true);
+    model->decoder->up[0]->blocks[0]->conv1->weight.set_requires_grad(true);
+    options.checkpoint = checkpoint;
+    render(model, options);
+    grads.push_back(at::cat({model->decoder->conv_out->weight.grad().flatten(),
+                             model->decoder->up[0]->blocks[0]->conv1->weight.grad().flatten()}));
+  }
+  EXPECT_TENSOR_CLOSE(grads[1], grads[0], 1e-6, 1e-5);
 }
 
 }  // namespace
