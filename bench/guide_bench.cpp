@@ -96,7 +96,7 @@ gen::vqgan::VQModel random_vqgan(const c10::Device& device) {
 
 int main(int argc, char** argv) {
   std::string python = "python3";
-  std::string vocab = CLIPGUIDE_BENCH_DIR "/../../shared/data/openai-clip/bpe_simple_vocab_16e6.txt.gz";
+  std::string vocab = CLIPGUIDE_BENCH_DIR "/../tests/data/openai-clip/bpe_simple_vocab_16e6.txt.gz";
   std::string dir = (std::filesystem::temp_directory_path() / "clipguide-guide-bench").string();
   std::string device_name = "cpu", json_path, label = "clipguide";
   int64_t size = 256, cutn = 16, iters = 3, warmup = 1;

@@ -25,7 +25,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   std::string python = "python3";  // Python with openai-clip for the reference ("" or --no-reference: skip)
-  std::string vocab;               // bpe_simple_vocab_16e6.txt.gz (default: ../shared/data/openai-clip/ beside the repo)
+  std::string vocab;               // bpe_simple_vocab_16e6.txt.gz (default: the repository's tests/data/openai-clip/)
   double seconds = 3.0;            // minimum timed duration per side
   int threads = 1;                 // also time this many threads sharing one Tokenizer (1: skip)
   bool no_reference = false;       // only time clipguide
@@ -131,7 +131,7 @@ double time_passes(const clipguide::clipnet::Tokenizer& tok, const std::vector<s
 
 int main(int argc, char** argv) {
   Options opt;
-  opt.vocab = (std::filesystem::path(CLIPGUIDE_SOURCE_DIR) / ".." / "shared" / "data" / "openai-clip" / "bpe_simple_vocab_16e6.txt.gz")
+  opt.vocab = (std::filesystem::path(CLIPGUIDE_SOURCE_DIR) / "tests" / "data" / "openai-clip" / "bpe_simple_vocab_16e6.txt.gz")
                   .lexically_normal()
                   .string();
   CLI::App app("Tokenizer throughput: clipguide vs openai-clip's SimpleTokenizer (same corpus, one thread each)");

@@ -22,7 +22,11 @@ what=${1:-build}
 shift || true
 case "$what" in
   build) ;;
-  test)  exec ctest --test-dir "$build" --output-on-failure -j "$jobs" "$@" ;;
+  test)  # every test; then no skip allowed except for tests labelled cuda (they need a GPU)
+    status=0
+    ctest --test-dir "$build" --output-on-failure -j "$jobs" --output-junit "$build/ctest-junit.xml" "$@" || status=$?
+    "$root/scripts/check_skips.py" "$build" || status=1
+    exit $status ;;
   bench) exec "$root/bench/run_all.sh" "$build" "$venv/bin/python" "$@" ;;
   *)
     if [ -x "$build/tools/$what" ]; then exec "$build/tools/$what" "$@"; fi

@@ -53,10 +53,16 @@ std::filesystem::path fixture_dir(const std::string& name) {
   return dir;
 }
 
-std::filesystem::path shared_data_dir() {
-  const char* root = std::getenv("CLIPGUIDE_SHARED_DATA");
-  if (!root || !std::filesystem::exists(root)) return {};
-  return root;
+std::filesystem::path test_data_dir() {
+  const std::filesystem::path dir = CLIPGUIDE_TEST_DATA_DIR;
+  if (!std::filesystem::is_directory(dir)) ADD_FAILURE() << "test data folder " << dir << " missing (it is part of the repository)";
+  return dir;
+}
+
+std::filesystem::path openai_vocabulary() {
+  const auto path = test_data_dir() / "openai-clip" / "bpe_simple_vocab_16e6.txt.gz";
+  if (!std::filesystem::exists(path)) ADD_FAILURE() << "OpenAI vocabulary " << path << " missing (it is part of the repository)";
+  return path;
 }
 
 std::string escaped(const std::string& s) {

@@ -22,8 +22,10 @@ double max_abs_diff(const at::Tensor& a, const at::Tensor& b);
 // skips, when it is missing: ctest runs the fixture first, so missing means the reference script broke.
 std::filesystem::path fixture_dir(const std::string& name);
 
-// ../shared/data (env CLIPGUIDE_SHARED_DATA); empty path when absent (callers GTEST_SKIP with a message).
-std::filesystem::path shared_data_dir();
+// The test data carried in the repository (tests/data); a test failure when it is missing.
+std::filesystem::path test_data_dir();
+// OpenAI's BPE vocabulary in it (tests/data/openai-clip/bpe_simple_vocab_16e6.txt.gz).
+std::filesystem::path openai_vocabulary();
 
 // Printable form of a UTF-8 string for failure messages: controls and non-ASCII as \uXXXX.
 std::string escaped(const std::string& s);

@@ -109,7 +109,7 @@ if [ $run_reference = 1 ]; then
   fi
 fi
 
-# The vocabulary for the text prompt: openai-clip's copy, else the shared data folder; else an image prompt.
+# The vocabulary for the text prompt: openai-clip's copy, else the repository's tests/data; else an image prompt.
 vocab=$("$python" - <<'EOF'
 import importlib.util, os
 spec = importlib.util.find_spec("clip")
@@ -119,8 +119,8 @@ if spec and spec.submodule_search_locations:
         print(path)
 EOF
 )
-if [ -z "$vocab" ] && [ -f "$root/../shared/data/openai-clip/bpe_simple_vocab_16e6.txt.gz" ]; then
-  vocab=$root/../shared/data/openai-clip/bpe_simple_vocab_16e6.txt.gz
+if [ -z "$vocab" ] && [ -f "$root/tests/data/openai-clip/bpe_simple_vocab_16e6.txt.gz" ]; then
+  vocab=$root/tests/data/openai-clip/bpe_simple_vocab_16e6.txt.gz
 fi
 vocab_flag=()
 if [ -n "$vocab" ]; then vocab_flag=(--vocab "$vocab"); else

@@ -85,11 +85,7 @@ TEST(CleanText, InvalidUtf8NamesTheOffset) {
 
 // Every corpus string cleans exactly as Python's whitespace_clean(basic_clean(text)).lower().
 TEST(CleanText, ParityWithPython) {
-  // The fixture writes NO_SHARED_DATA instead of a corpus when ../shared/data is missing.
   const auto dir = test::fixture_dir("tokenizer");
-  if (std::filesystem::exists(dir / "NO_SHARED_DATA")) {
-    GTEST_SKIP() << "shared data folder (../shared/data) not found: no parity corpus";
-  }
   std::ifstream in(dir / "corpus.json");
   ASSERT_TRUE(in) << "cannot open " << (dir / "corpus.json");
   const auto corpus = nlohmann::json::parse(in);

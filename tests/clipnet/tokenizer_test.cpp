@@ -26,23 +26,10 @@ std::string ids_str(const std::vector<int64_t>& ids) {
   return s + "]";
 }
 
-// OpenAI's vocabulary from the shared data folder. CLIPGUIDE_SHARED_DATA names it; failing that (CMake 3.25's
-// gtest_discover_tests passes only the first ENVIRONMENT entry), the path the tokenizer fixture used, which it got
-// on its command line. Empty when there is no shared data.
-fs::path openai_vocab() {
-  const fs::path shared = test::shared_data_dir();
-  if (!shared.empty()) return shared / "openai-clip" / "bpe_simple_vocab_16e6.txt.gz";
-  if (std::getenv("CLIPGUIDE_FIXTURES")) {
-    std::ifstream in(test::fixture_dir("tokenizer") / "vocab_path.txt");
-    std::string path;
-    if (in && std::getline(in, path)) return path;
-  }
-  return {};
-}
+// OpenAI's vocabulary, carried in the repository (tests/data/openai-clip).
+fs::path openai_vocab() { return test::openai_vocabulary(); }
 
-#define REQUIRE_VOCAB()                                   \
-  if (openai_vocab().empty() || !fs::exists(openai_vocab())) \
-  GTEST_SKIP() << "shared data (../shared/data/openai-clip/bpe_simple_vocab_16e6.txt.gz) not found"
+#define REQUIRE_VOCAB() ASSERT_TRUE(fs::exists(openai_vocab())) << openai_vocab()
 
 const Tokenizer& openai_tokenizer() {
   static const Tokenizer tok = Tokenizer::from_file(openai_vocab());
@@ -221,7 +208,6 @@ const Fixture* load_fixture() {
 
 #define REQUIRE_FIXTURE(var)                                                                                           \
   REQUIRE_VOCAB();                                                                                                     \
-  if (fs::exists(test::fixture_dir("tokenizer") / "NO_SHARED_DATA")) GTEST_SKIP() << "tokenizer fixture has no vocabulary"; \
   const Fixture* var = load_fixture();                                                                                 \
   ASSERT_NE(var, nullptr) << "tokenizer fixture incomplete (corpus.json, readers.json)"
 

@@ -9,7 +9,7 @@ visible and unlike the preview), the saved PNG's clipguide:settings (prompt and 
 redraw at the frame rate, a real pointer (xdotool) clicking Pause and painting a mask on the preview,
 --help, and the one-line error without a display.
 
-Run by ctest with env CLIPGUIDE_BINARY_DIR, CLIPGUIDE_FIXTURES, CLIPGUIDE_SHARED_DATA. Prints a closing
+Run by ctest with env CLIPGUIDE_BINARY_DIR, CLIPGUIDE_FIXTURES, CLIPGUIDE_TEST_DATA. Prints a closing
 'N passed, N failed' line; exit status 1 on any failure (also when Xvfb is missing: scripts/setup.sh
 installs it).
 """
@@ -30,7 +30,7 @@ BIN_DIR = os.environ["CLIPGUIDE_BINARY_DIR"]
 BIN = os.path.join(BIN_DIR, "gui", "clip-studio")
 GUIDE = os.path.join(BIN_DIR, "tools", "clip-guide")
 FIX = os.environ["CLIPGUIDE_FIXTURES"]
-VOCAB = os.path.join(os.environ.get("CLIPGUIDE_SHARED_DATA", ""), "openai-clip", "bpe_simple_vocab_16e6.txt.gz")
+VOCAB = os.path.join(os.environ["CLIPGUIDE_TEST_DATA"], "openai-clip", "bpe_simple_vocab_16e6.txt.gz")
 MODEL = os.path.join(FIX, "clip_parity", "hf_clip")
 TMP = tempfile.mkdtemp(prefix="clip-studio-test-")
 WIN_W, WIN_H, SIDE, CURVES_H = 1000, 700, 400, 230  # window and the fixed layout of studio_app.cpp
@@ -360,8 +360,8 @@ def test_no_display_is_a_clear_error():
 
 def main():
     if not os.path.exists(VOCAB):
-        print(f"SKIP: no vocabulary at {VOCAB}")
-        return 77
+        print(f"FAIL: no vocabulary at {VOCAB} (tests/data is part of the repository)")
+        return 1
     tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
     failed = 0
     for name, fn in tests:

@@ -13,13 +13,8 @@
 
 namespace clipguide::guidance::test {
 
-// The OpenAI vocabulary, or an empty path when the shared data folder does not have it.
-inline std::filesystem::path vocabulary() {
-  auto dir = clipguide::test::shared_data_dir();
-  if (dir.empty()) return {};
-  auto path = dir / "openai-clip" / "bpe_simple_vocab_16e6.txt.gz";
-  return std::filesystem::exists(path) ? path : std::filesystem::path();
-}
+// The OpenAI vocabulary carried in the repository (tests/data/openai-clip).
+inline std::filesystem::path vocabulary() { return clipguide::test::openai_vocabulary(); }
 
 // "hf_clip" (Hugging Face folder, 32 px) or "openai_vit" (OpenAI TorchScript archive, 32 px).
 inline GuideMember tiny_member(const std::string& which, double weight = 1.0) {
@@ -39,11 +34,11 @@ inline GuideOptions tiny_options(uint64_t seed = 7) {
   return o;
 }
 
-#define CLIPGUIDE_REQUIRE_VOCABULARY()                                                         \
-  do {                                                                                         \
-    at::set_num_threads(1);                                                                    \
-    if (::clipguide::guidance::test::vocabulary().empty())                                     \
-      GTEST_SKIP() << "no OpenAI vocabulary under CLIPGUIDE_SHARED_DATA/openai-clip";          \
+// One thread (small models) and the vocabulary present: a test failure, never a skip, without it.
+#define CLIPGUIDE_REQUIRE_VOCABULARY()                                                  \
+  do {                                                                                  \
+    at::set_num_threads(1);                                                             \
+    ASSERT_TRUE(std::filesystem::exists(::clipguide::guidance::test::vocabulary()));    \
   } while (0)
 
 }  // namespace clipguide::guidance::test

@@ -7,7 +7,7 @@ int64) and outputs: image_emb (2,E), text_emb (3,E), logits_per_image (2,3), and
 d sum_b cosine(image_emb[b], text_emb[0]) / d image. DIR/cases.json lists the cases: the weight path to hand
 to load_clip, an optional config JSON path, and the expected file. DIR/DONE is written last.
 
-Usage: python clip_parity.py --out DIR [--shared-data DIR]
+Usage: python clip_parity.py --out DIR [--test-data DIR]
 """
 import json
 import os
@@ -229,7 +229,7 @@ def hf_cases(out_dir, cases):
 
 
 def main():
-    args = fixture_cli.start(__doc__.splitlines()[0])  # --shared-data unused: no shared files are needed
+    args = fixture_cli.start(__doc__.splitlines()[0])  # --test-data unused: no test data files are needed
     torch.set_grad_enabled(True)
     torch.set_num_threads(2)
     cases = []

@@ -7,8 +7,7 @@ Writes into DIR:
                    "truncate": [{"text", "context_length", "row"}, ...]}
   classes.txt     one letter per code point U+0000..U+10FFFF (surrogates 'S'), how OpenAI's pattern sees it:
                   L [\\p{L}], N [\\p{N}], S \\s, O [^\\s\\p{L}\\p{N}], - none (all with IGNORECASE, `regex` module)
-  vocab_path.txt  the path of bpe_simple_vocab_16e6.txt.gz used (tests read it here: ctest's environment
-                  may not carry CLIPGUIDE_SHARED_DATA through gtest_discover_tests)
+  vocab_path.txt  the path of bpe_simple_vocab_16e6.txt.gz used
   readers.json    [{"name", "path"}]: the vocabulary as OpenAI .txt.gz, plain .txt, HF vocab.json + merges.txt
                   (given by either file and by folder), HF tokenizer.json with "a b" merges and with [a, b] merges,
                   and transformers' own CLIPTokenizerFast.save_pretrained output
@@ -16,10 +15,10 @@ Writes into DIR:
 
 The corpus is generated, not picked: every string the generators make is kept, except those where ftfy's
 mojibake repair (fix_encoding, which clipnet documents as not covered) changes the text; their number is
-recorded as excluded_mojibake. Without the shared data folder the script writes only DONE and a note, and the
-C++ tests skip.
+recorded as excluded_mojibake. The vocabulary and prompts come from the repository's tests/data/openai-clip;
+without them the script fails.
 
-Usage: python tokenizer.py --out DIR --shared-data DIR
+Usage: python tokenizer.py --out DIR --test-data DIR
 """
 import gzip
 import html.entities
@@ -262,9 +261,9 @@ def random_string(rand, pools):
     return "".join(rand.choice(pieces + [rand.choice(WORDS), " "]) for _ in range(rand.randrange(1, 12)))
 
 
-def prompts_from_shared(shared):
+def prompts_from_test_data(folder):
     """Class names and templates of OpenAI's prompts.md (real prompts), when the file is there."""
-    path = os.path.join(shared, "openai-clip", "prompts.md")
+    path = os.path.join(folder, "openai-clip", "prompts.md")
     if not os.path.exists(path):
         return []
     out = []
@@ -275,10 +274,10 @@ def prompts_from_shared(shared):
     return out[::7]  # every 7th line: varied without being huge
 
 
-def build_corpus(shared):
+def build_corpus(folder):
     rand = random.Random(20240601)
     pools = build_pools()
-    texts = list(FIXED) + prompts_from_shared(shared)
+    texts = list(FIXED) + prompts_from_test_data(folder)
     texts += [random_string(rand, pools) for _ in range(N_RANDOM)]
     kept, excluded = [], 0
     for t in texts:
@@ -356,21 +355,18 @@ def write_classes(path):
 
 
 def main():
-    args = fixture_cli.start(__doc__.split("\n\n")[0], shared_data_required=True)
+    args = fixture_cli.start(__doc__.split("\n\n")[0], test_data_required=True)
     out = args.out
-    bpe_path = os.path.abspath(os.path.join(args.shared_data, "openai-clip", "bpe_simple_vocab_16e6.txt.gz"))
+    bpe_path = os.path.abspath(os.path.join(args.test_data, "openai-clip", "bpe_simple_vocab_16e6.txt.gz"))
     if not os.path.exists(bpe_path):
-        with open(os.path.join(out, "NO_SHARED_DATA"), "w") as f:
-            f.write(f"{bpe_path} not found: tokenizer parity tests skip\n")
-        fixture_cli.finish(out)
-        return
+        sys.exit(f"tokenizer fixture: {bpe_path} not found (tests/data is part of the repository)")
 
     import clip
     from clip.simple_tokenizer import SimpleTokenizer, basic_clean, whitespace_clean
     tok = SimpleTokenizer(bpe_path)
     clip.clip._tokenizer = tok  # clip.tokenize uses the module's tokenizer: make it this vocabulary
 
-    texts, excluded = build_corpus(args.shared_data)
+    texts, excluded = build_corpus(args.test_data)
     items = []
     for t in texts:
         ids = tok.encode(t)

@@ -8,7 +8,7 @@ Writes into DIR:
                       siglip_grad_logit_scale_param, siglip_grad_logit_bias
   DONE                written last
 
-Usage: python train_losses.py --out DIR [--shared-data DIR]
+Usage: python train_losses.py --out DIR [--test-data DIR]
 """
 import os
 

@@ -3,7 +3,7 @@
 files (openai-clip's clip.load + preprocess + tokenize; transformers' CLIPModel), every supported weight
 format, --npy, zero-shot ensembles, and error handling (one clear line on stderr, non-zero exit).
 
-Run by ctest with env CLIPGUIDE_BINARY_DIR, CLIPGUIDE_FIXTURES, CLIPGUIDE_SHARED_DATA. Prints a closing
+Run by ctest with env CLIPGUIDE_BINARY_DIR, CLIPGUIDE_FIXTURES, CLIPGUIDE_TEST_DATA. Prints a closing
 'N passed, N failed' line; exit status 1 on any failure.
 """
 import json
@@ -18,7 +18,7 @@ import torch
 
 BIN = os.path.join(os.environ["CLIPGUIDE_BINARY_DIR"], "tools", "clip-embed")
 FIX = os.environ["CLIPGUIDE_FIXTURES"]
-VOCAB = os.path.join(os.environ.get("CLIPGUIDE_SHARED_DATA", ""), "openai-clip", "bpe_simple_vocab_16e6.txt.gz")
+VOCAB = os.path.join(os.environ["CLIPGUIDE_TEST_DATA"], "openai-clip", "bpe_simple_vocab_16e6.txt.gz")
 PARITY = os.path.join(FIX, "clip_parity")
 IMAGES = [os.path.join(FIX, "preprocess", f) for f in ("landscape.png", "tall.png", "photo.jpg")]
 TEXTS = ["a red circle on a blue background", "a photo of a dog", "Ünïcödé &amp; emoji 🎨 text"]
@@ -200,8 +200,8 @@ def test_errors_are_one_clear_line():
 
 def main():
     if not os.path.exists(VOCAB):
-        print(f"SKIP: no vocabulary at {VOCAB}")
-        return 77
+        print(f"FAIL: no vocabulary at {VOCAB} (tests/data is part of the repository)")
+        return 1
     tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
     passed = failed = 0
     for name, fn in tests:

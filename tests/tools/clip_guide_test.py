@@ -5,7 +5,7 @@ the loss goes down, settings round-trip through the PNG metadata (--from-png) an
 prompts file, story mode, size rounding, Ctrl-C, --help and one-line errors; --video and --zoom_video
 (ffprobe counts the frames; ffmpeg decodes them), and a clear error when ffmpeg is not on PATH.
 
-Run by ctest with env CLIPGUIDE_BINARY_DIR, CLIPGUIDE_FIXTURES, CLIPGUIDE_SHARED_DATA. Prints a closing
+Run by ctest with env CLIPGUIDE_BINARY_DIR, CLIPGUIDE_FIXTURES, CLIPGUIDE_TEST_DATA. Prints a closing
 'N passed, N failed' line; exit status 1 on any failure.
 """
 import os
@@ -23,7 +23,7 @@ from PIL import Image
 
 BIN = os.path.join(os.environ["CLIPGUIDE_BINARY_DIR"], "tools", "clip-guide")
 FIX = os.environ["CLIPGUIDE_FIXTURES"]
-VOCAB = os.path.join(os.environ.get("CLIPGUIDE_SHARED_DATA", ""), "openai-clip", "bpe_simple_vocab_16e6.txt.gz")
+VOCAB = os.path.join(os.environ["CLIPGUIDE_TEST_DATA"], "openai-clip", "bpe_simple_vocab_16e6.txt.gz")
 MODEL = os.path.join(FIX, "clip_parity", "hf_clip")
 BASE = ["-m", MODEL, "--vocab", VOCAB, "--num_cuts", "4", "--seed", "3"]
 TMP = tempfile.mkdtemp(prefix="clip-guide-test-")
@@ -291,8 +291,8 @@ def test_errors_are_one_clear_line():
 
 def main():
     if not os.path.exists(VOCAB):
-        print(f"SKIP: no vocabulary at {VOCAB}")
-        return 77
+        print(f"FAIL: no vocabulary at {VOCAB} (tests/data is part of the repository)")
+        return 1
     tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
     passed = failed = 0
     for name, fn in tests:
