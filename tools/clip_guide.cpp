@@ -76,6 +76,12 @@ struct Options {
   std::string generator_weights;          // weights for other generators (torchscript module)
   std::vector<std::string> generator_options;  // key=value settings passed to the generator
   std::string device = "auto";            // cpu, cuda or auto
+  // Speed and memory (GuideOptions / GeneratorOptions): same results up to rounding.
+  std::string precision = "fp32";         // fp32, or bf16: CLIP forwards and the generator's network under autocast
+  bool channels_last = false;             // the generator's network channels-last (faster CUDA convolutions)
+  bool cuda_graphs = false;               // CLIP's encode_image forward and backward replayed from CUDA graphs
+  int64_t cutn_batches = 1;               // the cutouts of a step in this many micro-batches (less memory)
+  bool checkpoint = false;                // the generator's network recomputed in backward (less memory)
   bool deterministic = false;             // deterministic algorithms (slower on GPU)
   bool quiet = false;                     // no progress bar
   // Video (generate.py's names). Frames: with --video the image of every step; with only --zoom_video the
@@ -160,6 +166,9 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
   go.height = opt.size[1];
   go.device = device;
   go.seed = seed;
+  go.autocast = opt.precision == "bf16" ? at::kBFloat16 : at::kFloat;
+  go.channels_last = opt.channels_last;
+  go.checkpoint = opt.checkpoint;
   std::string name = opt.generator.empty() ? (opt.vqgan_checkpoint.empty() ? "pixel" : "vqgan") : opt.generator;
   if (name == "vqgan") {
     if (opt.vqgan_checkpoint.empty()) throw cg::Error("--generator vqgan needs --vqgan_checkpoint");
@@ -187,6 +196,9 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
 
   // The loss.
   gd::GuideOptions options;
+  options.autocast = opt.precision == "bf16" ? at::kBFloat16 : at::kFloat;
+  options.cuda_graphs = opt.cuda_graphs;
+  options.cutn_batches = opt.cutn_batches;
   options.cutouts.cutn = opt.num_cuts;
   options.cutouts.cut_pow = opt.cut_power;
   options.cutouts.min_size = opt.cut_min;
@@ -419,6 +431,13 @@ int main(int argc, char** argv) {
   app.add_option(names("generator_weights"), opt.generator_weights, "Weights of the chosen generator (torchscript: the module)");
   app.add_option(names("generator_option"), opt.generator_options, "Generator setting key=value (repeatable)");
   app.add_option(names("device"), opt.device, "cpu, cuda or auto");
+  app.add_option(names("precision"), opt.precision, "fp32, or bf16: CLIP and the generator's network under bf16 autocast (weights and loss stay fp32)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
+  app.add_flag(names("channels_last"), opt.channels_last, "The generator's network channels-last (faster CUDA convolutions)");
+  app.add_flag(names("cuda_graphs"), opt.cuda_graphs, "Replay CLIP's forward and backward from CUDA graphs (CUDA; no prompt masks)");
+  app.add_option(names("cutn_batches"), opt.cutn_batches, "Cutouts of a step in this many micro-batches: less memory, same gradient")
+      ->check(CLI::PositiveNumber);
+  app.add_flag(names("checkpoint"), opt.checkpoint, "Recompute the generator's network in backward (vqgan): less memory, same gradient");
   app.add_flag(names("deterministic", "-d"), opt.deterministic, "Deterministic algorithms");
   app.add_flag(names("quiet", "-q"), opt.quiet, "No progress output");
   app.add_flag(names("video"), opt.video, "Write a video of the run through ffmpeg: one frame per step");

@@ -125,6 +125,21 @@ def test_every_generator_renders():
         print(f"  {name}: losses {losses(proc.stderr)}")
 
 
+def test_memory_options_give_the_same_image():
+    """--cutn_batches and --checkpoint change what is kept in memory, not the result (a VQGAN, 4 cutouts in 3 groups)."""
+    vqgan = os.path.join(FIX, "vqgan")
+    common = [*BASE, "-p", "a red circle", "-s", "32", "32", "-i", "4", "-q", "--augments", "Af,Ji",
+              "--vqgan_checkpoint", os.path.join(vqgan, "vq.ckpt"), "--vqgan_config", os.path.join(vqgan, "vq.yaml")]
+    run(*common, "-o", out("m1.png"))
+    run(*common, "--cutn_batches", "3", "--checkpoint", "-o", out("m2.png"))
+    a, b = pixels(out("m1.png")), pixels(out("m2.png"))
+    print(f"  max pixel difference {np.abs(a - b).max()}")
+    assert np.abs(a - b).max() <= 1, "micro-batches and checkpointing changed the image"
+    assert "cutn_batches=3" in Image.open(out("m2.png")).info["clipguide:settings"]
+    proc = run(*common, "--cutn_batches", "0", "-o", out("m3.png"), ok=False)
+    assert proc.returncode != 0 and "--cutn_batches" in proc.stderr, proc.stderr
+
+
 def test_size_is_rounded_to_the_generator_factor():
     vqgan = os.path.join(FIX, "vqgan")
     proc = run(*BASE, "-p", "x", "-s", "45", "37", "-i", "1", "-o", out("r.png"), "-q",
