@@ -275,9 +275,11 @@ ClipConfig infer_config(const TensorMap& sd) {
 
 void check_vocabulary_fits(int64_t tokenizer_vocab_size, const ClipConfig& config, const std::string& vocabulary,
                            const std::string& model) {
-  if (tokenizer_vocab_size <= config.text.vocab_size) return;
+  if (tokenizer_vocab_size == config.text.vocab_size) return;
+  // Fewer tokens than the embedding is a cut vocabulary (a truncated file), whose ids after the cut differ.
   throw Error("vocabulary '" + vocabulary + "' has " + std::to_string(tokenizer_vocab_size) + " tokens, but the model '" +
-              model + "' embeds only " + std::to_string(config.text.vocab_size) +
+              model + "' embeds " + std::string(tokenizer_vocab_size > config.text.vocab_size ? "only " : "") +
+              std::to_string(config.text.vocab_size) +
               ": use the vocabulary the model was trained with (a model folder's own vocab.json/merges.txt is found "
               "when --vocab is not given)");
 }

@@ -76,8 +76,9 @@ struct ClipConfig {
 // QuickGELU). Throws Error naming the first missing key.
 ClipConfig infer_config(const TensorMap& openai_state_dict);
 
-// Throws Error when a tokenizer with `tokenizer_vocab_size` ids (read from `vocabulary`) can produce ids that
-// the text tower of `config` (the model at `model`) has no embedding for: the vocabulary is not the model's.
+// Throws Error, naming both counts, unless a tokenizer with `tokenizer_vocab_size` ids (read from `vocabulary`)
+// has exactly as many ids as the text tower of `config` (the model at `model`) embeds: more can produce ids
+// the model has no embedding for, fewer is a cut or foreign vocabulary whose ids do not mean the model's.
 void check_vocabulary_fits(int64_t tokenizer_vocab_size, const ClipConfig& config, const std::string& vocabulary,
                            const std::string& model);
 

@@ -14,9 +14,21 @@ namespace clipguide::clipnet {
 // True when this build can read and write image files.
 bool image_io_available();
 
+// The most pixels (width x height) an image file may have: 64 megapixels (8192 x 8192), or the value of the
+// environment variable CLIPGUIDE_MAX_IMAGE_PIXELS. A larger header is refused before anything is decoded
+// (a 16384 x 16384 PNG of a few kilobytes would take 800 MB to decode).
+int64_t max_image_pixels();
+
+// Checks that an encoded PNG or JPEG is complete before a decoder sees it (libpng prints its own messages on
+// a cut stream; libjpeg fills the missing part with grey): PNG chunks with their CRCs up to IEND, a JPEG's
+// end-of-image marker after its last scan. Other formats pass. Throws Error naming `name`.
+void check_complete_image(const void* data, size_t size, const std::string& name);
+
 // (3, H, W) uint8 RGB, as PIL's Image.open(path).convert("RGB") gives it: grey is replicated, alpha is
 // dropped (not composited, not premultiplied), 16-bit samples are scaled to 8 bits. With keep_alpha, a
 // file that has an alpha channel gives (4, H, W) RGBA (unpremultiplied), others still (3, H, W).
+// Refused with an Error naming the file: anything but a regular file (/dev/zero, a folder, a pipe), a cut
+// PNG or JPEG (check_complete_image), more than max_image_pixels() or more than 4 channels.
 at::Tensor read_image(const std::filesystem::path& path, bool keep_alpha = false);
 
 // read_image on an encoded file held in memory (an image inside a tar shard): `name` picks the format by

@@ -9,6 +9,7 @@
 #include <OpenImageIO/imageio.h>
 
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <vector>
 
@@ -22,9 +23,14 @@ namespace {
 at::Tensor read_opened(OIIO::ImageInput& in, const std::string& name, bool keep_alpha) {
   const OIIO::ImageSpec& spec = in.spec();
   const int64_t w = spec.width, h = spec.height, c = spec.nchannels;
-  if (w <= 0 || h <= 0 || c <= 0 || w * h > (int64_t(1) << 28)) {
-    throw Error("image file '" + name + "': unsupported size " + std::to_string(w) + "x" + std::to_string(h) + "x" +
-                std::to_string(c));
+  if (w <= 0 || h <= 0 || c <= 0 || c > 4) {
+    throw Error("image file '" + name + "': unsupported size " + std::to_string(w) + "x" + std::to_string(h) + " with " +
+                std::to_string(c) + " channels (expected 1 to 4 channels: grey, grey + alpha, RGB, RGBA)");
+  }
+  if (w * h > max_image_pixels()) {
+    throw Error("image file '" + name + "' is " + std::to_string(w) + "x" + std::to_string(h) + " = " +
+                std::to_string(w * h) + " pixels, above the limit of " + std::to_string(max_image_pixels()) +
+                " (set CLIPGUIDE_MAX_IMAGE_PIXELS to allow more)");
   }
   std::vector<uint8_t> pixels(static_cast<size_t>(w * h * c));
   // One thread: callers decode many images in parallel (training loaders); OIIO's own pool only adds
@@ -62,7 +68,18 @@ OIIO::ImageSpec read_hints() {
 }  // namespace
 
 at::Tensor read_image(const std::filesystem::path& path, bool keep_alpha) {
-  if (!std::filesystem::exists(path)) throw Error("image file '" + path.string() + "' does not exist");
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status)) throw Error("image file '" + path.string() + "' does not exist");
+  if (!std::filesystem::is_regular_file(status)) {
+    throw Error("image file '" + path.string() + "' is not a regular file (a device, folder or pipe is not an image)");
+  }
+  {  // a cut PNG or JPEG: one clear error, before libpng prints its own or libjpeg fills in grey
+    std::ifstream file(path, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    if (!file.good() && !file.eof()) throw Error("cannot read image file '" + path.string() + "'");
+    check_complete_image(bytes.data(), bytes.size(), path.string());
+  }
   OIIO::ImageSpec hints = read_hints();
   auto in = OIIO::ImageInput::open(path.string(), &hints);
   if (!in) throw Error("cannot read image file '" + path.string() + "': " + OIIO::geterror());
@@ -70,6 +87,7 @@ at::Tensor read_image(const std::filesystem::path& path, bool keep_alpha) {
 }
 
 at::Tensor decode_image(const void* data, size_t size, const std::string& name, bool keep_alpha) {
+  check_complete_image(data, size, name);
   OIIO::ImageSpec hints = read_hints();
   // The reader is chosen by the extension of `name` (create() given a name probes the file system, so it
   // gets the bare extension); PNG, JPEG and WebP read straight from the buffer.
@@ -141,6 +159,11 @@ void write_image(const std::filesystem::path& path, const at::Tensor& image,
 }
 
 std::map<std::string, std::string> read_image_metadata(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    throw Error("image file '" + path.string() + "' " +
+                (std::filesystem::exists(path, ec) ? "is not a regular file" : std::string("does not exist")));
+  }
   auto in = OIIO::ImageInput::open(path.string());
   if (!in) throw Error("cannot read image file '" + path.string() + "': " + OIIO::geterror());
   std::map<std::string, std::string> result;

@@ -242,7 +242,15 @@ std::string read_text_file(const std::filesystem::path& path) {
     if (got == 0) break;
     data.append(buf, static_cast<size_t>(got));
   }
+  // A gzip stream that ends before its end-of-stream marker and trailer (a cut file) reads as a clean end
+  // of file; zlib reports it only here.
+  int code = Z_OK;
+  const std::string why = gzerror(f, &code);
   gzclose(f);
+  if (code != Z_OK) {
+    throw Error("tokenizer: " + path.string() + " is cut short or damaged (" + why +
+                "): the gzip stream has no proper end, so the vocabulary would be incomplete");
+  }
   try {
     check_utf8(data);
   } catch (const Error& e) {

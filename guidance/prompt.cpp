@@ -34,6 +34,10 @@ std::optional<double> as_number(const std::string& s) {
 PromptSpec parse_prompt(const std::string& spec) {
   PromptSpec out;
   std::string rest = spec;
+  // A spec ending in ':' has an empty weight ("a cat:", ":"), never text.
+  if (auto colon = rest.rfind(':'); colon != std::string::npos && trim(rest.substr(colon + 1)).empty()) {
+    throw Error("prompt '" + spec + "': nothing after the last ':' (expected a weight: 'text:weight[:stop]')");
+  }
   std::vector<double> numbers;  // trailing numbers, last first
   while (numbers.size() < 2) {
     auto colon = rest.rfind(':');
@@ -45,6 +49,20 @@ PromptSpec parse_prompt(const std::string& spec) {
   }
   out.text = trim(rest);
   if (out.text.empty()) throw Error("prompt '" + spec + "': the text (or image path) is empty");
+  // "a cat:1:abc": a number in the weight position followed by a word with no space or path separator is a
+  // mistyped stop, not text ("10:30 clock", "C:\\x" and URLs stay text).
+  if (numbers.empty()) {
+    const auto last = rest.rfind(':');
+    const auto before = last == std::string::npos ? std::string::npos : rest.rfind(':', last - 1);
+    if (last != std::string::npos) {
+      const std::string tail = rest.substr(last + 1);
+      const std::string middle = rest.substr(before == std::string::npos ? 0 : before + 1, last - (before == std::string::npos ? 0 : before + 1));
+      if (as_number(middle) && before != std::string::npos && tail.find_first_of(" \t/\\") == std::string::npos) {
+        throw Error("prompt '" + spec + "': '" + tail + "' after the weight " + trim(middle) +
+                    " is not a number (expected 'text:weight:stop')");
+      }
+    }
+  }
   if (numbers.size() == 2) {
     out.weight = numbers[1];
     out.stop = numbers[0];

@@ -16,9 +16,10 @@ struct PromptSpec {
 };
 
 // One prompt: "a red circle:1.5:-0.2" → {"a red circle", 1.5, -0.2}. Up to two trailing ':'-separated
-// numbers are weight and stop; anything else stays in the text ("http://x/y.png:2" → path
-// "http://x/y.png", weight 2). Throws clipguide::Error naming the spec when the text is empty or a number
-// is not finite.
+// numbers are weight and stop; a ':' followed by anything else stays in the text ("http://x/y.png:2" →
+// path "http://x/y.png", weight 2; "style:cyberpunk" and "ratio 16:9 poster" are texts). Throws
+// clipguide::Error naming the spec when the text is empty, the spec ends in ':' (an empty weight), a
+// number is not finite, or a word follows a weight in the stop position ("a cat:1:abc").
 PromptSpec parse_prompt(const std::string& spec);
 
 // "a|b:2|c" → three prompts; empty pieces are errors ("a||b"). An empty string gives no prompts.

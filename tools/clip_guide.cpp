@@ -401,7 +401,7 @@ int main(int argc, char** argv) {
     if (dashed != flag) out += ",--" + dashed;
     return out;
   };
-  app.add_option(names("prompts", "-p") + ",--prompt", opt.prompts, "Text prompts 'text[:weight[:stop]]|...'; '^' separates story phases");
+  app.add_option(names("prompts", "-p") + ",--prompt", opt.prompts, "Text prompts 'text[:weight[:stop]]|...'; '^' separates story phases. A ':' followed by a non-number stays in the text ('16:9', URLs); a text ending in ':number' takes it as its weight");
   app.add_option(names("image_prompts"), opt.image_prompts, "Image prompts 'path[:weight[:stop]]|...'");
   app.add_option(names("prompts_file"), opt.prompts_file, "File with one prompt spec per line: renders output-0.png, output-1.png, ...");
   app.add_option(names("iterations", "-i"), opt.iterations, "Optimisation steps");

@@ -150,6 +150,24 @@ TEST(Tokenizer, BadFiles) {
   EXPECT_NE(msg.find("invalid UTF-8"), std::string::npos) << msg;
 }
 
+// OpenAI's vocabulary cut mid-stream (no end-of-stream marker, no trailer) and with its CRC damaged: both
+// errors naming the file, never a silently shorter vocabulary.
+TEST(Tokenizer, CutOrDamagedGzipIsAnError) {
+  const fs::path dir = test::temp_dir();
+  std::ifstream in(openai_vocab(), std::ios::binary);
+  const std::string gz((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_GT(gz.size(), 1000u);
+  write_file(dir / "cut.txt.gz", gz.substr(0, gz.size() / 2));
+  std::string msg = error_of([&] { Tokenizer::from_file(dir / "cut.txt.gz"); });
+  EXPECT_NE(msg.find("cut.txt.gz is cut short or damaged"), std::string::npos) << msg;
+  std::string damaged = gz;
+  damaged[damaged.size() - 6] ^= 0x55;  // inside the trailer's CRC-32
+  write_file(dir / "crc.txt.gz", damaged);
+  msg = error_of([&] { Tokenizer::from_file(dir / "crc.txt.gz"); });
+  EXPECT_NE(msg.find("crc.txt.gz"), std::string::npos) << msg;
+  EXPECT_EQ(Tokenizer::from_file(openai_vocab()).vocab_size(), 49408);
+}
+
 TEST(Tokenizer, MergeOutsideVocabulary) {
   // A byte-level vocabulary whose merges name a symbol it lacks: the error gives the merges line.
   const fs::path dir = test::temp_dir();

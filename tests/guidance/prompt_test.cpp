@@ -34,6 +34,11 @@ TEST(ParsePrompt, ColonsInsideTextAndPathsAreKept) {
   EXPECT_EQ(p.text, "C:\\images\\cat.jpg");
   p = parse_prompt("ratio 16:9 poster");
   EXPECT_EQ(p.text, "ratio 16:9 poster");
+  p = parse_prompt("text:abc");  // a word after ':' with no weight before it: text (documented)
+  EXPECT_EQ(p.text, "text:abc");
+  EXPECT_DOUBLE_EQ(p.weight, 1.0);
+  p = parse_prompt("clock at 10:30 sharp");
+  EXPECT_EQ(p.text, "clock at 10:30 sharp");
   p = parse_prompt("time 10:30:0.5");  // the last number is the weight, the rest is text
   EXPECT_EQ(p.text, "time 10");
   EXPECT_DOUBLE_EQ(p.weight, 30.0);
@@ -41,13 +46,20 @@ TEST(ParsePrompt, ColonsInsideTextAndPathsAreKept) {
 }
 
 TEST(ParsePrompt, MalformedSpecsAreErrors) {
-  for (std::string bad : {"", "   ", ":1", ":1:0", "a:nan", "a:inf", "a:1:inf", "a:1:nan"}) {
+  for (std::string bad : {"", "   ", ":1", ":1:0", "a:nan", "a:inf", "a:1:inf", "a:1:nan", ":", "::", "a cat:", "a:1:",
+                          "a cat:1:abc", "x:2:y"}) {
     EXPECT_THROW(parse_prompt(bad), Error) << "'" << bad << "'";
   }
   try {
     parse_prompt(":2");
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("':2'"), std::string::npos) << e.what();
+  }
+  try {
+    parse_prompt("a cat:1:abc");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'abc' after the weight 1 is not a number"), std::string::npos) << e.what();
   }
 }
 
