@@ -7,6 +7,7 @@
 #include "clipnet/io/weights.h"
 
 #include <ATen/core/grad_mode.h>
+#include <ATen/ops/isfinite.h>
 #include <nlohmann/json.hpp>
 
 #include <fstream>
@@ -104,6 +105,18 @@ ClipConfig config_from_option(const std::string& option) {
 
 }  // namespace
 
+void check_finite(const TensorMap& tensors, const std::string& source) {
+  at::NoGradGuard no_grad;
+  for (const auto& [key, tensor] : tensors) {
+    if (!tensor.defined() || !at::isFloatingType(tensor.scalar_type()) || tensor.numel() == 0) continue;
+    const int64_t bad = tensor.numel() - at::isfinite(tensor).sum().item<int64_t>();
+    if (bad > 0) {
+      throw Error(source + ": tensor '" + key + "' holds " + std::to_string(bad) + " NaN or infinite value(s) of " +
+                  std::to_string(tensor.numel()) + ": the weights are corrupt");
+    }
+  }
+}
+
 LoadReport load_state_dict(torch::nn::Module& module, const TensorMap& tensors, bool strict) {
   LoadReport report;
   std::map<std::string, at::Tensor> destinations;  // parameters and buffers by dotted name
@@ -135,6 +148,10 @@ LoadReport load_state_dict(torch::nn::Module& module, const TensorMap& tensors, 
     message.pop_back();
     throw Error(message);
   }
+  TensorMap loaded_tensors;
+  for (const auto& [key, tensor] : tensors)
+    if (destinations.count(key)) loaded_tensors.emplace(key, tensor);
+  check_finite(loaded_tensors, "state dict");
   at::NoGradGuard no_grad;
   for (auto& [destination, source] : copies) destination.copy_(source);  // casts dtype (OpenAI's fp16) and device
   report.loaded = static_cast<int64_t>(copies.size());

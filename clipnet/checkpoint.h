@@ -30,7 +30,13 @@ struct LoadReport {
 // device). Always throws Error on a shape mismatch ("key 'visual.proj': got [..], expected [..]"); with
 // strict, also when keys are missing or unexpected (listing them). Keys that OpenAI's files carry but that are
 // not weights (input_resolution, context_length, vocab_size, *.attn_mask) are ignored.
+// Floating tensors must be finite: a NaN or inf is an Error naming the first such tensor (check_finite).
 LoadReport load_state_dict(torch::nn::Module& module, const TensorMap& tensors, bool strict = true);
+
+// Throws Error naming the first (by name) floating tensor of `tensors` that holds a NaN or an infinity, with
+// how many of its values are bad: weights like that load silently and then make every output NaN.
+// `source` (the file) starts the message. Cheap next to reading the file (one pass over the values).
+void check_finite(const TensorMap& tensors, const std::string& source);
 
 struct ClipLoadOptions {
   std::string config;                 // built-in name ("ViT-B-32") or path to a config JSON; empty: the folder's

@@ -249,6 +249,16 @@ class Machine {
   PickleResult run();
 
  private:
+  // Work done so far, in values created, copied or moved: bounded per file so that a small pickle cannot
+  // keep the reader busy for minutes (a set rebuilt from a growing list is quadratic in the file's size).
+  void charge(uint64_t units) {
+    work_ += units;
+    if (work_ > work_limit_) {
+      fail("refused: reading it would take more than " + std::to_string(work_limit_) + " steps for a pickle of " +
+           std::to_string(size_) + " bytes (values copied over and over: a pickle bomb?)");
+    }
+  }
+
   [[noreturn]] void fail(const std::string& what) const {
     char op[8];
     std::snprintf(op, sizeof(op), "0x%02x", op_);
@@ -321,6 +331,7 @@ class Machine {
     if (marks_.empty()) fail("no MARK on the stack");
     const size_t mark = marks_.back();
     marks_.pop_back();
+    charge(stack_.size() - mark);
     std::vector<PickleValuePtr> items(std::make_move_iterator(stack_.begin() + mark),
                                       std::make_move_iterator(stack_.end()));
     stack_.resize(mark);
@@ -381,6 +392,9 @@ class Machine {
   std::vector<std::string> skipped_;
   std::set<std::string> skipped_set_;
   int call_depth_ = 0;
+  uint64_t work_ = 0;
+  // Real checkpoints cost about one step per byte or less (a tensor is ~60 bytes of pickle, ~20 steps).
+  uint64_t work_limit_ = 64 * static_cast<uint64_t>(size_) + 10'000'000;
 };
 
 PickleValuePtr Machine::resolve_global(const std::string& module, const std::string& name) {
@@ -474,6 +488,7 @@ PickleValuePtr Machine::call(const PickleValuePtr& callable, const PickleValuePt
   if (f == "collections.OrderedDict") {
     auto dict = PickleValue::make(Kind::kDict);
     if (!a.empty() && a[0] && (a[0]->kind == Kind::kList || a[0]->kind == Kind::kTuple)) {
+      charge(a[0]->items.size());
       for (const auto& pair : a[0]->items) {
         if (pair && pair->kind == Kind::kTuple && pair->items.size() == 2) {
           dict->entries.emplace_back(pair->items[0], pair->items[1]);
@@ -507,7 +522,10 @@ PickleValuePtr Machine::call(const PickleValuePtr& callable, const PickleValuePt
   if (kListLike.count(f)) {
     // torch.Size(tuple) -> tuple; set(list) -> list; build_*list(list) -> list.
     auto v = PickleValue::make(f == "torch.Size" ? Kind::kTuple : Kind::kList);
-    if (!a.empty() && a[0] && (a[0]->kind == Kind::kList || a[0]->kind == Kind::kTuple)) v->items = a[0]->items;
+    if (!a.empty() && a[0] && (a[0]->kind == Kind::kList || a[0]->kind == Kind::kTuple)) {
+      charge(a[0]->items.size());
+      v->items = a[0]->items;
+    }
     return v;
   }
   // A whitelisted tag (storage type, dtype, torch.Tensor) being called: keep it inert too.
@@ -533,6 +551,7 @@ PickleResult Machine::run() {
     }
     op_pos_ = pos_;
     op_ = data_[pos_++];
+    charge(1);
     switch (op_) {
       // --- framing and control
       case 0x80: {  // PROTO
@@ -763,10 +782,13 @@ PickleResult Machine::run() {
       case 'b': {  // BUILD: remember the state, never call __setstate__
         auto state = pop();
         auto& target = top();
+        if (state.get() == target.get()) break;  // an object built with itself: nothing to add (and no cycle)
         if (target->kind == Kind::kObject) {
           target->state = std::move(state);
         } else if (target->kind == Kind::kDict && state->kind == Kind::kDict) {
-          for (const auto& kv : state->entries) target->entries.push_back(kv);
+          charge(state->entries.size());
+          const auto entries = state->entries;  // a copy: state's vector may be target's (shared through the memo)
+          target->entries.insert(target->entries.end(), entries.begin(), entries.end());
         }
         // A tensor's BUILD state (Python attributes of a Parameter) carries no data: dropped.
         break;

@@ -67,29 +67,77 @@ struct Entry {
   uint64_t begin = 0, end = 0;
 };
 
-// Parses the header, rejecting duplicate keys (nlohmann would silently keep the last one).
-json parse_header(const std::filesystem::path& path, const std::string& text) {
-  std::set<std::string> top_keys;
-  std::set<std::string> inner_keys;  // keys of the object under the latest top-level key
-  std::string duplicate;
-  auto callback = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (event != json::parse_event_t::key) return true;
-    const std::string key = parsed.get<std::string>();
-    if (depth == 1) {
-      inner_keys.clear();
-      if (!top_keys.insert(key).second && duplicate.empty()) duplicate = "'" + key + "'";
-    } else if (depth == 2) {
-      if (!inner_keys.insert(key).second && duplicate.empty()) duplicate = "'" + key + "' (inside an entry)";
+// A safetensors header nests 3 levels at most ({"name": {"shape": [..]}}); a hostile one nesting thousands
+// deep would make the JSON library recurse until the stack overflows. Checked on the text before parsing:
+// brackets outside strings.
+void check_nesting(const std::filesystem::path& path, const std::string& text) {
+  constexpr int kMaxDepth = 3;
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > kMaxDepth) {
+        fail(path, "header nests JSON deeper than " + std::to_string(kMaxDepth) + " levels at byte " + std::to_string(8 + i) +
+                       " (a safetensors header is an object of entries holding flat arrays: corrupt or hostile file)");
+      }
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+}
+
+// Finds the first duplicate key at depth 1 (tensor names) or 2 (an entry's fields), in one linear SAX pass.
+// (A parse callback would do it too, but nlohmann's callback parser rescans an object's members at its end:
+// quadratic in the number of tensors, minutes for a header of 200,000 entries.)
+class DuplicateKeys : public nlohmann::json_sax<json> {
+ public:
+  std::string duplicate;  // "'name'" or "'field' (inside an entry)"; empty when none
+
+  bool key(string_t& key) override {
+    if (depth_ == 1) {
+      inner_.clear();
+      if (!top_.insert(key).second && duplicate.empty()) duplicate = "'" + key + "'";
+    } else if (depth_ == 2) {
+      if (!inner_.insert(key).second && duplicate.empty()) duplicate = "'" + key + "' (inside an entry)";
     }
     return true;
-  };
+  }
+  bool start_object(std::size_t) override { return ++depth_, true; }
+  bool end_object() override { return --depth_, true; }
+  bool start_array(std::size_t) override { return ++depth_, true; }
+  bool end_array() override { return --depth_, true; }
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+
+ private:
+  int depth_ = 0;
+  std::set<std::string> top_, inner_;
+};
+
+// Parses the header, rejecting duplicate keys (nlohmann would silently keep the last one).
+json parse_header(const std::filesystem::path& path, const std::string& text) {
+  check_nesting(path, text);
   json header;
   try {
-    header = json::parse(text, callback);
+    header = json::parse(text);
   } catch (const json::exception& e) {
     fail(path, std::string("header is not valid UTF-8 JSON: ") + e.what());
   }
-  if (!duplicate.empty()) fail(path, "duplicate key " + duplicate + " in the header");
+  DuplicateKeys keys;
+  json::sax_parse(text, &keys);
+  if (!keys.duplicate.empty()) fail(path, "duplicate key " + keys.duplicate + " in the header");
   return header;
 }
 

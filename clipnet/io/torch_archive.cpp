@@ -129,6 +129,12 @@ class Flattener {
 
   void walk(const PickleValuePtr& v, const std::string& name, int depth) {
     if (!v) return;
+    // A value the memo shares is visited once per path to it: a DAG of n levels, each referring twice to
+    // the one below, has 2^n paths. Real checkpoints have a few per tensor.
+    if (++visits_ > kMaxVisits) {
+      throw Error(source_ + ": refused: its values are shared so often that listing its tensors would visit more than " +
+                  std::to_string(kMaxVisits) + " entries (a pickle bomb?)");
+    }
     if (depth > kMaxNesting) {
       throw Error(source_ + ": values nested deeper than " + std::to_string(kMaxNesting) + " levels at '" + name + "'");
     }
@@ -168,9 +174,11 @@ class Flattener {
     return "?";
   }
 
+  static constexpr uint64_t kMaxVisits = 2'000'000;
   std::string source_;
   TensorMap out_;
   std::set<const PickleValue*> active_;
+  uint64_t visits_ = 0;
 };
 
 }  // namespace

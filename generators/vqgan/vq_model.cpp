@@ -3,6 +3,7 @@
 // Shapes: B batch, H x W image, h x w latent grid, E embed_dim, N n_embed.
 #include "generators/vqgan/vq_model.h"
 
+#include "clipnet/checkpoint.h"
 #include "clipnet/error.h"
 #include "clipnet/io/weights.h"
 
@@ -111,6 +112,7 @@ void load_vq_weights(VQModelImpl& model, const clipnet::TensorMap& state_dict, c
     throw Error("VQGAN weights " + source + ": " + std::to_string(unexpected.size()) +
                 " unexpected key(s) (a different architecture or config?): " + join_some(unexpected));
   }
+  clipnet::check_finite(state_dict, "VQGAN weights " + source);
   at::NoGradGuard no_grad;
   for (auto& [key, target] : targets) target.copy_(state_dict.at(key));
 }

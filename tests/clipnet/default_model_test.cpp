@@ -4,10 +4,12 @@
 #include "clipnet/default_model.h"
 
 #include "clipnet/checkpoint.h"
+#include "clipnet/io/safetensors.h"
 #include "clipnet/tokenizer.h"
 #include "clipnet/train/evaluation.h"
 #include "test_util.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -91,6 +93,28 @@ TEST(DefaultModel, ErrorListsEveryPlaceSearched) {
   EXPECT_NE(message.find("/nonexistent/a, /nonexistent/b"), std::string::npos) << message;
   EXPECT_NE(message.find("--model"), std::string::npos) << message;
   EXPECT_NE(message.find("CLIPGUIDE_DEFAULT_MODEL"), std::string::npos) << message;
+}
+
+// Non-finite weights (one NaN in text_projection; logit_scale = inf; a whole tensor of NaN) are refused
+// at load time, naming the file and the tensor, instead of giving NaN embeddings.
+TEST(DefaultModel, NonFiniteWeightsAreRefusedNamingTheTensor) {
+  const fs::path shipped = default_model_path();
+  const SafetensorsFile original = read_safetensors(shipped / "model.safetensors");
+  for (const auto& [key, poison] : std::vector<std::pair<std::string, double>>{
+           {"text_projection", std::nan("")}, {"logit_scale", INFINITY}, {"token_embedding.weight", -INFINITY}}) {
+    SCOPED_TRACE(key);
+    const fs::path dir = test::temp_dir() / "bad-model";
+    fs::create_directories(dir);
+    for (const char* file : {"config.json", "vocab.json", "merges.txt"}) fs::copy_file(shipped / file, dir / file);
+    TensorMap tensors;
+    for (const auto& [name, tensor] : original.tensors) tensors[name] = tensor.clone();
+    ASSERT_TRUE(tensors.count(key));
+    tensors[key].view({-1})[0] = poison;
+    write_safetensors(dir / "model.safetensors", tensors);
+    const std::string message = test::error_of([&] { load_clip(dir); });
+    EXPECT_NE(message.find("model.safetensors"), std::string::npos) << message;
+    EXPECT_NE(message.find("tensor '" + key + "' holds 1 NaN or infinite value(s)"), std::string::npos) << message;
+  }
 }
 
 }  // namespace

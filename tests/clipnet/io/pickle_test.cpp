@@ -1,10 +1,13 @@
 // Tests for clipnet/io/pickle: Python's own pickles of every protocol (0-5), tensor rebuilds over a
 // storage, and hostile input: code-running pickles are only recorded, malformed ones are errors.
 #include "clipnet/io/pickle.h"
+#include "clipnet/io/torch_archive.h"
 
 #include "io_test_util.h"
 
 #include <ATen/ops/arange.h>
+
+#include <chrono>
 
 using namespace clipguide;
 using namespace clipguide::clipnet;
@@ -217,6 +220,49 @@ TEST(Pickle, DeepNestingDoesNotOverflowTheStack) {
   PickleResult r = load(bytes);
   EXPECT_EQ(r.value->kind, Kind::kList);
   r.value.reset();
+}
+
+// A dict BUILT with itself, over and over (found by AddressSanitizer: the merge copied entries from the
+// vector it was growing): nothing to add, no crash, no cycle.
+TEST(Pickle, ObjectBuiltWithItselfIsSafe) {
+  std::string bytes = "\x80\x02}";
+  for (int i = 0; i < 100; ++i) bytes += str("k" + std::to_string(i)) + int1(i) + "s";
+  for (int i = 0; i < 1024; ++i) bytes += "2b";  // DUP, BUILD
+  bytes += ".";
+  PickleResult r = load(bytes);
+  ASSERT_EQ(r.value->kind, Kind::kDict);
+  EXPECT_EQ(r.value->entries.size(), 100u);
+}
+
+// A set rebuilt from a growing list at every step: quadratic work in the file's size. Refused quickly
+// instead of running for minutes.
+TEST(Pickle, QuadraticCopyingIsRefused) {
+  const std::string get_l = B("h\x00");
+  std::string bytes = B("\x80\x02]q\x00");  // L = [], memo 0
+  for (int i = 0; i < 20000; ++i) {
+    bytes += "c__builtin__\nset\n" + get_l + "\x85R0";  // set(L), dropped
+    bytes += get_l + int1(1) + "a0";                  // L.append(1)
+  }
+  bytes += ".";
+  const auto start = std::chrono::steady_clock::now();
+  expect_error_containing([&] { load(bytes); }, {"refused", "pickle bomb"});
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 10.0);
+}
+
+// 40 levels, each a list holding the level below twice (through the memo): 2^40 paths to the one tensor.
+// Reading shares the values; listing the tensors is refused instead of taking forever.
+TEST(Pickle, SharedValueDagIsRefusedWhenFlattened) {
+  int calls = 0;
+  std::string bytes = "\x80\x02" + rebuild(0, "K\x08\x85", "K\x01\x85") + B("q\x00");  // level 0: a tensor, memo 0
+  for (int level = 1; level <= 40; ++level) {
+    bytes += std::string("h") + static_cast<char>(level - 1) + "h" + static_cast<char>(level - 1) + "\x86q" +
+             static_cast<char>(level);  // (below, below), memo level
+  }
+  bytes += ".";
+  PickleResult r = load(bytes, eight_floats(&calls));
+  const auto start = std::chrono::steady_clock::now();
+  expect_error_containing([&] { flatten_tensors(r.value, "dag.pt"); }, {"dag.pt", "refused", "pickle bomb"});
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 20.0);
 }
 
 TEST(Pickle, StorageTypeNames) {

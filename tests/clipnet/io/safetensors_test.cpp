@@ -7,6 +7,9 @@
 #include <ATen/ops/arange.h>
 #include <ATen/ops/randn.h>
 
+#include <chrono>
+#include <cstdio>
+
 using namespace clipguide;
 using namespace clipguide::clipnet;
 using clipguide::test::expect_error_containing;
@@ -151,6 +154,32 @@ TEST(SafetensorsErrors, BadJson) {
   expect_error_containing([&] { read_safetensors(raw_file(R"({"a": {"dtype": )", 0)); }, {"not valid UTF-8 JSON"});
   expect_error_containing([&] { read_safetensors(raw_file("{\"a\xff\": 1}", 0)); }, {"not valid UTF-8 JSON"});
   expect_error_containing([&] { read_safetensors(raw_file("[1, 2]", 0)); }, {"does not start with '{'"});
+}
+
+// Headers nesting thousands deep (in a metadata value, in data_offsets, in shape) are refused from the
+// text, before the JSON library could recurse through them; strings holding brackets do not count.
+TEST(SafetensorsErrors, DeepNestingIsRefused) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  for (const std::string& header :
+       {R"({"__metadata__": {"a": )" + deep + "}}", R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": )" + deep + "}}",
+        R"({"a": {"dtype": "F32", "shape": )" + deep + R"(, "data_offsets": [0, 4]}})"}) {
+    expect_error_containing([&] { read_safetensors(raw_file(header, 4)); }, {"bad.safetensors", "nests JSON deeper than 3"});
+  }
+  auto ok = read_safetensors(raw_file(R"({"__metadata__": {"note": "[[[[{{{{"}, "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})", 4));
+  EXPECT_EQ(ok.metadata.at("note"), "[[[[{{{{");
+}
+
+// A header of 200,000 empty tensors: read in linear time.
+TEST(Safetensors, ManyEntriesReadQuickly) {
+  std::string header = "{";
+  for (int i = 0; i < 200000; ++i) header += (i ? ",\"t" : "\"t") + std::to_string(i) + R"(":{"dtype":"F32","shape":[0],"data_offsets":[0,0]})";
+  header += "}";
+  const auto start = std::chrono::steady_clock::now();
+  auto file = read_safetensors(raw_file(header, 0));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("200000 entries: %.2f s\n", seconds);
+  EXPECT_EQ(file.tensors.size(), 200000u);
+  EXPECT_LT(seconds, 30.0);
 }
 
 TEST(SafetensorsErrors, EntryNotAnObjectOrMissingFields) {
