@@ -15,6 +15,17 @@ if(CLIPGUIDE_USE_CCACHE)
   endif()
 endif()
 
+# Sanitizers for the whole build (clipguide's code; LibTorch itself is not instrumented):
+#   cmake -S . -B build-asan -DCLIPGUIDE_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=RelWithDebInfo ...
+# or the CMake preset "asan" (CMakePresets.json). Tests then run with ASAN_OPTIONS/UBSAN_OPTIONS set by
+# scripts/run_sanitized.sh (leak checking off: LibTorch keeps global allocations for the process's life).
+set(CLIPGUIDE_SANITIZE "" CACHE STRING "Comma-separated -fsanitize= list for every clipguide target (e.g. address,undefined)")
+if(CLIPGUIDE_SANITIZE)
+  add_compile_options(-fsanitize=${CLIPGUIDE_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=${CLIPGUIDE_SANITIZE})
+  message(STATUS "clipguide: sanitizers ${CLIPGUIDE_SANITIZE}")
+endif()
+
 # clipguide_target_defaults(<target>): warnings and the shared precompiled header.
 # The first target to call it builds the PCH; the others reuse it (one ~30 s compile, not one per target).
 function(clipguide_target_defaults target)

@@ -6,6 +6,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/ops/arange.h>
+#include <ATen/ops/argmax.h>
 #include <ATen/ops/atanh.h>
 #include <ATen/ops/cos.h>
 #include <ATen/ops/exp.h>
@@ -232,12 +233,20 @@ at::Tensor PrimitivesGenerator::render_params(const TensorMap& p) const {
   if (!mixed()) {
     cover = coverage(options_.kinds[0], u, v, scale, p);
   } else {
-    auto weights = at::softmax(p.at("kind"), -1);               // (B, K, N)
+    // Each shape is drawn as its most likely kind (a crisp shape, never a ghostly blend); the kind logits
+    // learn through the softmax mixture of every kind's (fixed) coverage: a straight-through estimator.
+    const at::Tensor logits = p.at("kind");                      // (B, K, N)
+    const at::Tensor weights = at::softmax(logits, -1);
+    const at::Tensor chosen = at::argmax(logits.detach(), -1);  // (B, K)
+    at::Tensor soft;
     for (size_t n = 0; n < options_.kinds.size(); ++n) {
-      auto term = weights.select(2, static_cast<int64_t>(n)).unsqueeze(-1).unsqueeze(-1) *
-                  coverage(options_.kinds[n], u, v, scale, p);
-      cover = cover.defined() ? cover + term : term;
+      const at::Tensor c = coverage(options_.kinds[n], u, v, scale, p);  // (B, K, H, W)
+      const at::Tensor is_chosen = chosen.eq(static_cast<int64_t>(n)).to(c.scalar_type()).unsqueeze(-1).unsqueeze(-1);
+      const at::Tensor blended = weights.select(2, static_cast<int64_t>(n)).unsqueeze(-1).unsqueeze(-1) * c.detach();
+      cover = cover.defined() ? cover + is_chosen * c : is_chosen * c;
+      soft = soft.defined() ? soft + blended : blended;
     }
+    cover = cover + (soft - soft.detach());
   }
   auto alpha = cover * at::sigmoid(p.at("opacity")).unsqueeze(-1).unsqueeze(-1);  // (B, K, H, W)
   auto colour = at::sigmoid(p.at("colour")).unsqueeze(-1).unsqueeze(-1);  // (B, K, 3, 1, 1)

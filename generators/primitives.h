@@ -1,9 +1,10 @@
 // The "primitives" generator: a flat background and a few soft shapes, each with a centre, half-sizes,
 // rotation, colour and opacity, composited back to front. A shape is a superellipse (circle, square, diamond
-// and everything between, by its roundness), or, with "kinds", a soft mixture of named kinds (circle, square,
-// triangle, star, diamond, hexagon, cross, superellipse) whose weights guidance learns too. Guidance moves, resizes, reshapes and recolours them (CLIPDraw's idea with filled shapes
-// instead of strokes). The image can only be a few flat shapes on a flat field, which is what a small CLIP
-// that knows only such pictures (models/shapes-clip) can guide without drifting into adversarial textures.
+// and everything between, by its roundness), or, with "kinds", one of several named kinds (circle, square,
+// triangle, star, diamond, hexagon, cross, superellipse) chosen by logits that guidance learns too.
+// Guidance moves, resizes, reshapes and recolours them (CLIPDraw's idea with filled shapes instead of
+// strokes). The image can only be a few flat shapes on a flat field, which is what a small CLIP that knows
+// only such pictures (models/shapes-clip) can guide without drifting into adversarial textures.
 //
 // Shapes: B batch, K primitives, H x W image. Coordinates are normalised so that the shorter image side
 // spans [-1, 1] (a primitive of half-size 1 touches both edges of a square image).
@@ -32,8 +33,9 @@ struct PrimitivesOptions {
   double max_angle = 0;     // "max_angle", radians in [0, pi]: rotation bound (0: none). A small CLIP trained
                             // on upright shapes tells a square from a diamond only by their turn
   // "kinds": what a shape may be, "+"-separated (e.g. "circle+square+triangle+star+diamond+hexagon+cross",
-  // or "all"). One kind: every shape is that kind. Several: each shape is a mixture of them with learnt
-  // weights (the "kind" parameter, softmax over the kinds) and each random start favours one kind. The
+  // or "all"). One kind: every shape is that kind. Several: each shape is drawn as its most likely kind by
+  // learnt logits (the "kind" parameter), which learn through the softmax mixture of all kinds (straight
+  // through), and each random start favours one kind at random. The
   // named kinds have the half-size as their circumradius (the square's half-side is 0.7 of it, the star's
   // inner radius 0.45, the cross's arms 0.3 wide), triangle, star and hexagon with a vertex up.
   std::vector<std::string> kinds = {"superellipse"};
