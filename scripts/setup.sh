@@ -19,6 +19,7 @@ apt_packages=(
   ffmpeg  # clip-guide --video and --zoom_video encode through it
   libgloo-dev  # gloo's headers: LibTorch's c10d Gloo, for clip-train on several processes
   libimgui-dev libglfw3-dev libgl1-mesa-dev libgl1-mesa-dri xvfb xauth xdotool  # clip-studio and its test
+  clang libclang-rt-14-dev unzip  # fuzz/run_fuzz.sh: libFuzzer targets, seeds from archives
 )
 missing=()
 for p in "${apt_packages[@]}"; do
