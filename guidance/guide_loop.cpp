@@ -279,6 +279,14 @@ void GuideLoop::restore(const LoopSnapshot& snapshot) {
   last_report_ = GuideReport{};
 }
 
+uint64_t trial_seed(uint64_t seed, int64_t trial) {
+  if (trial == 0) return seed;
+  uint64_t x = seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(trial));  // SplitMix64 of (seed, trial)
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return (x ^ (x >> 31)) >> 1;  // below 2^63: fits --seed's int64
+}
+
 StartChoice choose_start(GuideLoop& loop, int64_t trials, int64_t steps, uint64_t seed, int64_t probe_steps,
                          const LoopCallback& callback) {
   if (trials < 1 || steps < 0 || probe_steps < 1) {
@@ -290,7 +298,7 @@ StartChoice choose_start(GuideLoop& loop, int64_t trials, int64_t steps, uint64_
   StartChoice choice;
   LoopSnapshot best;
   for (int64_t t = 0; t < trials; ++t) {
-    loop.generator().init_random(seed + static_cast<uint64_t>(t));
+    loop.generator().init_random(trial_seed(seed, t));
     start.generator = loop.generator().state();
     loop.restore(start);
     loop.run(steps, callback);

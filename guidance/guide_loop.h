@@ -150,10 +150,14 @@ class GuideLoop {
 // best trial (generator, optimiser and step count), as if only that one had run. A stop request during a
 // trial ends the trials there (the best so far wins). `callback` is passed to each trial's run().
 struct StartChoice {
-  int64_t best = 0;            // index of the trial kept (seed + best)
+  int64_t best = 0;            // index of the trial kept (its start: trial_seed(seed, best))
   std::vector<double> scores;  // each finished trial's probe loss, lower is better
 };
 StartChoice choose_start(GuideLoop& loop, int64_t trials, int64_t steps, uint64_t seed, int64_t probe_steps = 4,
                          const LoopCallback& callback = {});
+
+// The random start of trial `trial` under `seed`: `seed` itself for trial 0, well-mixed seeds after it, so
+// that runs with neighbouring seeds (1, 2, 3, ...) try disjoint starts.
+uint64_t trial_seed(uint64_t seed, int64_t trial);
 
 }  // namespace clipguide::guidance

@@ -274,7 +274,7 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
   };
   zoom_event(0);
   if (opt.trials > 1) {
-    // Random starts seed, seed + 1, ...: each runs trial_steps steps, the one CLIP scores best goes on.
+    // Random starts (trial_seed: seed, then mixed seeds): each runs trial_steps steps, the one CLIP scores best goes on.
     const int64_t steps = std::min(opt.trial_steps, opt.iterations);
     const auto choice = gd::choose_start(loop, opt.trials, steps, seed, /*probe_steps=*/4,
                                          [&](const gd::LoopProgress&) {
@@ -283,7 +283,7 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
     if (!opt.quiet) {
       std::cerr << "clip-guide: " << choice.scores.size() << " trials of " << steps << " steps, losses";
       for (double score : choice.scores) std::cerr << " " << std::fixed << std::setprecision(4) << score;
-      std::cerr << "; continuing seed " << seed + static_cast<uint64_t>(choice.best) << "\n";
+      std::cerr << "; continuing trial " << choice.best << " (seed " << gd::trial_seed(seed, choice.best) << ")\n";
     }
   }
   loop.run(opt.iterations - loop.steps_done(), [&](const gd::LoopProgress& p) {

@@ -307,7 +307,7 @@ TEST(GuideLoop, ChooseStartKeepsTheBestTrialAsIfOnlyItHadRun) {
       << "different starts score differently";
 
   auto alone = make_generator("primitives", 32);
-  alone->init_random(seed + choice.best);
+  alone->init_random(trial_seed(seed, choice.best));
   GuideLoop single(alone, guide, LoopSettings{"adam", 0.1});
   single.run(3);
   EXPECT_LT(max_diff(loop.render_image(), single.render_image()), 1e-6);

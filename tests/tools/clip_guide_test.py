@@ -82,11 +82,12 @@ def test_pixel_render_lowers_the_loss_and_stores_settings():
 def test_trials_continue_the_best_start():
     proc = run(*BASE, "-p", "a red circle", "-s", "32", "32", "--generator", "primitives", "--trials", "3",
                "--trial_steps", "2", "-i", "6", "--save_every", "2", "-o", out("trials.png"))
-    m = re.search(r"3 trials of 2 steps, losses (\S+) (\S+) (\S+); continuing seed (\d+)", proc.stderr)
+    m = re.search(r"3 trials of 2 steps, losses (\S+) (\S+) (\S+); continuing trial (\d+) \(seed (\d+)\)", proc.stderr)
     assert m, proc.stderr
     scores = [float(m.group(i)) for i in (1, 2, 3)]
-    print(f"  trial losses {scores}, continuing seed {m.group(4)}")
-    assert int(m.group(4)) == 3 + scores.index(min(scores)), proc.stderr  # BASE has --seed 3
+    print(f"  trial losses {scores}, continuing trial {m.group(4)} (seed {m.group(5)})")
+    assert int(m.group(4)) == scores.index(min(scores)), proc.stderr
+    assert (int(m.group(4)) == 0) == (int(m.group(5)) == 3), proc.stderr  # BASE has --seed 3: trial 0's seed
     assert len(losses(proc.stderr)) == 2, proc.stderr  # the run goes on from step 2: reports at steps 4 and 6
     assert Image.open(out("trials.png")).size == (32, 32)
 
