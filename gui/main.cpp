@@ -1,11 +1,11 @@
 // clip-studio: the interactive steering GUI. Thin: flags → StudioOptions, a GLFW window with an OpenGL 3
 // context, Dear ImGui's frame loop around StudioApp, screenshots read back from the framebuffer. Exits
 // non-zero with one clear line when there is no display or no OpenGL.
+#include "app/cli.h"
 #include "clipnet/error.h"
 #include "clipnet/image_io.h"
 #include "generators/generator.h"
 #include "gui/studio_app.h"
-#include "tools/cli.h"
 
 #include <ATen/ops/from_blob.h>
 #include <GLFW/glfw3.h>
@@ -42,26 +42,12 @@ void write_screenshot(GLFWwindow* window, const std::string& path) {
 
 int main(int argc, char** argv) {
   cs::StudioOptions opt;
+  opt.run.generator = "pixel";  // the studio's default when neither a generator nor a VQGAN checkpoint is given
+  opt.run.seed = 0;
   CLI::App app{"clip-studio: steer CLIP-guided image generation interactively"};
   app.option_defaults()->always_capture_default();
-  app.add_option("-m,--clip_model,--clip-model", opt.clip_models, "CLIP weights 'path[:weight]' (repeatable: an ensemble)");
-  app.add_option("--vocab", opt.vocab, "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz, vocab.json, tokenizer.json)");
-  app.add_option("--generator", opt.generator, "pixel, fourier, primitives, vqgan or torchscript");
-  std::vector<std::string> generator_options;  // key=value, parsed into opt.generator_options
-  app.add_option("--generator_option,--generator-option", generator_options, "Generator setting key=value (repeatable)");
-  app.add_option("--generator_weights,--generator-weights", opt.generator_weights, "VQGAN checkpoint or TorchScript module");
-  app.add_option("--generator_config,--generator-config", opt.generator_config, "VQGAN YAML (optional)");
-  app.add_option("-s,--size", opt.size, "Image width and height in pixels")->expected(2);
-  app.add_option("-p,--prompts", opt.prompts, "Initial text prompts 'text[:weight[:stop]]|...'");
-  app.add_option("--image_prompts,--image-prompts", opt.image_prompts, "Initial image prompts 'path[:weight[:stop]]|...'");
-  app.add_option("--seed", opt.seed, "Generator and cutout seed")->check(CLI::NonNegativeNumber);
-  app.add_option("--learning_rate,--lr", opt.learning_rate, "Optimiser learning rate");
-  app.add_option("--num_cuts,--cutn", opt.num_cuts, "Cutouts per step");
-  app.add_option("--cut_power,--cut_pow", opt.cut_power, "Cutout size exponent");
-  app.add_option("--cut_min,--cut-min", opt.cut_min, "Smallest cutout side as a fraction of the image (0: the CLIP input size)");
-  app.add_option("--cut_method", opt.cut_method, "random, latest or disco");
-  app.add_option("--augments", opt.augments, "Augmentations, e.g. 'Af,Pe,Ji,Er'; 'none'");
-  app.add_option("--device", opt.device, "cpu, cuda or auto");
+  clipguide::app::add_settings(app, opt.run, cs::studio_setting_keys());  // clip-guide's names and TOML keys
+  app.add_option("--generator_config,--generator-config", opt.run.vqgan_config, "VQGAN YAML (as --vqgan_config)");
   app.add_option("--width", opt.window_width, "Window width in screen pixels");
   app.add_option("--height", opt.window_height, "Window height in screen pixels");
   app.add_option("--script", opt.script, "Scripted input: one command per line (see gui/studio_app.cpp), for tests");
@@ -69,21 +55,31 @@ int main(int argc, char** argv) {
   app.add_option("--output-dir,--output_dir", opt.output_dir, "Folder for saved PNGs and exports given as relative paths");
   // Without --clip_model, the shipped model with the settings it renders best with (<model>/clip-guide.toml,
   // clip-guide's file: keys clip-studio has no use for, such as iterations, are ignored) as the defaults;
-  // --config replaces them, flags override.
+  // --config replaces them (a clip-guide TOML or a studio export), flags override.
   std::string config_default;
-  if (!clipguide::cli::flag_given(argc, argv, {"-m", "--clip_model", "--clip-model"})) {
-    if (auto shipped = clipguide::cli::shipped_model()) {
-      opt.clip_models = {shipped->model.string()};
+  std::vector<std::string> args;
+  try {
+    args = clipguide::app::normalise_args(
+        argc, argv, {"--config", "--help", "--generator_config", "--width", "--height", "--script", "--screenshot_dir",
+                     "--output_dir"});
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "clip-studio: error: " << e.what() << " (see --help)\n";
+    return 2;
+  }
+  if (!clipguide::app::flag_given(args, {"--clip_model"})) {
+    if (auto shipped = clipguide::app::shipped_model()) {
+      opt.run.clip_models = {shipped->model.string()};
       config_default = shipped->settings;
     }
   }
   app.set_config("--config", config_default, "TOML file with the same settings as the flags (clip-guide's keys; flags win)");
   app.allow_config_extras(CLI::config_extras_mode::ignore);
-  if (auto code = clipguide::cli::parse(app, argc, argv, "clip-studio")) return *code;
+  if (auto code = clipguide::app::parse(app, args, "clip-studio")) return *code;
   try {
-    opt.generator_options = clipguide::generators::parse_extra(generator_options, "--generator_option");
+    if (opt.run.seed < 0) throw clipguide::Error("--seed: expected >= 0, got " + std::to_string(opt.run.seed));
+    clipguide::generators::parse_extra(opt.run.generator_options, "--generator_option");
   } catch (const std::exception& e) {
-    clipguide::cli::report("clip-studio", e);
+    clipguide::app::report("clip-studio", e);
     return 2;
   }
 

@@ -44,22 +44,6 @@ std::string number(double v) {
   return s.str();
 }
 
-// A TOML string as CLI11 reads it back (it strips one pair of quotes, no escapes).
-std::string toml_string(const std::string& s) {
-  if (s.find('"') != std::string::npos && s.find('\'') == std::string::npos) return "'" + s + "'";
-  return "\"" + s + "\"";
-}
-
-std::string shell_quote(const std::string& s) {
-  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,+@%") ==
-                        std::string::npos) {
-    return s;
-  }
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
 std::string prompt_spec(const PromptState& p) {
   std::string s = p.text + ":" + number(p.weight);
   if (p.use_stop) s += ":" + number(p.stop);
@@ -101,84 +85,56 @@ std::vector<std::string> split_words(const std::string& line) {
 // [SECTION] export: settings TOML and command line
 // =====================================================================================================
 
-std::string settings_toml(const StudioState& s, const std::string& output, int64_t iterations) {
+const std::vector<std::string>& studio_setting_keys() {
+  static const std::vector<std::string> keys = {
+      "prompts", "image_prompts", "size", "seed", "learning_rate", "optimiser", "num_cuts", "cut_power", "cut_min",
+      "cut_method", "augments", "tv_weight", "clip_model", "vocab", "generator", "vqgan_config", "vqgan_checkpoint",
+      "generator_weights", "generator_option", "device"};
+  return keys;
+}
+
+app::RunSettings run_settings(const StudioState& s, const std::string& output, int64_t iterations) {
   const RunConfig& c = s.config;
-  const bool vqgan = c.generator == "vqgan";
-  std::ostringstream t;
-  // Keys and order as clip-guide's config_to_str(default_also=true) writes them.
-  t << "prompts=" << toml_string(join_specs(s, false)) << "\n";
-  t << "image_prompts=" << toml_string(join_specs(s, true)) << "\n";
-  t << "prompts_file=\"\"\n";
-  t << "iterations=" << iterations << "\n";
-  t << "size=[" << s.size[0] << ", " << s.size[1] << "]\n";
-  t << "seed=" << s.seed << "\n";
-  t << "output=" << toml_string(output) << "\n";
-  t << "learning_rate=" << number(s.settings.learning_rate) << "\n";
-  t << "optimiser=" << toml_string(s.settings.optimizer) << "\n";
-  t << "num_cuts=" << s.cutn << "\n";
-  t << "cut_power=" << number(s.cut_pow) << "\n";
-  t << "cut_min=" << number(s.cut_min) << "\n";
-  t << "cut_method=" << toml_string(s.cut_method) << "\n";
-  t << "augments=" << toml_string(s.augments) << "\n";
-  t << "init_image=\"\"\ninit_noise=\"\"\ninit_weight=0\n";
-  t << "tv_weight=" << number(s.tv_weight) << "\n";
-  t << "save_every=50\nchange_prompt_every=0\n";
-  std::vector<std::string> models = model_lines(s.models_text);
-  if (models.size() == 1) {
-    t << "clip_model=" << toml_string(models[0]) << "\n";
+  auto tidy = [](float v) { return std::stod(number(v)); };  // 0.7f as 0.7, not 0.699999988
+  app::RunSettings r;
+  r.prompts = join_specs(s, false);
+  r.image_prompts = join_specs(s, true);
+  r.iterations = iterations;
+  r.size = {s.size[0], s.size[1]};
+  r.seed = s.seed;
+  r.output = output;
+  r.save_every = 50;
+  r.learning_rate = s.settings.learning_rate;
+  r.optimiser = s.settings.optimizer;
+  r.num_cuts = s.cutn;
+  r.cut_power = tidy(s.cut_pow);
+  r.cut_min = tidy(s.cut_min);
+  r.cut_method = s.cut_method;
+  r.augments = s.augments;
+  r.tv_weight = tidy(s.tv_weight);
+  r.clip_models = model_lines(s.models_text);
+  r.vocab = c.vocab;
+  r.generator = c.generator;
+  if (c.generator == "vqgan") {
+    r.vqgan_checkpoint = c.generator_weights;
+    r.vqgan_config = c.generator_config;
   } else {
-    t << "clip_model=[";
-    for (size_t i = 0; i < models.size(); ++i) t << (i ? ", " : "") << toml_string(models[i]);
-    t << "]\n";
+    r.generator_weights = c.generator_weights;
   }
-  t << "vocab=" << toml_string(c.vocab) << "\n";
-  t << "generator=" << toml_string(c.generator) << "\n";
-  t << "vqgan_config=" << toml_string(vqgan ? c.generator_config : "") << "\n";
-  t << "vqgan_checkpoint=" << toml_string(vqgan ? c.generator_weights : "") << "\n";
-  t << "generator_weights=" << toml_string(vqgan ? "" : c.generator_weights) << "\n";
-  if (c.generator_options.empty()) {
-    t << "generator_option=\"\"\n";
-  } else {
-    t << "generator_option=[";
-    bool first = true;
-    for (const auto& [key, value] : c.generator_options) {
-      t << (first ? "" : ", ") << toml_string(key + "=" + value);
-      first = false;
-    }
-    t << "]\n";
-  }
-  t << "device=" << toml_string(c.device) << "\n";
-  t << "deterministic=false\nquiet=false\n";
-  return t.str();
+  for (const auto& [key, value] : c.generator_options) r.generator_options.push_back(key + "=" + value);
+  r.device = c.device;
+  return r;
+}
+
+std::string settings_toml(const StudioState& s, const std::string& output, int64_t iterations) {
+  return app::to_toml(run_settings(s, output, iterations));
 }
 
 std::string command_line(const StudioState& s, const std::string& output, int64_t iterations) {
-  const RunConfig& c = s.config;
-  std::vector<std::string> a = {"clip-guide"};
-  for (const auto& m : model_lines(s.models_text)) a.insert(a.end(), {"--clip_model", m});
-  if (!c.vocab.empty()) a.insert(a.end(), {"--vocab", c.vocab});
-  std::string text = join_specs(s, false), images = join_specs(s, true);
-  if (!text.empty()) a.insert(a.end(), {"--prompts", text});
-  if (!images.empty()) a.insert(a.end(), {"--image_prompts", images});
-  a.insert(a.end(), {"--generator", c.generator});
-  if (c.generator == "vqgan") {
-    if (!c.generator_weights.empty()) a.insert(a.end(), {"--vqgan_checkpoint", c.generator_weights});
-    if (!c.generator_config.empty()) a.insert(a.end(), {"--vqgan_config", c.generator_config});
-  } else if (!c.generator_weights.empty()) {
-    a.insert(a.end(), {"--generator_weights", c.generator_weights});
-  }
-  a.insert(a.end(), {"--size", std::to_string(s.size[0]), std::to_string(s.size[1]), "--iterations",
-                     std::to_string(iterations), "--seed", std::to_string(s.seed), "--learning_rate",
-                     number(s.settings.learning_rate), "--optimiser", s.settings.optimizer, "--num_cuts",
-                     std::to_string(s.cutn), "--cut_power", number(s.cut_pow), "--cut_min", number(s.cut_min),
-                     "--cut_method", s.cut_method, "--augments", s.augments});
-  for (const auto& [key, value] : c.generator_options) a.insert(a.end(), {"--generator_option", key + "=" + value});
-  if (s.tv_weight != 0) a.insert(a.end(), {"--tv_weight", number(s.tv_weight)});
-  if (c.device != "auto") a.insert(a.end(), {"--device", c.device});
-  a.insert(a.end(), {"--output", output});
-  std::string out;
-  for (const auto& w : a) out += (out.empty() ? "" : " ") + shell_quote(w);
-  return out;
+  app::RunSettings base;  // what differs from clip-guide's defaults; the steps and output always
+  base.iterations = -1;
+  base.output.clear();
+  return app::to_command_line(run_settings(s, output, iterations), base);
 }
 
 // =====================================================================================================
@@ -187,28 +143,38 @@ std::string command_line(const StudioState& s, const std::string& output, int64_
 
 StudioApp::StudioApp(StudioOptions options) : options_(std::move(options)) {
   StudioState& s = state_;
-  for (const auto& m : options_.clip_models) s.models_text += m + "\n";
-  s.config.vocab = options_.vocab;
-  s.config.generator = options_.generator;
-  s.config.generator_weights = options_.generator_weights;
-  s.config.generator_config = options_.generator_config;
-  s.config.generator_options = options_.generator_options;
-  s.config.device = options_.device;
-  s.size[0] = static_cast<int>(options_.size.at(0));
-  s.size[1] = static_cast<int>(options_.size.at(1));
-  s.seed = static_cast<int>(options_.seed);
-  s.settings.learning_rate = options_.learning_rate;
-  s.cutn = static_cast<int>(options_.num_cuts);
-  s.cut_pow = static_cast<float>(options_.cut_power);
-  s.cut_min = static_cast<float>(options_.cut_min);
-  s.cut_method = options_.cut_method;
-  s.augments = options_.augments;
+  const app::RunSettings& run = options_.run;
+  for (const auto& m : run.clip_models) {
+    if (!m.empty()) s.models_text += m + "\n";
+  }
+  s.config.vocab = run.vocab;
+  s.config.generator = !run.generator.empty() ? run.generator : run.vqgan_checkpoint.empty() ? "pixel" : "vqgan";
+  const bool vqgan = s.config.generator == "vqgan";
+  s.config.generator_weights = vqgan && !run.vqgan_checkpoint.empty() ? run.vqgan_checkpoint : run.generator_weights;
+  s.config.generator_config = run.vqgan_config;
+  s.config.device = run.device;
+  s.size[0] = static_cast<int>(run.size.at(0));
+  s.size[1] = static_cast<int>(run.size.at(1));
+  s.seed = static_cast<int>(std::max<int64_t>(run.seed, 0));
+  s.settings.learning_rate = run.learning_rate;
+  s.settings.optimizer = run.optimiser;
+  s.cutn = static_cast<int>(run.num_cuts);
+  s.cut_pow = static_cast<float>(run.cut_power);
+  s.cut_min = static_cast<float>(run.cut_min);
+  s.cut_method = run.cut_method;
+  s.augments = run.augments;
+  s.tv_weight = static_cast<float>(run.tv_weight);
   try {
-    for (const auto& spec : guidance::parse_prompts(options_.prompts)) {
+    s.config.generator_options = generators::parse_extra(run.generator_options, "--generator_option");
+  } catch (const std::exception& e) {
+    message("error: " + error_text(e));
+  }
+  try {
+    for (const auto& spec : guidance::parse_prompts(run.prompts)) {
       s.prompts.push_back({false, spec.text, static_cast<float>(spec.weight), std::isfinite(spec.stop),
                            std::isfinite(spec.stop) ? static_cast<float>(spec.stop) : 0.0f, {}});
     }
-    for (const auto& spec : guidance::parse_prompts(options_.image_prompts)) {
+    for (const auto& spec : guidance::parse_prompts(run.image_prompts)) {
       s.prompts.push_back({true, spec.text, static_cast<float>(spec.weight), std::isfinite(spec.stop),
                            std::isfinite(spec.stop) ? static_cast<float>(spec.stop) : 0.0f, {}});
     }

@@ -4,6 +4,7 @@
 // Shapes: H x W pixels.
 #pragma once
 
+#include "app/settings.h"
 #include "gui/worker.h"
 
 #include <cstdint>
@@ -19,31 +20,19 @@ namespace clipguide::studio {
 
 constexpr const char* kSettingsKey = "clipguide:settings";  // PNG text chunk, as clip-guide writes it
 
-// Command-line options of clip-studio (main.cpp fills them; each has its default here).
+// What clip-studio starts from: the run settings it shares with clip-guide (flags and --config TOML through
+// app/settings.h's table) and its own window and script options.
 struct StudioOptions {
-  std::vector<std::string> clip_models;    // CLIP weights "path[:weight]", repeatable (ensemble)
-  std::string vocab;                       // BPE vocabulary
-  std::string generator = "pixel";         // pixel, fourier, vqgan, torchscript
-  std::string generator_weights;           // vqgan checkpoint or torchscript module
-  std::string generator_config;            // vqgan YAML (optional)
-  std::map<std::string, std::string> generator_options;  // GeneratorOptions::extra (main parses --generator_option)
-  std::vector<int64_t> size{256, 256};     // image width and height
-  std::string prompts;                     // initial text prompts "text[:weight[:stop]]|..."
-  std::string image_prompts;               // initial image prompts "path[:weight[:stop]]|..."
-  int64_t seed = 0;                        // generator and cutout seed
-  double learning_rate = 0.1;              // optimiser step size
-  int64_t num_cuts = 32;                   // cutouts per step
-  double cut_power = 1.0;                  // cutout size exponent
-  double cut_min = 0.0;                    // smallest cutout side as a fraction of the image (0: model size)
-  std::string cut_method = "latest";       // random, latest, disco
-  std::string augments = "Af,Pe,Ji,Er";    // augmentation list
-  std::string device = "auto";             // cpu, cuda or auto
+  app::RunSettings run;                    // prompts, models, generator, size, seed, optimiser, cutouts, ...
   int window_width = 1280;                 // window size in screen pixels
   int window_height = 800;
   std::string script;                      // scripted-input file (tests); empty: interactive
   std::string screenshot_dir = ".";        // where `screenshot NAME` writes NAME.png
   std::string output_dir = ".";            // default folder of saved PNGs and exports
 };
+
+// The run settings clip-studio takes from flags and TOML files (the others are clip-guide's alone).
+const std::vector<std::string>& studio_setting_keys();
 
 // One prompt as the UI holds it.
 struct PromptState {
@@ -98,6 +87,8 @@ struct History {
   int64_t last_step = -1;
 };
 
+// The studio's state as clip-guide's run settings, for `output` and `iterations`.
+app::RunSettings run_settings(const StudioState& state, const std::string& output, int64_t iterations);
 // The settings as the TOML clip-guide's --config and --from-png read (the same text clip-guide stores in
 // its PNGs), for `output` and `iterations`.
 std::string settings_toml(const StudioState& state, const std::string& output, int64_t iterations);

@@ -11,6 +11,9 @@
 #include <ATen/ops/arange.h>
 #include <ATen/ops/avg_pool2d.h>
 #include <ATen/ops/cat.h>
+#include <ATen/ops/upsample_bilinear2d.h>
+#include <ATen/ops/reflection_pad2d.h>
+#include <ATen/ops/conv2d.h>
 #include <ATen/ops/einsum.h>
 #include <ATen/ops/eye.h>
 #include <ATen/ops/full_like.h>
@@ -27,6 +30,7 @@
 #include <ATen/ops/zeros.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <sstream>
 
@@ -90,10 +94,15 @@ int64_t padding_mode(const std::string& name) {
 }  // namespace
 
 CutMethod parse_cut_method(const std::string& name) {
-  if (name == "random" || name == "original") return CutMethod::kRandom;
-  if (name == "latest") return CutMethod::kLatest;
-  if (name == "disco") return CutMethod::kDisco;
-  throw Error("cut method: expected random, latest or disco, got '" + name + "'");
+  // generate.py's names: 'original' places crops as 'random' does; 'updated' and 'nrupdated' are random
+  // crops with augmentations (which every method here applies); 'updatedpooling' is the pooled 'latest'.
+  std::string n = name;
+  std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (n == "random" || n == "original" || n == "updated" || n == "nrupdated") return CutMethod::kRandom;
+  if (n == "latest" || n == "updatedpooling") return CutMethod::kLatest;
+  if (n == "disco") return CutMethod::kDisco;
+  throw Error("cut method: expected random, latest or disco (or generate.py's original, updated, nrupdated, "
+              "updatedpooling), got '" + name + "'");
 }
 
 std::string to_string(CutMethod method) {
@@ -132,9 +141,43 @@ at::Tensor draw_perspective(at::Generator& gen, int64_t n, const AugmentOptions&
   return perspective_matrices(d);
 }
 
+at::Tensor draw_rotation(at::Generator& gen, int64_t n, const AugmentOptions& a) {
+  auto on = coin(gen, n, a.rotation).to(at::kDouble);
+  auto theta = uniform(gen, n, -a.rotation_degrees, a.rotation_degrees) * (kPi / 180) * on;
+  auto z = at::zeros({n}, at::kDouble), o = at::ones({n}, at::kDouble);
+  return affine_matrices(theta, z, o, z, z);
+}
+
+// (n, 3, 3) taking the output square onto an axis-aligned part of half-sides (sx, sy) placed at random
+// inside the cutout; off: the identity.
+at::Tensor part_matrices(at::Generator& gen, const at::Tensor& on, at::Tensor sx, at::Tensor sy) {
+  const int64_t n = on.size(0);
+  auto tx = (at::rand({n}, gen, at::kDouble) * 2 - 1) * (1 - sx), ty = (at::rand({n}, gen, at::kDouble) * 2 - 1) * (1 - sy);
+  auto off = on.logical_not();
+  auto z = at::zeros({n}, at::kDouble), o = at::ones({n}, at::kDouble);
+  sx = at::where(off, o, sx), sy = at::where(off, o, sy), tx = at::where(off, z, tx), ty = at::where(off, z, ty);
+  return matrices({sx, z, tx, z, sy, ty, z, z, o});
+}
+
+at::Tensor draw_crop(at::Generator& gen, int64_t n, const AugmentOptions& a) {
+  auto on = coin(gen, n, a.crop);
+  auto side = uniform(gen, n, std::clamp(a.crop_min, 0.01, 1.0), 1.0);
+  return part_matrices(gen, on, side, side);
+}
+
+at::Tensor draw_resized_crop(at::Generator& gen, int64_t n, const AugmentOptions& a) {
+  auto on = coin(gen, n, a.resized_crop);
+  auto area = uniform(gen, n, std::clamp(a.resized_crop_min_area, 1e-4, 1.0), 1.0);
+  auto ratio = uniform(gen, n, std::log(3.0 / 4.0), std::log(4.0 / 3.0)).exp();
+  return part_matrices(gen, on, (area * ratio).sqrt().clamp_max(1.0), (area / ratio).sqrt().clamp_max(1.0));
+}
+
 const std::vector<GeometricAugment>& geometric_augments() {
   static const std::vector<GeometricAugment> table = {{&AugmentOptions::affine, draw_affine},
-                                                      {&AugmentOptions::perspective, draw_perspective}};
+                                                      {&AugmentOptions::perspective, draw_perspective},
+                                                      {&AugmentOptions::rotation, draw_rotation},
+                                                      {&AugmentOptions::crop, draw_crop},
+                                                      {&AugmentOptions::resized_crop, draw_resized_crop}};
   return table;
 }
 
@@ -156,6 +199,56 @@ at::Tensor upload(const at::Tensor& t, const at::TensorOptions& options) {
 
 // (n,) per-cutout factors → (n, 1, 1, 1) in out's dtype and device.
 at::Tensor per_cut(const at::Tensor& t, const at::Tensor& out) { return upload(t, out.options()).view({-1, 1, 1, 1}); }
+
+// --- warps: a per-cutout sampling grid (n, S, S, 2) in [-1, 1] (x, y), the identity where off ---
+
+// (S, S, 2) pixel centres in [-1, 1], (x, y) as grid_sample reads them (align_corners=False).
+at::Tensor identity_grid(int64_t size) {
+  auto c = (at::arange(size, at::kDouble) * 2 + 1) / size - 1;
+  auto mesh = at::meshgrid({c, c}, "ij");  // rows (y), cols (x)
+  return at::stack({mesh[1], mesh[0]}, -1);
+}
+
+// Uniform noise on a coarse L x L lattice (L = min(S, 16): the field is smooth, so its detail costs nothing),
+// blurred by a Gaussian of elastic_sigma of the side, scaled to RMS elastic_alpha and resized to S.
+std::vector<at::Tensor> draw_elastic(at::Generator& gen, int64_t n, int64_t size, const AugmentOptions& a) {
+  auto on = coin(gen, n, a.elastic).to(at::kDouble);
+  const int64_t lattice = std::min<int64_t>(size, 16);
+  auto field = (at::rand({n * 2, 1, lattice, lattice}, gen, at::kDouble) * 2 - 1);
+  const double sigma = std::max(a.elastic_sigma * lattice, 0.3);
+  const int64_t radius = std::min<int64_t>(static_cast<int64_t>(std::ceil(2 * sigma)), lattice - 1);
+  if (radius > 0) {
+    auto x = at::arange(-radius, radius + 1, at::kDouble);
+    auto k = (-(x * x) / (2 * sigma * sigma)).exp();
+    k = k / k.sum();
+    field = at::conv2d(at::reflection_pad2d(field, {radius, radius, 0, 0}), k.view({1, 1, 1, -1}));
+    field = at::conv2d(at::reflection_pad2d(field, {0, 0, radius, radius}), k.view({1, 1, -1, 1}));
+  }
+  field = field.view({n, 2, lattice, lattice});
+  field = field / field.pow(2).mean({1, 2, 3}, /*keepdim=*/true).sqrt().clamp_min(1e-12);
+  field = at::upsample_bilinear2d(field, {size, size}, /*align_corners=*/false) * a.elastic_alpha * on.view({n, 1, 1, 1});
+  return {(identity_grid(size).unsqueeze(0) + field.permute({0, 2, 3, 1})).to(at::kFloat)};
+}
+
+// The thin-plate spline f with f(c_i) = c_i + d_i at the corners and the centre c_i (Kornia's control
+// points), d_i uniform in ±thin_plate_scale: f(p) = A [1, p] + sum_i w_i U(|p - c_i|), U(r) = r^2 log r.
+// The system matrix depends on the control points only, so one matrix serves every cutout.
+std::vector<at::Tensor> draw_thin_plate(at::Generator& gen, int64_t n, int64_t size, const AugmentOptions& a) {
+  auto on = coin(gen, n, a.thin_plate).to(at::kDouble);
+  auto c = at::tensor({-1.0, -1.0, -1.0, 1.0, 1.0, -1.0, 1.0, 1.0, 0.0, 0.0}, at::kDouble).view({5, 2});
+  auto dst = c.unsqueeze(0) + (at::rand({n, 5, 2}, gen, at::kDouble) * 2 - 1) * a.thin_plate_scale * on.view({n, 1, 1});
+  auto kernel = [](const at::Tensor& d2) { return 0.5 * d2 * (d2 + 1e-12).log(); };  // r^2 log r from r^2
+  auto k = kernel((c.unsqueeze(1) - c.unsqueeze(0)).pow(2).sum(-1));                 // (5, 5)
+  auto p = at::cat({at::ones({5, 1}, at::kDouble), c}, 1);                           // (5, 3)
+  auto system = at::cat({at::cat({k, p}, 1), at::cat({p.t(), at::zeros({3, 3}, at::kDouble)}, 1)}, 0);  // (8, 8)
+  auto rhs = at::cat({dst, at::zeros({n, 3, 2}, at::kDouble)}, 1);                 // (n, 8, 2)
+  auto coef = at::linalg_solve(system.expand({n, 8, 8}), rhs);                       // (n, 8, 2): w then A
+  auto points = identity_grid(size).view({size * size, 2});
+  auto u = kernel((points.unsqueeze(1) - c.unsqueeze(0)).pow(2).sum(-1));            // (S*S, 5)
+  auto lin = at::cat({at::ones({size * size, 1}, at::kDouble), points}, 1);          // (S*S, 3)
+  auto grid = u.matmul(coef.narrow(1, 0, 5)) + lin.matmul(coef.narrow(1, 5, 3));     // (n, S*S, 2)
+  return {grid.view({n, size, size, 2}).to(at::kFloat)};
+}
 
 std::vector<at::Tensor> draw_jitter(at::Generator& gen, int64_t n, int64_t, const AugmentOptions& a) {
   auto on = coin(gen, n, a.color_jitter).to(at::kDouble);
@@ -221,9 +314,15 @@ at::Tensor apply_erasing(const at::Tensor& out, const std::vector<at::Tensor>& p
   return at::where(upload(p[0], out.options().dtype(at::kBool)), at::full_like(out, 0.5), out);
 }
 
-// In the order they are drawn and applied.
+at::Tensor apply_warp(const at::Tensor& out, const std::vector<at::Tensor>& p) {  // elastic, thin plate
+  return at::grid_sampler(out, upload(p[0], out.options()), /*bilinear*/ 0, /*border*/ 1, /*align_corners=*/false);
+}
+
+// In the order they are drawn and applied: warps first, then colour and noise.
 const std::vector<PixelAugment>& pixel_augments() {
   static const std::vector<PixelAugment> table = {
+      {&AugmentOptions::elastic, draw_elastic, apply_warp},
+      {&AugmentOptions::thin_plate, draw_thin_plate, apply_warp},
       {&AugmentOptions::color_jitter, draw_jitter, apply_jitter},
       {&AugmentOptions::sharpness, draw_sharpness, apply_sharpness},
       {&AugmentOptions::gaussian_noise, draw_gaussian, apply_noise},
@@ -241,6 +340,9 @@ const std::vector<AugmentName>& augment_names() {
       {"perspective", "Pe", &AugmentOptions::perspective}, {"jitter", "Ji", &AugmentOptions::color_jitter},
       {"sharpness", "Sh", &AugmentOptions::sharpness}, {"gaussian", "Gn", &AugmentOptions::gaussian_noise},
       {"erasing", "Er", &AugmentOptions::erasing},     {"noise", "", &AugmentOptions::noise},
+      {"rotation", "Ro", &AugmentOptions::rotation},   {"crop", "Cr", &AugmentOptions::crop},
+      {"resized_crop", "Re", &AugmentOptions::resized_crop}, {"elastic", "Et", &AugmentOptions::elastic},
+      {"thin_plate", "Ts", &AugmentOptions::thin_plate},
   };
   return names;
 }

@@ -20,7 +20,8 @@ enum class CutMethod {
   kLatest,  // VQGAN+CLIP's "latest": the whole image pooled ((avg + max) / 2) to S, differing only by augmentation
   kDisco,   // Disco Diffusion's: `overview` whole-image views (padded to square, half flipped) + random inner crops
 };
-CutMethod parse_cut_method(const std::string& name);  // "random" | "latest" | "disco"; Error otherwise
+CutMethod parse_cut_method(const std::string& name);  // "random" | "latest" | "disco" (any case; generate.py's
+                                                      // original, updated, nrupdated, updatedpooling); Error otherwise
 std::string to_string(CutMethod method);
 
 struct CutoutOptions {
@@ -52,12 +53,23 @@ struct AugmentOptions {
   double erasing = 0.0;         // one rectangle (2%..33% of the area) set to mid grey
   double noise = 0.0;           // VQGAN+CLIP's additive noise: strength uniform in [0, noise_fac] per cutout
   double noise_fac = 0.1;
+  double rotation = 0.0;        // rotation alone, ±rotation_degrees (Kornia RandomRotation in generate.py: 15)
+  double rotation_degrees = 15.0;
+  double crop = 0.0;            // a square part of side [crop_min, 1] of the cutout, resized back
+  double crop_min = 0.8;
+  double resized_crop = 0.0;    // a part of area [resized_crop_min_area, 1] and aspect 3/4..4/3, resized back
+  double resized_crop_min_area = 0.1;
+  double elastic = 0.0;         // a smooth random displacement field: RMS elastic_alpha (in [-1, 1] units),
+  double elastic_alpha = 0.05;  //   correlated over elastic_sigma of the side (Kornia's 32 px of 224)
+  double elastic_sigma = 0.14;
+  double thin_plate = 0.0;      // thin-plate-spline warp: the corners and centre moved by up to
+  double thin_plate_scale = 0.2;  //   thin_plate_scale (in [-1, 1] units; Kornia RandomThinPlateSpline)
 };
 
 // Parses "flip,affine:0.7,noise" style lists: each name enables that augmentation with probability 1
 // (or the given one), everything not named is disabled. Names and codes come from augment_names():
-// flip affine perspective jitter sharpness gaussian erasing noise; VQGAN+CLIP's short codes Hf Af Pe Ji Sh
-// Gn Er (and "none").
+// flip affine perspective jitter sharpness gaussian erasing noise rotation crop resized_crop elastic
+// thin_plate; VQGAN+CLIP's short codes Hf Af Pe Ji Sh Gn Er Ro Cr Re Et Ts (and "none").
 AugmentOptions parse_augments(const std::string& list);
 
 // Every augmentation: its name, VQGAN+CLIP's code ("" if none) and its probability in AugmentOptions.

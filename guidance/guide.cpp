@@ -11,6 +11,8 @@
 #include "clipnet/preprocess.h"
 #include "guidance/graphed_encoder.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/linalg_vector_norm.h>
 #include <ATen/ops/stack.h>
 #include <ATen/ops/upsample_bilinear2d.h>
@@ -104,6 +106,13 @@ GuidePrompt GuidePrompt::from_image(at::Tensor image, double weight, double stop
   return p;
 }
 
+GuidePrompt GuidePrompt::from_noise(uint64_t seed, double weight) {
+  GuidePrompt p = from_text("noise:" + std::to_string(seed), weight);
+  p.kind = Kind::kNoise;
+  p.noise_seed = seed;
+  return p;
+}
+
 GuidePrompt GuidePrompt::from_spec(const PromptSpec& spec, bool image) {
   return image ? from_image_file(spec.text, spec.weight, spec.stop) : from_text(spec.text, spec.weight, spec.stop);
 }
@@ -140,6 +149,8 @@ Guide::Entry Guide::encode(GuidePrompt prompt) {
   if (prompt.kind == GuidePrompt::Kind::kText) {
     if (prompt.text.empty()) throw Error("Guide: empty text prompt");
     key = "t:" + prompt.text;
+  } else if (prompt.kind == GuidePrompt::Kind::kNoise) {
+    key = "n:" + std::to_string(prompt.noise_seed);
   } else if (prompt.image.defined()) {
     const auto& im = prompt.image;
     if (!((im.dim() == 3 && im.size(0) == 3) || (im.dim() == 4 && im.size(0) == 1 && im.size(1) == 3))) {
@@ -170,6 +181,9 @@ Guide::Entry Guide::encode(GuidePrompt prompt) {
       at::Tensor tokens = member.tokenizer->tokenize({prompt.text}, member.config.text.context_length,
                                                      /*truncate=*/true);  // (1, L)
       features = member.model->encode_text(tokens.to(device));
+    } else if (prompt.kind == GuidePrompt::Kind::kNoise) {
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(prompt.noise_seed);
+      features = at::empty({1, member.config.embed_dim}, at::kFloat).normal_(0.0, 1.0, gen);
     } else if (prompt.image.defined()) {
       at::Tensor im = prompt.image.dim() == 3 ? prompt.image.unsqueeze(0) : prompt.image;  // (1, 3, H, W)
       im = im.detach().to(device, at::kFloat);

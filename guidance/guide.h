@@ -50,10 +50,11 @@ GuideMember load_member(const std::filesystem::path& clip_path, const std::files
 
 // A text or image prompt.
 struct GuidePrompt {
-  enum class Kind { kText, kImage };
-  Kind kind = Kind::kText;                                 // what `text` / `image` hold
+  enum class Kind { kText, kImage, kNoise };
+  Kind kind = Kind::kText;                                 // what `text` / `image` / `noise_seed` hold
   std::string text;                                        // the text (kText) or image file path (kImage)
   at::Tensor image;                                        // kImage from memory: (3, H, W) or (1, 3, H, W) in [0, 1]
+  uint64_t noise_seed = 0;                                 // kNoise: the embedding's seed
   double weight = 1.0;                                     // negative pushes away
   double stop = -std::numeric_limits<double>::infinity();  // sign-adjusted distance where the pull stops
   at::Tensor mask;                                         // optional region (H, W) / (1, 1, H, W) in [0, 1]
@@ -65,6 +66,9 @@ struct GuidePrompt {
                                      double stop = -std::numeric_limits<double>::infinity());
   static GuidePrompt from_image(at::Tensor image, double weight = 1.0,
                                 double stop = -std::numeric_limits<double>::infinity());
+  // VQGAN+CLIP's noise prompt: for each member, a (1, embed_dim) standard-normal embedding drawn from a CPU
+  // generator seeded with `seed` (as torch.empty([1, E]).normal_(generator=torch.Generator().manual_seed(seed))).
+  static GuidePrompt from_noise(uint64_t seed, double weight = 1.0);
   // From parse_prompt's result; image: the text is a file path.
   static GuidePrompt from_spec(const PromptSpec& spec, bool image = false);
   // "text" or the path, for reports ("<image>" for an in-memory image).

@@ -7,15 +7,11 @@
 
 #include "clipnet/error.h"
 #include "guidance/hooks.h"
+#include "guidance/optimizers.h"
 
 #include <c10/core/GradMode.h>
 
-#include <torch/optim/adagrad.h>
-#include <torch/optim/adam.h>
-#include <torch/optim/adamw.h>
 #include <torch/optim/optimizer.h>
-#include <torch/optim/rmsprop.h>
-#include <torch/optim/sgd.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
@@ -50,8 +46,6 @@ generators::TensorMap deep_copy(const generators::TensorMap& state) {
 
 }  // namespace
 
-std::vector<std::string> optimizer_names() { return {"adam", "adamw", "sgd", "rmsprop", "adagrad"}; }
-
 GuideLoop::GuideLoop(std::shared_ptr<generators::Generator> generator, std::shared_ptr<Guide> guide,
                      LoopSettings settings)
     : generator_(std::move(generator)), guide_(std::move(guide)) {
@@ -67,25 +61,7 @@ GuideLoop::~GuideLoop() = default;
 
 void GuideLoop::build_optimizer(const LoopSettings& s) {
   check_settings(s);
-  std::unique_ptr<torch::optim::Optimizer> opt;
-  if (s.optimizer == "adam") {
-    opt = std::make_unique<torch::optim::Adam>(parameters_,
-                                               torch::optim::AdamOptions(s.learning_rate).weight_decay(s.weight_decay));
-  } else if (s.optimizer == "adamw") {
-    opt = std::make_unique<torch::optim::AdamW>(
-        parameters_, torch::optim::AdamWOptions(s.learning_rate).weight_decay(s.weight_decay));
-  } else if (s.optimizer == "sgd") {
-    opt = std::make_unique<torch::optim::SGD>(
-        parameters_, torch::optim::SGDOptions(s.learning_rate).momentum(s.momentum).weight_decay(s.weight_decay));
-  } else if (s.optimizer == "rmsprop") {
-    opt = std::make_unique<torch::optim::RMSprop>(
-        parameters_,
-        torch::optim::RMSpropOptions(s.learning_rate).momentum(s.momentum).weight_decay(s.weight_decay));
-  } else {
-    opt = std::make_unique<torch::optim::Adagrad>(
-        parameters_, torch::optim::AdagradOptions(s.learning_rate).weight_decay(s.weight_decay));
-  }
-  optimizer_ = std::move(opt);
+  optimizer_ = make_optimizer(s.optimizer, parameters_, s.learning_rate, s.weight_decay, s.momentum);
   std::lock_guard<std::mutex> lock(state_mutex_);
   settings_ = s;
 }

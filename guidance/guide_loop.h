@@ -30,14 +30,11 @@ namespace clipguide::guidance {
 
 // The optimiser and its settings.
 struct LoopSettings {
-  std::string optimizer = "adam";  // adam | adamw | sgd | rmsprop | adagrad (LibTorch's)
+  std::string optimizer = "adam";  // a name of optimizer_names() (guidance/optimizers.h)
   double learning_rate = 0.1;      // step size
   double weight_decay = 0.0;       // L2 (adamw: decoupled) weight decay
   double momentum = 0.0;           // sgd and rmsprop momentum
 };
-
-// Names the optimisers GuideLoop knows.
-std::vector<std::string> optimizer_names();
 
 // What run() reports every `every` steps.
 struct LoopProgress {

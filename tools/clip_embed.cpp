@@ -1,6 +1,7 @@
 // clip-embed: tokens, text and image embeddings, logits and zero-shot label probabilities from any CLIP
 // weight file, printed as one JSON object (or written as .npy files). Other scripts parse this output:
 // the key names are an interface.
+#include "app/cli.h"
 #include "clipnet/checkpoint.h"
 #include "clipnet/default_model.h"
 #include "clipnet/device.h"
@@ -9,7 +10,6 @@
 #include "clipnet/preprocess.h"
 #include "clipnet/tokenizer.h"
 #include "clipnet/zero_shot.h"
-#include "tools/cli.h"
 
 #include <ATen/ops/cat.h>
 #include <ATen/ops/stack.h>
@@ -187,10 +187,10 @@ int main(int argc, char** argv) {
   app.add_option("--template", opt.templates, "Zero-shot prompt template with {} for the label (repeatable; several are ensembled)");
   app.add_option("--templates", opt.templates_file, "File of templates, one per line (e.g. OpenAI's ImageNet set)");
   app.add_option("--device", opt.device, "cpu, cuda or auto");
-  if (auto code = clipguide::cli::parse(app, argc, argv, "clip-embed")) return *code;
+  if (auto code = clipguide::app::parse(app, argc, argv, "clip-embed")) return *code;
   try {
     return run(opt);
   } catch (const std::exception& e) {
-    return clipguide::cli::report("clip-embed", e);
+    return clipguide::app::report("clip-embed", e);
   }
 }

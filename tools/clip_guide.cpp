@@ -2,6 +2,8 @@
 // know. Thin: flags (or a TOML config, or a PNG's stored settings) → Options → generator + Guide +
 // GuideLoop → images written atomically with their settings in the PNG metadata; optionally a video of the
 // run (tools/video_writer: ffmpeg) and generate.py's zoom video. Ctrl-C saves (image and video) and exits.
+#include "app/cli.h"
+#include "app/settings.h"
 #include "clipnet/default_model.h"
 #include "clipnet/device.h"
 #include "clipnet/error.h"
@@ -9,7 +11,6 @@
 #include "generators/generator.h"
 #include "guidance/guide.h"
 #include "guidance/guide_loop.h"
-#include "tools/cli.h"
 #include "tools/video_writer.h"
 
 #include <ATen/Context.h>
@@ -45,58 +46,7 @@ namespace {
 
 constexpr const char* kSettingsKey = "clipguide:settings";  // PNG text chunk holding the run's TOML settings
 
-struct Options {
-  std::string prompts;                    // "text[:weight[:stop]]|..."; '^' separates story phases
-  std::string image_prompts;              // "path[:weight[:stop]]|..."
-  std::string prompts_file;               // one prompt spec per line: one image each, in one process
-  int64_t iterations = 500;               // optimisation steps
-  int64_t trials = 1;                     // > 1: the first trial_steps steps from this many random starts, the best kept
-  int64_t trial_steps = 50;               // steps of each trial (part of iterations; at most all of them)
-  std::vector<int64_t> size{256, 256};    // width height (rounded to the generator's factor)
-  int64_t seed = -1;                      // -1: a random seed, printed
-  std::string output = "output.png";      // image file (format from the extension)
-  double learning_rate = 0.1;             // optimiser step size
-  std::string optimiser = "adam";         // adam, adamw, sgd, rmsprop, adagrad
-  int64_t num_cuts = 32;                  // cutouts per step
-  double cut_power = 1.0;                 // cutout size exponent
-  double cut_min = 0.0;                   // smallest cutout side as a fraction of the image (0: model size)
-  std::string cut_method = "latest";      // random, latest, disco
-  std::string augments = "Af,Pe,Ji,Er";   // augmentation list (see guidance/cutouts.h); "none" for none
-  std::string init_image;                 // start from this image
-  std::string init_noise;                 // "pixels" or "gradient": start from noise
-  double init_weight = 0.0;               // keep close to the init image (decays over steps)
-  double tv_weight = 0.0;                 // total-variation smoothness
-  int64_t save_every = 50;                // write the image every N steps (0: only at the end)
-  int64_t change_prompt_every = 0;        // story mode: next '^' phase every N steps
-  std::vector<std::string> clip_models;   // CLIP weight file or folder, "path[:weight]", repeatable (ensemble); none: the shipped model
-  std::string vocab;                      // BPE vocabulary (default: beside the model)
-  std::string generator;                  // vqgan, pixel, fourier, torchscript (default: vqgan with a checkpoint, else pixel)
-  std::string vqgan_config;               // taming YAML (optional: inferred from the checkpoint)
-  std::string vqgan_checkpoint;           // taming .ckpt or .safetensors
-  std::string generator_weights;          // weights for other generators (torchscript module)
-  std::vector<std::string> generator_options;  // key=value settings passed to the generator
-  std::string device = "auto";            // cpu, cuda or auto
-  // Speed and memory (GuideOptions / GeneratorOptions): same results up to rounding.
-  std::string precision = "fp32";         // fp32, or bf16: CLIP forwards and the generator's network under autocast
-  bool channels_last = false;             // the generator's network channels-last (faster CUDA convolutions)
-  bool cuda_graphs = false;               // CLIP's encode_image forward and backward replayed from CUDA graphs
-  int64_t cutn_batches = 1;               // the cutouts of a step in this many micro-batches (less memory)
-  bool checkpoint = false;                // the generator's network recomputed in backward (less memory)
-  bool deterministic = false;             // deterministic algorithms (slower on GPU)
-  bool quiet = false;                     // no progress bar
-  // Video (generate.py's names). Frames: with --video the image of every step; with only --zoom_video the
-  // image at the start, before every zoom (each zoom_frequency steps) and at the end.
-  bool video = false;                     // write a video of the run, one frame per step
-  std::string video_output;               // video file, .mp4/.mkv/.mov (default: --output with .mp4)
-  double video_length = 10.0;             // seconds; fps = frames / length, clamped to 10..60 (generate.py)
-  double output_video_fps = 0.0;          // frame rate of the video (0: from --video_length)
-  bool zoom_video = false;                // every zoom_frequency steps: zoom/shift the image, restart from it
-  int64_t zoom_start = 0;                 // first step that zooms
-  int64_t zoom_frequency = 10;            // steps between zooms (and zoom-video frames)
-  double zoom_scale = 0.99;               // > 1 zooms in, < 1 out: centre crop of size / scale, resized back
-  int64_t zoom_shift_x = 0;               // pixels to shift right (negative: left) at each zoom, wrapping
-  int64_t zoom_shift_y = 0;               // pixels to shift down (negative: up) at each zoom, wrapping
-};
+using Options = cg::app::RunSettings;  // every setting, its flags and TOML keys: app/settings.h
 
 std::atomic<bool> g_interrupted{false};
 extern "C" void on_sigint(int) { g_interrupted.store(true); }
@@ -207,8 +157,9 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
   options.tv_weight = opt.tv_weight;
   options.init_weight = opt.init_weight;
   if (opt.init_weight != 0) {
-    if (!init.defined()) throw cg::Error("--init_weight needs --init_image or --init_noise");
-    options.init_image = init.to(device);
+    // Without an init image the anchor is the generator's first picture (generate.py anchors its first latent).
+    at::NoGradGuard no_grad;
+    options.init_image = init.defined() ? init.to(device) : generator->render().detach();
   }
   options.seed = seed;
   auto guide = std::make_shared<gd::Guide>(members, options);
@@ -220,10 +171,16 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
     for (const auto& spec : gd::parse_prompts(opt.image_prompts)) {
       prompts.push_back(gd::GuidePrompt::from_spec(spec, /*image=*/true));
     }
-    if (prompts.empty()) throw cg::Error("no prompts: give --prompts text and/or --image_prompts files");
+    for (size_t i = 0; i < opt.noise_prompt_seeds.size(); ++i) {
+      prompts.push_back(gd::GuidePrompt::from_noise(static_cast<uint64_t>(opt.noise_prompt_seeds[i]),
+                                                    opt.noise_prompt_weights[i]));
+    }
+    if (prompts.empty()) {
+      throw cg::Error("no prompts: give --prompts text, --image_prompts files and/or --noise_prompt_seeds");
+    }
     phases.push_back(std::move(prompts));
   }
-  if (phases.empty()) throw cg::Error("no prompts: give --prompts text and/or --image_prompts files");
+  if (phases.empty()) throw cg::Error("no prompts: give --prompts text, --image_prompts files and/or --noise_prompt_seeds");
   guide->set_prompts(phases[0]);
 
   gd::LoopSettings settings;
@@ -250,7 +207,15 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
     cg::tools::VideoOptions vo;
     vo.width = first.size(3);
     vo.height = first.size(2);
-    vo.fps = opt.output_video_fps > 0 ? opt.output_video_fps : std::clamp(frames / opt.video_length, 10.0, 60.0);
+    // The video's rate is --output_video_fps; above 9 fps and above --input_video_fps, the frames go in at
+    // --input_video_fps and are motion-interpolated up to it (generate.py's rule). Without it: the frames
+    // over --video_length (10 to 60 fps).
+    if (opt.output_video_fps > 9 && opt.output_video_fps > opt.input_video_fps) {
+      vo.fps = opt.input_video_fps;
+      vo.interpolate_fps = opt.output_video_fps;
+    } else {
+      vo.fps = opt.output_video_fps > 0 ? opt.output_video_fps : std::clamp(frames / opt.video_length, 10.0, 60.0);
+    }
     vo.comment = prompt_specs;
     video = std::make_unique<cg::tools::VideoWriter>(video_path, vo);
   }
@@ -320,21 +285,34 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
   }
 }
 
-int run(Options opt, const std::string& settings_toml) {
-  if (opt.size.size() != 2 || opt.size[0] <= 0 || opt.size[1] <= 0) throw cg::Error("--size: expected WIDTH HEIGHT > 0");
-  if (opt.iterations < 0) throw cg::Error("--iterations must be >= 0");
-  if (opt.trials < 1) throw cg::Error("--trials: expected >= 1, got " + std::to_string(opt.trials));
-  if (opt.trials > 1) {
-    if (opt.trial_steps < 0) throw cg::Error("--trial_steps: expected >= 0, got " + std::to_string(opt.trial_steps));
-    if (!opt.init_image.empty() || !opt.init_noise.empty() || opt.zoom_video) {
-      throw cg::Error("--trials needs random starts: it cannot be combined with --init_image, --init_noise or --zoom_video");
-    }
+// generate.py's --cuda_device: that device when CUDA is there, else the CPU with a warning; else --device.
+c10::Device run_device(const Options& opt) {
+  if (opt.cuda_device.empty()) return cn::parse_device(opt.device);
+  if (opt.cuda_device != "cpu" && !at::globalContext().hasCUDA()) {
+    std::cerr << "clip-guide: warning: no CUDA device: --cuda_device " << opt.cuda_device << " falls back to the CPU\n";
+    return c10::kCPU;
   }
-  if (!(opt.video_length > 0)) throw cg::Error("--video_length: expected seconds > 0, got " + std::to_string(opt.video_length));
-  if (opt.output_video_fps < 0) throw cg::Error("--output_video_fps: expected >= 0 (0: from --video_length)");
-  if (opt.zoom_frequency < 1) throw cg::Error("--zoom_frequency: expected steps >= 1, got " + std::to_string(opt.zoom_frequency));
-  if (!(opt.zoom_scale > 0)) throw cg::Error("--zoom_scale: expected > 0, got " + std::to_string(opt.zoom_scale));
-  if (opt.zoom_start < 0) throw cg::Error("--zoom_start: expected >= 0");
+  return cn::parse_device(opt.cuda_device, "--cuda_device");
+}
+
+// --video_style_dir: its .png and .jpg files (any case), sorted by name.
+std::vector<std::filesystem::path> style_frames(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) throw cg::Error("--video_style_dir: '" + dir + "' is not a folder");
+  std::vector<std::filesystem::path> frames;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    std::string ext = entry.path().extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (entry.is_regular_file() && (ext == ".png" || ext == ".jpg" || ext == ".jpeg")) frames.push_back(entry.path());
+  }
+  if (ec) throw cg::Error("--video_style_dir: cannot list '" + dir + "': " + ec.message());
+  if (frames.empty()) throw cg::Error("--video_style_dir: '" + dir + "' has no .png or .jpg frames");
+  std::sort(frames.begin(), frames.end());
+  return frames;
+}
+
+int run(Options opt, const std::string& settings_toml) {
+  cg::app::check(opt);
   // Video output: known before anything is loaded, so a missing ffmpeg stops the run before it starts.
   std::filesystem::path video_path;
   if (opt.video || opt.zoom_video) {
@@ -346,11 +324,13 @@ int run(Options opt, const std::string& settings_toml) {
                                           : std::filesystem::path(opt.video_output);
     cg::tools::check_video_path(video_path, opt.video_output.empty() ? "--video_output (from --output)" : "--video_output");
   }
+  std::vector<std::filesystem::path> frames;
+  if (!opt.video_style_dir.empty()) frames = style_frames(opt.video_style_dir);
   if (std::all_of(opt.clip_models.begin(), opt.clip_models.end(), [](const std::string& m) { return m.empty(); })) {
     opt.clip_models = {cn::default_model_path().string()};  // the shipped model (clipnet/default_model.h)
   }
   if (opt.deterministic) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
-  const c10::Device device = cn::parse_device(opt.device);
+  const c10::Device device = run_device(opt);
   uint64_t seed = opt.seed >= 0 ? static_cast<uint64_t>(opt.seed) : std::random_device{}();
   if (opt.seed < 0) std::cerr << "clip-guide: seed " << seed << "\n";
 
@@ -368,7 +348,38 @@ int run(Options opt, const std::string& settings_toml) {
   }
 
   std::signal(SIGINT, on_sigint);
-  if (!opt.prompts_file.empty()) {
+  if (!frames.empty()) {
+    // Each frame styled in turn from itself (generate.py's video styling): <output stem>/<frame name>.png,
+    // and with --video one video frame per styled frame.
+    const std::filesystem::path out_dir = std::filesystem::path(opt.output).replace_extension("");
+    std::filesystem::create_directories(out_dir);
+    Options frame_opt = opt;
+    frame_opt.video = frame_opt.zoom_video = false;
+    frame_opt.quiet = true;
+    std::unique_ptr<cg::tools::VideoWriter> video;
+    for (size_t i = 0; i < frames.size() && !g_interrupted.load(); ++i) {
+      frame_opt.init_image = frames[i].string();
+      const auto styled = out_dir / frames[i].filename().replace_extension(".png");
+      render(frame_opt, opt.prompts, styled, {}, settings_toml, members, device, seed);
+      if (!video_path.empty()) {
+        at::Tensor image = cn::read_image(styled.string()).to(at::kFloat).div(255);
+        if (!video) {
+          cg::tools::VideoOptions vo;
+          vo.width = image.size(2);
+          vo.height = image.size(1);
+          vo.fps = opt.input_video_fps;
+          if (opt.output_video_fps > opt.input_video_fps) vo.interpolate_fps = opt.output_video_fps;
+          vo.comment = opt.prompts;
+          video = std::make_unique<cg::tools::VideoWriter>(video_path, vo);
+        }
+        video->write(image);
+      }
+    }
+    if (video) {
+      video->finish();
+      std::cerr << "clip-guide: wrote " << video->path().string() << " (" << video->frames() << " frames)\n";
+    }
+  } else if (!opt.prompts_file.empty()) {
     std::ifstream in(opt.prompts_file);
     if (!in) throw cg::Error("--prompts_file: cannot read '" + opt.prompts_file + "'");
     std::string line;
@@ -386,71 +397,26 @@ int run(Options opt, const std::string& settings_toml) {
   return g_interrupted.load() ? 130 : 0;
 }
 
+// --from-png FILE: the settings the PNG stores, as a temporary TOML file (removed by the caller).
+std::filesystem::path png_settings_file(const std::string& png) {
+  auto meta = cn::read_image_metadata(png);
+  auto it = meta.find(kSettingsKey);
+  if (it == meta.end()) throw cg::Error("--from-png '" + png + "' has no clip-guide settings in its metadata");
+  auto path = std::filesystem::temp_directory_path() / ("clip-guide-" + std::to_string(getpid()) + ".toml");
+  std::ofstream(path) << it->second;
+  return path;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);  // a dead ffmpeg is reported by VideoWriter, not a silent death
   Options opt;
-  CLI::App app{"clip-guide: render images steered towards text (and image) prompts by CLIP"};
+  CLI::App app{"clip-guide: render images steered towards text (and image) prompts by CLIP.\n"
+               "Flags are also accepted as VQGAN+CLIP's generate.py spells them (-ip, -cuts, --flag=value, "
+               "unambiguous prefixes)"};
   app.option_defaults()->always_capture_default();
-  // Every long flag is accepted with underscores (VQGAN+CLIP's spelling) and with dashes.
-  auto names = [](const std::string& flag, const std::string& shorts = "") {
-    std::string dashed = flag;
-    std::replace(dashed.begin(), dashed.end(), '_', '-');
-    std::string out = (shorts.empty() ? "" : shorts + ",") + "--" + flag;
-    if (dashed != flag) out += ",--" + dashed;
-    return out;
-  };
-  app.add_option(names("prompts", "-p") + ",--prompt", opt.prompts, "Text prompts 'text[:weight[:stop]]|...'; '^' separates story phases. A ':' followed by a non-number stays in the text ('16:9', URLs); a text ending in ':number' takes it as its weight");
-  app.add_option(names("image_prompts"), opt.image_prompts, "Image prompts 'path[:weight[:stop]]|...'");
-  app.add_option(names("prompts_file"), opt.prompts_file, "File with one prompt spec per line: renders output-0.png, output-1.png, ...");
-  app.add_option(names("iterations", "-i"), opt.iterations, "Optimisation steps");
-  app.add_option(names("trials"), opt.trials, "Random starts tried for the first --trial_steps steps; the one CLIP scores best goes on (for weak models)");
-  app.add_option(names("trial_steps"), opt.trial_steps, "Steps of each --trials start (counted in --iterations)");
-  app.add_option(names("size", "-s"), opt.size, "Width and height in pixels")->expected(2);
-  app.add_option(names("seed"), opt.seed, "Random seed (-1: random, printed)");
-  app.add_option(names("output", "-o"), opt.output, "Output image file");
-  app.add_option(names("learning_rate") + ",--lr", opt.learning_rate, "Optimiser learning rate");
-  app.add_option(names("optimiser") + ",--optimizer", opt.optimiser, "adam, adamw, sgd, rmsprop or adagrad");
-  app.add_option(names("num_cuts") + ",--cutn", opt.num_cuts, "Cutouts per step");
-  app.add_option(names("cut_power") + ",--cut_pow", opt.cut_power, "Cutout size exponent (<1: larger cutouts)");
-  app.add_option(names("cut_min"), opt.cut_min, "Smallest cutout side as a fraction of the image (0: the CLIP input size)");
-  app.add_option(names("cut_method"), opt.cut_method, "random, latest or disco");
-  app.add_option(names("augments"), opt.augments, "Augmentations, e.g. 'Af,Pe,Ji,Er' or 'flip,affine:0.7,noise'; 'none'");
-  app.add_option(names("init_image") + ",--ii", opt.init_image, "Start from this image");
-  app.add_option(names("init_noise"), opt.init_noise, "Start from noise: pixels or gradient");
-  app.add_option(names("init_weight"), opt.init_weight, "Stay close to the initial image (decays)");
-  app.add_option(names("tv_weight"), opt.tv_weight, "Total-variation smoothness weight");
-  app.add_option(names("save_every"), opt.save_every, "Write the image every N steps (0: only at the end)");
-  app.add_option(names("change_prompt_every"), opt.change_prompt_every, "Story mode: move to the next '^' phase every N steps");
-  app.add_option(names("clip_model", "-m"), opt.clip_models, "CLIP weights 'path[:weight]' (repeatable: an ensemble); default: the shipped shapes-clip model");
-  app.add_option(names("vocab"), opt.vocab, "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz, vocab.json, tokenizer.json)");
-  app.add_option(names("generator"), opt.generator, "vqgan, pixel, fourier, primitives or torchscript (default: vqgan with --vqgan_checkpoint, else pixel; the shipped model's clip-guide.toml picks primitives)");
-  app.add_option(names("vqgan_config"), opt.vqgan_config, "taming-transformers YAML (optional)");
-  app.add_option(names("vqgan_checkpoint"), opt.vqgan_checkpoint, "taming-transformers .ckpt or .safetensors");
-  app.add_option(names("generator_weights"), opt.generator_weights, "Weights of the chosen generator (torchscript: the module)");
-  app.add_option(names("generator_option"), opt.generator_options, "Generator setting key=value (repeatable)");
-  app.add_option(names("device"), opt.device, "cpu, cuda or auto");
-  app.add_option(names("precision"), opt.precision, "fp32, or bf16: CLIP and the generator's network under bf16 autocast (weights and loss stay fp32)")
-      ->check(CLI::IsMember({"fp32", "bf16"}));
-  app.add_flag(names("channels_last"), opt.channels_last, "The generator's network channels-last (faster CUDA convolutions)");
-  app.add_flag(names("cuda_graphs"), opt.cuda_graphs, "Replay CLIP's forward and backward from CUDA graphs (CUDA; no prompt masks)");
-  app.add_option(names("cutn_batches"), opt.cutn_batches, "Cutouts of a step in this many micro-batches: less memory, same gradient")
-      ->check(CLI::PositiveNumber);
-  app.add_flag(names("checkpoint"), opt.checkpoint, "Recompute the generator's network in backward (vqgan): less memory, same gradient");
-  app.add_flag(names("deterministic", "-d"), opt.deterministic, "Deterministic algorithms");
-  app.add_flag(names("quiet", "-q"), opt.quiet, "No progress output");
-  app.add_flag(names("video"), opt.video, "Write a video of the run through ffmpeg: one frame per step");
-  app.add_option(names("video_output"), opt.video_output, "Video file, .mp4, .mkv or .mov (default: --output with .mp4)");
-  app.add_option(names("video_length"), opt.video_length, "Video length in seconds (fps = frames / length, 10 to 60)");
-  app.add_option(names("output_video_fps"), opt.output_video_fps, "Video frame rate (0: from --video_length)");
-  app.add_flag(names("zoom_video"), opt.zoom_video, "Zoom video: every --zoom_frequency steps zoom/shift the image and restart from it; frames to the video");
-  app.add_option(names("zoom_start"), opt.zoom_start, "Step of the first zoom");
-  app.add_option(names("zoom_frequency") + "," + names("zoom_save_every"), opt.zoom_frequency, "Steps between zooms (and zoom-video frames)");
-  app.add_option(names("zoom_scale"), opt.zoom_scale, "Zoom factor per zoom (>1 in, <1 out)");
-  app.add_option(names("zoom_shift_x"), opt.zoom_shift_x, "Pixels to shift right per zoom (negative: left), wrapping");
-  app.add_option(names("zoom_shift_y"), opt.zoom_shift_y, "Pixels to shift down per zoom (negative: up), wrapping");
-  // --from-png FILE: the settings a PNG stores become the config file (flags on the command line still win).
+  cg::app::add_settings(app, opt);
   std::string from_png;
   app.add_option("--from-png,--from_png", from_png, "Reproduce the settings stored in a PNG written by clip-guide")
       ->configurable(false);
@@ -458,37 +424,34 @@ int main(int argc, char** argv) {
   // best with (<model>/clip-guide.toml) as the config defaults; --config replaces them, flags override.
   std::string config_default;
   std::filesystem::path png_settings;  // --from-png's settings as a temporary TOML, removed once parsed
+  std::vector<std::string> args;
   try {
-    if (!cg::cli::flag_given(argc, argv, {"-m", "--clip_model", "--clip-model", "--from-png", "--from_png"})) {
-      if (auto shipped = cg::cli::shipped_model()) config_default = shipped->settings;
+    args = cg::app::normalise_args(argc, argv, {"--config", "--from-png", "--from_png", "--help"});
+    if (!cg::app::flag_given(args, {"--clip_model", "--from-png", "--from_png"})) {
+      if (auto shipped = cg::app::shipped_model()) config_default = shipped->settings;
     }
-    for (int i = 1; i + 1 < argc; ++i) {
-      std::string a = argv[i];
-      if (a != "--from-png" && a != "--from_png") continue;
-      auto meta = cn::read_image_metadata(argv[i + 1]);
-      auto it = meta.find(kSettingsKey);
-      if (it == meta.end()) {
-        throw cg::Error(std::string("--from-png '") + argv[i + 1] + "' has no clip-guide settings in its metadata");
-      }
-      png_settings = std::filesystem::temp_directory_path() / ("clip-guide-" + std::to_string(getpid()) + ".toml");
-      std::ofstream(png_settings) << it->second;
-      config_default = png_settings.string();
+    for (size_t i = 0; i + 1 < args.size(); ++i) {
+      if (args[i] == "--from-png" || args[i] == "--from_png") config_default = (png_settings = png_settings_file(args[i + 1])).string();
     }
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "clip-guide: error: " << e.what() << " (see --help)\n";
+    return 2;
   } catch (const std::exception& e) {
-    return cg::cli::report("clip-guide", e);
+    return cg::app::report("clip-guide", e);
   }
   app.set_config("--config", config_default, "TOML file with the same settings as the flags (flags given on the command line win)");
+  app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key is an error, not silently ignored
 
-  auto parsed = cg::cli::parse(app, argc, argv, "clip-guide");
+  auto parsed = cg::app::parse(app, args, "clip-guide");
   if (!png_settings.empty()) {
     std::error_code ignored;
     std::filesystem::remove(png_settings, ignored);
   }
   if (parsed) return *parsed;
   try {
-    std::string settings = app.config_to_str(/*default_also=*/true, /*write_description=*/false);
-    return run(opt, settings);
+    cg::app::check(opt);
+    return run(opt, cg::app::to_toml(opt));
   } catch (const std::exception& e) {
-    return cg::cli::report("clip-guide", e);
+    return cg::app::report("clip-guide", e);
   }
 }

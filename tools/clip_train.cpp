@@ -2,13 +2,13 @@
 // several (torchrun --no-python --nproc-per-node N clip-train ...: c10d Gloo over torchrun's environment).
 // Rank 0 writes checkpoints (<logs>/<name>/checkpoints) and the JSON-lines log (<logs>/<name>/out.jsonl),
 // and prints a progress line per logged step on stderr.
+#include "app/cli.h"
 #include "clipnet/checkpoint.h"
 #include "clipnet/error.h"
 #include "clipnet/train/distributed.h"
 #include "clipnet/train/evaluation.h"
 #include "clipnet/train/shapes_world.h"
 #include "clipnet/train/trainer.h"
-#include "tools/cli.h"
 
 #include <CLI/CLI.hpp>
 
@@ -181,11 +181,11 @@ int main(int argc, char** argv) {
   app.add_flag("--linear-probe", o.linear_probe, "Linear probe (shape kind, shapes world) at the end");
   app.add_flag("--eval-only", cli.eval_only, "No training: linear probe (and zero-shot with --vocab) of --pretrained, as JSON on stdout");
   app.add_option("--pretrained", cli.pretrained, "With --eval-only: any CLIP weight file or folder (OpenAI, open_clip, Hugging Face, a clip-train checkpoint folder)");
-  if (auto code = clipguide::cli::parse(app, argc, argv, "clip-train")) return *code;
+  if (auto code = clipguide::app::parse(app, argc, argv, "clip-train")) return *code;
   try {
     o.csv_separator = parse_separator(cli.csv_separator);
     return run(o, cli);
   } catch (const std::exception& e) {
-    return clipguide::cli::report("clip-train", e);
+    return clipguide::app::report("clip-train", e);
   }
 }

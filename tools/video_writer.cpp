@@ -71,6 +71,9 @@ VideoWriter::VideoWriter(std::filesystem::path path, VideoOptions options)
                 "x" + std::to_string(options_.height));
   }
   if (!(options_.fps > 0)) throw Error("video '" + path_.string() + "': fps must be > 0, got " + format_number(options_.fps));
+  if (options_.interpolate_fps < 0) {
+    throw Error("video '" + path_.string() + "': interpolation fps must be >= 0, got " + format_number(options_.interpolate_fps));
+  }
   const std::filesystem::path ffmpeg = find_program(options_.ffmpeg);
   if (ffmpeg.empty()) {
     throw Error("'" + options_.ffmpeg + "' not found on PATH: ffmpeg is needed to write the video '" + path_.string() +
@@ -88,9 +91,15 @@ VideoWriter::VideoWriter(std::filesystem::path path, VideoOptions options)
                                     "-f", "rawvideo", "-pix_fmt", "rgb24",
                                     "-s", std::to_string(options_.width) + "x" + std::to_string(options_.height),
                                     "-framerate", format_number(options_.fps), "-i", "pipe:0"};
-  if (options_.width % 2 || options_.height % 2) {  // yuv420p needs even sides
-    args.insert(args.end(), {"-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"});
+  std::string filters;
+  if (options_.width % 2 || options_.height % 2) filters = "pad=ceil(iw/2)*2:ceil(ih/2)*2";  // yuv420p: even sides
+  if (options_.interpolate_fps > 0) {  // generate.py's motion-compensated interpolation to a higher rate
+    filters += (filters.empty() ? "" : ",") +
+               std::string("minterpolate=mi_mode=mci:me=hexbs:me_mode=bidir:mc_mode=aobmc:vsbmc=1:mb_size=8:"
+                           "search_param=32:fps=") +
+               format_number(options_.interpolate_fps);
   }
+  if (!filters.empty()) args.insert(args.end(), {"-vf", filters});
   args.insert(args.end(), {"-c:v", "libx264", "-preset", "medium", "-crf", std::to_string(options_.crf),
                            "-pix_fmt", "yuv420p"});
   if (ext != ".mkv") args.insert(args.end(), {"-movflags", "+faststart"});

@@ -19,7 +19,8 @@ namespace clipguide::tools {
 struct VideoOptions {
   int64_t width = 0;               // frame width in pixels (odd sizes are padded by one black pixel)
   int64_t height = 0;              // frame height in pixels
-  double fps = 30.0;               // frames per second of the video
+  double fps = 30.0;               // frames per second of the frames written
+  double interpolate_fps = 0.0;    // > 0: the video is motion-interpolated (ffmpeg minterpolate) to this rate
   int crf = 17;                    // x264 quality (lower: better, bigger)
   std::string comment;             // stored as the file's "comment" metadata
   std::string ffmpeg = "ffmpeg";   // program name (looked up on PATH) or path

@@ -4,6 +4,7 @@
 // was (Adam, pixel and Fourier generators) until it is unfrozen.
 // Shapes: B images, H x W pixels.
 #include "guidance/guide_loop.h"
+#include "guidance/optimizers.h"
 
 #include "clipnet/error.h"
 #include "generators/generator.h"
