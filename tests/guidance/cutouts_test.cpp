@@ -11,6 +11,10 @@
 #include <ATen/ops/rand.h>
 #include <ATen/ops/stack.h>
 
+#include <cmath>
+#include <cstdio>
+#include <string>
+
 namespace clipguide::guidance {
 namespace {
 
@@ -137,6 +141,75 @@ TEST(Cutouts, ErasingAndNoiseChangePixels) {
   EXPECT_GT((noisy - 0.1).abs().max().item<double>(), 0.0);
 }
 
+TEST(Cutouts, RotationAndCropsComposeIntoTheHomography) {
+  // A full-size crop of a ramp: each cutout is the ramp mapped by its own transform (affine: exact inside).
+  const int64_t s = 16;
+  auto image = ramp(s, s);
+  auto u = ((at::arange(s, at::kDouble) * 2 + 1) / s - 1);
+  for (const char* list : {"Ro", "Cr", "Re"}) {
+    AugmentOptions a = parse_augments(list);
+    a.flip = 0;
+    Cutouts cutouts({.cutn = 6, .min_size = 1.0}, a, 5);
+    auto out = cutouts(image, s);
+    const auto& t = cutouts.last_transforms();
+    for (int64_t i = 0; i < 6; ++i) {
+      auto want_x = t[i][0][0] * u.view({1, s}) + t[i][0][1] * u.view({s, 1}) + t[i][0][2];
+      auto inner = [&](const at::Tensor& x) { return x.narrow(0, 2, s - 4).narrow(1, 2, s - 4); };
+      EXPECT_TENSOR_CLOSE(inner(out[i][0]), inner(want_x), 1e-9, 0.0) << list << " cutout " << i;
+      const double sx = t[i][0][0].item<double>(), sy = t[i][1][1].item<double>();
+      if (std::string(list) == "Ro") {
+        EXPECT_NEAR(sx * sx + t[i][1][0].item<double>() * t[i][1][0].item<double>(), 1.0, 1e-9);  // a rotation
+        EXPECT_LE(std::abs(t[i][1][0].item<double>()), std::sin(15.0 * 3.14159265358979 / 180) + 1e-9);
+      } else {
+        // An axis-aligned part inside the cutout: Cr square with side >= crop_min, Re of area >= 0.1.
+        EXPECT_LE(std::abs(t[i][0][2].item<double>()) + sx, 1 + 1e-9);
+        EXPECT_LE(std::abs(t[i][1][2].item<double>()) + sy, 1 + 1e-9);
+        if (std::string(list) == "Cr") {
+          EXPECT_NEAR(sx, sy, 1e-12);
+          EXPECT_GE(sx, 0.8 - 1e-12);
+        } else {
+          EXPECT_GE(sx * sy, 0.1 - 1e-9);
+          EXPECT_LE(sx / sy, 4.0 / 3 + 1e-9);
+          EXPECT_GE(sx / sy, 3.0 / 4 - 1e-9);
+        }
+      }
+    }
+  }
+}
+
+TEST(Cutouts, ElasticAndThinPlateWarpsAreSmoothAndSliceable) {
+  // On a ramp a cutout's channels 0 and 1 are the sampling grid itself: the warp's displacement shows.
+  const int64_t s = 24;
+  auto image = ramp(s, s);
+  auto identity = Cutouts({.cutn = 4, .min_size = 1.0}, no_augment(), 2)(image, s);
+  for (const char* list : {"Et", "Ts"}) {
+    Cutouts cutouts({.cutn = 4, .min_size = 1.0}, parse_augments(list), 2);
+    CutoutPlan plan = cutouts.plan(image, s);
+    auto whole = cutouts.sample(image, plan, 0, 4);
+    auto parts = at::cat({cutouts.sample(image, plan, 0, 1), cutouts.sample(image, plan, 1, 3)}, 0);
+    EXPECT_TENSOR_CLOSE(parts, whole, 0.0, 0.0) << list;  // micro-batches see the same warps
+    auto flipped = whole.clone();  // undo the placement's flip so that the identity compares
+    for (int64_t i = 0; i < 4; ++i) {
+      if (plan.transforms[i][0][0].item<double>() < 0) flipped[i] = whole[i].flip({2});
+    }
+    auto d = (flipped - identity).narrow(1, 0, 2).narrow(2, 2, s - 4).narrow(3, 2, s - 4);  // interior
+    const double rms = d.pow(2).mean().sqrt().item<double>();
+    // Neighbouring pixels move alike: the largest step between neighbours is far below the displacement.
+    const double step = (d.narrow(3, 1, s - 5) - d.narrow(3, 0, s - 5)).abs().max().item<double>();
+    std::printf("%s: RMS displacement %.4f, largest neighbour step %.4f\n", list, rms, step);
+    EXPECT_GT(rms, 0.01) << list;
+    EXPECT_LT(rms, 0.3) << list;
+    EXPECT_LT(step, 0.5 * d.abs().max().item<double>() + 1e-3) << list;
+    auto off = parse_augments(list);
+    off.elastic = off.thin_plate = 0.0;
+    EXPECT_TENSOR_CLOSE(Cutouts({.cutn = 4, .min_size = 1.0}, off, 2)(image, s), identity, 0.0, 0.0);
+    auto grad_image = at::rand({1, 3, s, s}, at::kDouble).requires_grad_(true);
+    Cutouts({.cutn = 2}, parse_augments(list), 3)(grad_image, 12).pow(2).sum().backward();
+    EXPECT_TRUE(grad_image.grad().isfinite().all().item<bool>());
+    EXPECT_GT(grad_image.grad().abs().sum().item<double>(), 0.0);
+  }
+}
+
 TEST(ParseAugments, NamesCodesAndErrors) {
   auto a = parse_augments("Hf,Af:0.7, Pe ,jitter:0.25");
   EXPECT_EQ(a.flip, 1.0);
@@ -144,6 +217,9 @@ TEST(ParseAugments, NamesCodesAndErrors) {
   EXPECT_EQ(a.perspective, 1.0);
   EXPECT_EQ(a.color_jitter, 0.25);
   EXPECT_EQ(a.noise, 0.0);
+  auto codes = parse_augments("Ro,Cr,Re,Et,Ts");
+  EXPECT_EQ(codes.rotation + codes.crop + codes.resized_crop + codes.elastic + codes.thin_plate, 5.0);
+  EXPECT_EQ(codes.flip, 0.0);
   EXPECT_THROW(parse_augments("flip,warp"), Error);
   EXPECT_THROW(parse_augments("flip:2"), Error);
   EXPECT_THROW(parse_augments("flip:x"), Error);
