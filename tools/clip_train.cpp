@@ -81,6 +81,7 @@ std::string check_separator(const std::string& s) {
 
 int run(tr::TrainOptions options, const CliOptions& cli) {
   if (cli.eval_only) return evaluate_only(options, cli);
+  options.pretrained = cli.pretrained;
   const auto env = tr::DistributedEnv::from_environment();
   std::shared_ptr<tr::Communicator> comm = tr::init_distributed(env);
   const bool main_rank = comm->rank() == 0;
@@ -133,6 +134,8 @@ int main(int argc, char** argv) {
   app.option_defaults()->always_capture_default()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--train-data", o.train_data, "Training data: CSV/TSV manifest, tar shards ({a..b} and :: lists), image folder, or shapes");
   app.add_option("--shapes-group", o.shapes_group, "Shapes world: consecutive pictures in groups of N that differ in one thing, drawn per group from --shapes-vary (hard negatives)")->check(CLI::PositiveNumber);
+  app.add_option("--shapes-shade", o.shapes_shade, "Shapes world: fraction of pictures drawn in random shades of their colours (each within its colour's region of RGB)")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--shapes-vary", o.shapes_vary, "Shapes world: what a group varies, any of kind,colour,background,swap,size,position or all")
       ->check(CLI::Validator([](const std::string& v) {
         try { tr::parse_shapes_variations(v); } catch (const std::exception& e) { return std::string(e.what()); }
@@ -180,7 +183,7 @@ int main(int argc, char** argv) {
   app.add_option("--zeroshot-samples", o.zeroshot_samples, "Held-out pictures per zero-shot evaluation");
   app.add_flag("--linear-probe", o.linear_probe, "Linear probe (shape kind, shapes world) at the end");
   app.add_flag("--eval-only", cli.eval_only, "No training: linear probe (and zero-shot with --vocab) of --pretrained, as JSON on stdout");
-  app.add_option("--pretrained", cli.pretrained, "With --eval-only: any CLIP weight file or folder (OpenAI, open_clip, Hugging Face, a clip-train checkpoint folder)");
+  app.add_option("--pretrained", cli.pretrained, "Start from these weights (fine-tuning; with --eval-only: the model evaluated): any CLIP weight file or folder (OpenAI, open_clip, Hugging Face, a clip-train checkpoint folder); a folder's tokenizer is used unless --vocab is given");
   if (auto code = clipguide::app::parse(app, argc, argv, "clip-train")) return *code;
   try {
     o.csv_separator = parse_separator(cli.csv_separator);

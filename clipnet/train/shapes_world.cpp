@@ -17,7 +17,10 @@ namespace {
 constexpr double kPi = 3.14159265358979323846;
 
 // Streams drawn from per picture.
-enum Purpose : uint64_t { kScene = 1, kCaption = 2, kGroup = 3 };
+enum Purpose : uint64_t { kScene = 1, kCaption = 2, kGroup = 3, kShade = 4 };
+
+// How far (RGB levels, 0..255) a shade may lie from its palette colour.
+constexpr double kShadeRadius = 100;
 
 // Grid cell centres (fraction of S) and radii (fraction of S): a large shape in a corner cell still fits.
 constexpr double kCellCentre[3] = {0.2, 0.5, 0.8};
@@ -180,6 +183,8 @@ ShapesWorld::ShapesWorld(ShapesWorldOptions options) : options_(options) {
   if (options_.group < 1) throw Error("ShapesWorld: group must be at least 1");
   if (options_.group > 1 && options_.vary.empty()) throw Error("ShapesWorld: a group needs at least one variation");
   if (options_.size < -1) throw Error("ShapesWorld: size must be -1 (infinite) or a sample count");
+  if (!(options_.shade_fraction >= 0 && options_.shade_fraction <= 1))
+    throw Error("ShapesWorld: shade fraction " + std::to_string(options_.shade_fraction) + " is not within [0, 1]");
 }
 
 ShapesScene ShapesWorld::attributes(int64_t index) const {
@@ -187,7 +192,10 @@ ShapesScene ShapesWorld::attributes(int64_t index) const {
     throw Error(describe() + ": index " + std::to_string(index) + " out of range");
   }
   if (options_.group <= 1) {
-    return draw_scene(mix_seed({options_.seed, static_cast<uint64_t>(options_.split), static_cast<uint64_t>(index), kScene}));
+    const uint64_t key = mix_seed({options_.seed, static_cast<uint64_t>(options_.split), static_cast<uint64_t>(index), kScene});
+    ShapesScene scene = draw_scene(key);
+    shade(scene, key);
+    return scene;
   }
   // A group of consecutive pictures: one scene, member `member` changed in what the group varies.
   const int64_t group = index / options_.group, member = index % options_.group;
@@ -199,7 +207,46 @@ ShapesScene ShapesWorld::attributes(int64_t index) const {
     scene.shapes.resize(1);
   }
   vary_member(scene, what, member, rng);
+  shade(scene, key);  // keyed by the group: its members show a colour in the same shade
   return scene;
+}
+
+int nearest_shapes_colour(const std::array<float, 3>& rgb) {
+  const auto& palette = shapes_world_rgb();
+  int best = 0;
+  double best_d = 1e30;
+  for (size_t i = 0; i < palette.size(); ++i) {
+    double d = 0;
+    for (int c = 0; c < 3; ++c) d += (rgb[c] - palette[i][c]) * (rgb[c] - palette[i][c]);
+    if (d < best_d) best_d = d, best = static_cast<int>(i);
+  }
+  return best;
+}
+
+void ShapesWorld::shade(ShapesScene& scene, uint64_t key) const {
+  if (options_.shade_fraction <= 0) return;
+  Rng pick(mix_seed({key, kShade}));
+  if (!pick.chance(options_.shade_fraction)) return;
+  // A shade of `colour` for `role` (0 the background, k + 1 shape k): uniform in the ball of kShadeRadius
+  // around the palette colour, clipped to 0..255, drawn again until its nearest palette colour is `colour`.
+  const auto shade_of = [&](int colour, uint64_t role) -> std::optional<std::array<float, 3>> {
+    Rng rng(mix_seed({key, kShade, role, static_cast<uint64_t>(colour)}));
+    const auto& base = shapes_world_rgb()[static_cast<size_t>(colour)];
+    for (int attempt = 0; attempt < 64; ++attempt) {
+      std::array<double, 3> d{};
+      double norm2 = 0;
+      do {
+        norm2 = 0;
+        for (double& x : d) x = rng.uniform(-1, 1), norm2 += x * x;
+      } while (norm2 > 1);
+      std::array<float, 3> rgb{};
+      for (int c = 0; c < 3; ++c) rgb[c] = static_cast<float>(std::clamp(base[c] + kShadeRadius * d[c], 0.0, 255.0));
+      if (nearest_shapes_colour(rgb) == colour) return rgb;
+    }
+    return std::nullopt;  // the palette colour itself
+  };
+  scene.background_shade = shade_of(scene.background, 0);
+  for (size_t k = 0; k < scene.shapes.size(); ++k) scene.shapes[k].shade = shade_of(scene.shapes[k].colour, k + 1);
 }
 
 std::optional<ShapesVariation> ShapesWorld::variation(int64_t index) const {
@@ -334,7 +381,8 @@ at::Tensor ShapesWorld::render(const ShapesScene& scene) const {
   const auto& rgb = shapes_world_rgb();
   std::vector<float> canvas(static_cast<size_t>(3 * s * s));  // (3, S, S) in [0, 255]
   for (int c = 0; c < 3; ++c) {
-    std::fill(canvas.begin() + c * s * s, canvas.begin() + (c + 1) * s * s, static_cast<float>(rgb[scene.background][c]));
+    const float value = scene.background_shade ? (*scene.background_shade)[c] : static_cast<float>(rgb[scene.background][c]);
+    std::fill(canvas.begin() + c * s * s, canvas.begin() + (c + 1) * s * s, value);
   }
   for (const ShapeAttributes& a : scene.shapes) {
     // Coverage of each pixel in the shape's bounding box, from ss x ss point samples.
@@ -361,7 +409,7 @@ at::Tensor ShapesWorld::render(const ShapesScene& scene) const {
         const float cover = static_cast<float>(hits) / static_cast<float>(ss * ss);
         for (int c = 0; c < 3; ++c) {
           float& p = canvas[static_cast<size_t>(c * s * s + i * s + j)];
-          p = p * (1 - cover) + static_cast<float>(rgb[a.colour][c]) * cover;
+          p = p * (1 - cover) + (a.shade ? (*a.shade)[c] : static_cast<float>(rgb[a.colour][c])) * cover;
         }
       }
     }

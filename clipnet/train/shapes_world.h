@@ -38,13 +38,19 @@ struct ShapeAttributes {
   int position = 0;  // shapes_world_positions(): the grid cell holding the centre
   double cx = 0, cy = 0;  // centre in pixels (x right, y down; pixel (i, j) covers [j, j+1) x [i, i+1))
   double radius = 0;      // circumradius in pixels: the shape lies within this distance of its centre
+  std::optional<std::array<float, 3>> shade;  // RGB drawn (0..255) when not the palette colour: a shade of `colour`
 };
 
 // Everything a picture shows.
 struct ShapesScene {
   std::vector<ShapeAttributes> shapes;  // one or two, not overlapping
   int background = 0;                   // shapes_world_colours(); differs from every shape's colour
+  std::optional<std::array<float, 3>> background_shade;  // as ShapeAttributes::shade
 };
+
+// Nearest palette colour (shapes_world_rgb(), Euclidean in RGB 0..255) of an RGB triple: the colour a shade
+// is named by.
+int nearest_shapes_colour(const std::array<float, 3>& rgb);
 
 // Disjoint streams of pictures: the held-out split never reproduces a training picture's random draws.
 enum class ShapesSplit { kTrain, kHeldOut };
@@ -72,6 +78,11 @@ struct ShapesWorldOptions {
   // member's caption names what its group varies.
   int group = 1;
   std::vector<ShapesVariation> vary = {ShapesVariation::kKind};
+  // Fraction of pictures whose background and shapes are drawn in random shades instead of the palette
+  // colours: a point within 100 levels (RGB 0..255) of the named colour whose nearest palette colour is still the named
+  // one, so a colour word names a region of RGB, not one point (without them the model has never seen, and
+  // cannot rank, the dark or washed-out reds that guidance drifts into).
+  double shade_fraction = 0;
 };
 
 class ShapesWorld : public Dataset {
@@ -107,6 +118,8 @@ class ShapesWorld : public Dataset {
   ShapesScene draw_scene(uint64_t seed) const;
   // Changes `scene` (a group's scene) into member `member` of a group varying `what`, drawing from `rng`.
   void vary_member(ShapesScene& scene, ShapesVariation what, int64_t member, Rng& rng) const;
+  // With options_.shade_fraction: draws the scene's shades from streams keyed by `key` (a picture or group).
+  void shade(ShapesScene& scene, uint64_t key) const;
 
   ShapesWorldOptions options_;
 };

@@ -214,8 +214,17 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<Communicator> comm)
   fs::path resume_folder;
   if (!options_.resume.empty()) resume_folder = resolve_checkpoint(options_.resume, options_.checkpoint_dir);
 
-  config_ = resume_folder.empty() ? parse_model(options_.model)
-                                  : clipnet::ClipConfig::from_file(resume_folder / "config.json");
+  // --pretrained (ignored when resuming: the checkpoint has the weights): its config, vocabulary and weights.
+  clipnet::LoadedClip start;
+  if (!options_.pretrained.empty() && resume_folder.empty()) {
+    start = clipnet::load_clip(options_.pretrained);
+    if (options_.vocab.empty() && !fs::is_directory(options_.pretrained))
+      throw Error("--pretrained '" + options_.pretrained + "' is a file: give its tokenizer with --vocab");
+    if (options_.vocab.empty()) options_.vocab = options_.pretrained;
+  }
+  config_ = !resume_folder.empty() ? clipnet::ClipConfig::from_file(resume_folder / "config.json")
+            : start.model          ? start.config
+                                   : parse_model(options_.model);
   if (options_.image_size > 0) config_.vision.image_size = options_.image_size;
 
   OpenDatasetOptions dopts;
@@ -226,6 +235,7 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<Communicator> comm)
   dopts.shapes.image_size = config_.vision.image_size;
   dopts.shapes.group = options_.shapes_group;
   dopts.shapes.vary = parse_shapes_variations(options_.shapes_vary);
+  dopts.shapes.shade_fraction = options_.shapes_shade;
   impl_->dataset = open_dataset(options_.train_data, dopts);
 
   // Tokenizer: the checkpoint's, the given one, or a BPE vocabulary trained on the captions.
@@ -244,6 +254,11 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<Communicator> comm)
     comm_->barrier();
   }
   tokenizer_ = clipnet::Tokenizer::from_file(vocab_folder_);
+  if (start.model && tokenizer_->vocab_size() != config_.text.vocab_size) {
+    throw Error("--pretrained '" + options_.pretrained + "' has a vocabulary of " +
+                std::to_string(config_.text.vocab_size) + " tokens but its tokenizer '" + vocab_folder_.string() +
+                "' has " + std::to_string(tokenizer_->vocab_size()));
+  }
   config_.text.vocab_size = tokenizer_->vocab_size();
   config_.validate();
 
@@ -253,6 +268,13 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<Communicator> comm)
     gen.set_current_seed(options_.seed);
   }
   model_ = clipnet::ClipModel(config_);
+  if (start.model) {  // same config, so the same names and shapes
+    c10::NoGradGuard no_grad;
+    auto from = start.model->named_parameters(true);
+    for (auto& item : model_->named_parameters(true)) item.value().copy_(from[item.key()]);
+    auto from_buffers = start.model->named_buffers(true);
+    for (auto& item : model_->named_buffers(true)) item.value().copy_(from_buffers[item.key()]);
+  }
   model_->set_grad_checkpointing(options_.grad_checkpointing);
   if (options_.loss.siglip) {
     c10::NoGradGuard no_grad;

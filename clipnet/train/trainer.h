@@ -48,6 +48,7 @@ struct TrainOptions {
   bool grad_checkpointing = false;        // recompute transformer blocks / ResNet stages in backward (less memory)
   int shapes_group = 1;                   // shapes world: hard-negative groups of this many pictures
   std::string shapes_vary = "kind";       // shapes world: what a group varies (parse_shapes_variations)
+  double shapes_shade = 0;                // shapes world: fraction of pictures in random shades of their colours
   std::string vocab;                      // BPE vocabulary file/folder; empty: train one from the captions
   int64_t bpe_vocab_size = 1024;          // size of the trained vocabulary
   int64_t bpe_captions = 5000;            // captions read to train it
@@ -58,6 +59,7 @@ struct TrainOptions {
   int64_t save_every_steps = 0;           // checkpoint every N steps (0: off)
   int64_t save_frequency = 1;             // checkpoint every N epochs (0: off)
   std::string resume;                     // checkpoint folder, or "latest" (checkpoint_dir's latest pointer)
+  std::string pretrained;                 // start from these weights (load_clip: any CLIP file or folder), new optimiser
   std::filesystem::path log_file;         // JSON-lines log (empty: none)
   int64_t log_every_steps = 1;            // log and report every N steps
   std::string val_data = "shapes:heldout";  // evaluation data (shapes world: zero-shot per attribute)

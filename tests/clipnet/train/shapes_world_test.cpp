@@ -284,5 +284,33 @@ TEST(ShapesWorld, VariationListsParseOrNameTheBadWord) {
   EXPECT_THROW(ShapesWorld{o}, clipguide::Error);
 }
 
+TEST(ShapesWorld, ShadesStayInTheirColoursRegionAndGroupsShareThem) {
+  ShapesWorldOptions o;
+  o.shade_fraction = 1.0;
+  o.group = 4;
+  o.vary = parse_shapes_variations("kind");
+  const ShapesWorld world(o);
+  int shaded = 0;
+  for (int64_t i = 0; i < 64; ++i) {
+    const ShapesScene scene = world.attributes(i);
+    if (scene.background_shade) {
+      ++shaded;
+      EXPECT_EQ(nearest_shapes_colour(*scene.background_shade), scene.background) << "picture " << i;
+      // Drawn as the shade, not the palette colour (the corner pixel is background).
+      const at::Tensor image = world.render(scene);
+      for (int c = 0; c < 3; ++c)
+        EXPECT_EQ(image[c][0][0].item<int>(), static_cast<int>(std::lround((*scene.background_shade)[c])));
+    }
+    for (const auto& a : scene.shapes)
+      if (a.shade) EXPECT_EQ(nearest_shapes_colour(*a.shade), a.colour) << "picture " << i;
+    // A kind group's members differ in the kind only: the same background shade.
+    const ShapesScene first = world.attributes(i - i % 4);
+    EXPECT_EQ(scene.background_shade, first.background_shade) << "picture " << i;
+  }
+  EXPECT_GT(shaded, 48);
+  o.shade_fraction = 1.5;
+  EXPECT_THROW(ShapesWorld{o}, Error);
+}
+
 }  // namespace
 }  // namespace clipguide::train
