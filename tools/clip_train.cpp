@@ -26,23 +26,22 @@ struct CliOptions {
   std::string csv_separator = "\\t";  // --csv-separator: "\t", "tab" or one character
   bool local_loss = false, gather_with_grad = false, siglip = false;
   bool eval_only = false;           // --eval-only: evaluate --pretrained (or --resume's weights), no training
-  std::string pretrained;           // --pretrained: any CLIP weight file or folder (clipnet::load_clip)
 };
 
 // Evaluation of any CLIP on the shapes world: linear probe (shape kind) always, zero-shot and retrieval when
 // a vocabulary is given. One JSON object on stdout.
 int evaluate_only(const tr::TrainOptions& options, const CliOptions& cli) {
-  if (cli.pretrained.empty()) throw clipguide::Error("--eval-only needs --pretrained (a CLIP weight file or folder)");
+  if (options.pretrained.empty()) throw clipguide::Error("--eval-only needs --pretrained (a CLIP weight file or folder)");
   clipguide::clipnet::ClipLoadOptions load;
   if (options.model != "ViT-B-32") load.config = options.model;  // the default means: the file's own config
-  auto loaded = clipguide::clipnet::load_clip(cli.pretrained, load);
+  auto loaded = clipguide::clipnet::load_clip(options.pretrained, load);
   tr::ShapesEvalOptions e;
   e.seed = options.seed;
   e.image_size = loaded.config.vision.image_size;
   e.samples = options.zeroshot_samples;
   e.context_length = loaded.config.text.context_length;
   for (int c = 0; c < 3; ++c) e.mean[c] = loaded.config.preprocess.mean[c], e.std[c] = loaded.config.preprocess.std[c];
-  std::string out = "{\"model\": \"" + cli.pretrained + "\"";
+  std::string out = "{\"model\": \"" + options.pretrained + "\"";
   char buf[96];
   std::snprintf(buf, sizeof buf, ", \"linear_probe\": %.6f", tr::shapes_linear_probe(loaded.model, e));
   out += buf;
@@ -81,7 +80,6 @@ std::string check_separator(const std::string& s) {
 
 int run(tr::TrainOptions options, const CliOptions& cli) {
   if (cli.eval_only) return evaluate_only(options, cli);
-  options.pretrained = cli.pretrained;
   const auto env = tr::DistributedEnv::from_environment();
   std::shared_ptr<tr::Communicator> comm = tr::init_distributed(env);
   const bool main_rank = comm->rank() == 0;
@@ -183,7 +181,7 @@ int main(int argc, char** argv) {
   app.add_option("--zeroshot-samples", o.zeroshot_samples, "Held-out pictures per zero-shot evaluation");
   app.add_flag("--linear-probe", o.linear_probe, "Linear probe (shape kind, shapes world) at the end");
   app.add_flag("--eval-only", cli.eval_only, "No training: linear probe (and zero-shot with --vocab) of --pretrained, as JSON on stdout");
-  app.add_option("--pretrained", cli.pretrained, "Start from these weights (fine-tuning; with --eval-only: the model evaluated): any CLIP weight file or folder (OpenAI, open_clip, Hugging Face, a clip-train checkpoint folder); a folder's tokenizer is used unless --vocab is given");
+  app.add_option("--pretrained", o.pretrained, "Start from these weights (fine-tuning; with --eval-only: the model evaluated): any CLIP weight file or folder (OpenAI, open_clip, Hugging Face, a clip-train checkpoint folder); a folder's tokenizer is used unless --vocab is given");
   if (auto code = clipguide::app::parse(app, argc, argv, "clip-train")) return *code;
   try {
     o.csv_separator = parse_separator(cli.csv_separator);

@@ -268,12 +268,11 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<Communicator> comm)
     gen.set_current_seed(options_.seed);
   }
   model_ = clipnet::ClipModel(config_);
-  if (start.model) {  // same config, so the same names and shapes
-    c10::NoGradGuard no_grad;
-    auto from = start.model->named_parameters(true);
-    for (auto& item : model_->named_parameters(true)) item.value().copy_(from[item.key()]);
-    auto from_buffers = start.model->named_buffers(true);
-    for (auto& item : model_->named_buffers(true)) item.value().copy_(from_buffers[item.key()]);
+  if (start.model) {  // same config, so the same names and shapes (load_state_dict checks both)
+    clipnet::TensorMap weights;
+    for (const auto& item : start.model->named_parameters(true)) weights[item.key()] = item.value();
+    for (const auto& item : start.model->named_buffers(true)) weights[item.key()] = item.value();
+    clipnet::load_state_dict(*model_, weights);
   }
   model_->set_grad_checkpointing(options_.grad_checkpointing);
   if (options_.loss.siglip) {
