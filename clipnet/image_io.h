@@ -37,10 +37,17 @@ at::Tensor read_image(const std::filesystem::path& path, bool keep_alpha = false
 at::Tensor decode_image(const void* data, size_t size, const std::string& name, bool keep_alpha = false);
 
 // Writes (3, H, W) uint8, or float in [0, 1] (rounded), to `path`; the format follows the extension.
-// Atomic: a temporary file beside it is renamed over `path`, so a reader never sees half an image.
+// Atomic: a temporary file beside it is checked complete (check_complete_image), flushed to disk and renamed
+// over `path`, so a reader never sees half an image and a failed write (a full disk) leaves `path` as it
+// was. A float image with NaN or inf pixels is refused (Error), never written.
 // `metadata` becomes text chunks (PNG tEXt) where the format has them.
 void write_image(const std::filesystem::path& path, const at::Tensor& image,
                  const std::map<std::string, std::string>& metadata = {});
+
+// Checks before a run that write_image(path) can succeed: an image extension this build writes, a folder
+// that exists, and one where files can be created (a probe file is created and removed: permissions alone
+// do not tell for root or a read-only mount). Throws Error naming `what` ("--output") and the path.
+void check_image_output(const std::filesystem::path& path, const std::string& what);
 
 // The text metadata of an image file (what write_image stored), by key.
 std::map<std::string, std::string> read_image_metadata(const std::filesystem::path& path);

@@ -16,6 +16,7 @@ at::Tensor decode_image(const void*, size_t, const std::string& name, bool) { un
 void write_image(const std::filesystem::path& path, const at::Tensor&, const std::map<std::string, std::string>&) {
   unavailable(path);
 }
+void check_image_output(const std::filesystem::path& path, const std::string&) { unavailable(path); }
 std::map<std::string, std::string> read_image_metadata(const std::filesystem::path& path) { unavailable(path); }
 
 }  // namespace clipguide::clipnet

@@ -8,8 +8,15 @@
 #include <OpenImageIO/filesystem.h>
 #include <OpenImageIO/imageio.h>
 
+#include <fcntl.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -124,38 +131,105 @@ at::Tensor decode_image(const void* data, size_t size, const std::string& name, 
   }
 }
 
+namespace {
+
+// `path` in the folder it will be written to ("out.png" is in ".").
+std::filesystem::path folder_of(const std::filesystem::path& path) {
+  return path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
+}
+
+// A name beside `path` that nothing else uses: ".<stem>.tmp-<random><ext>" (the extension picks the format).
+std::filesystem::path temporary_beside(const std::filesystem::path& path) {
+  std::random_device rd;
+  return folder_of(path) / ("." + path.stem().string() + ".tmp-" + std::to_string(rd()) + path.extension().string());
+}
+
+}  // namespace
+
+void check_image_output(const std::filesystem::path& path, const std::string& what) {
+  const std::string name = what + " '" + path.string() + "'";
+  if (path.filename().empty() || path.extension().empty()) {
+    throw Error(name + ": expected a file name with an image extension (.png, .jpg, ...)");
+  }
+  if (!std::unique_ptr<OIIO::ImageOutput>(OIIO::ImageOutput::create(path.string()))) {
+    throw Error(name + ": cannot write '" + path.extension().string() + "' images (expected .png, .jpg, .tif, ...)");
+  }
+  const std::filesystem::path folder = folder_of(path);
+  std::error_code ec;
+  if (!std::filesystem::is_directory(folder, ec)) {
+    throw Error(name + ": the folder '" + folder.string() + "' " +
+                (std::filesystem::exists(folder, ec) ? "is not a folder" : "does not exist"));
+  }
+  if (std::filesystem::is_directory(path, ec)) throw Error(name + " is a folder, expected an image file name");
+  // Permissions alone do not tell (root, read-only mounts, ACLs): create and remove a file there.
+  const std::filesystem::path probe = temporary_beside(path);
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) {
+    throw Error(name + ": cannot create files in '" + folder.string() + "': " + std::strerror(errno));
+  }
+  ::close(fd);
+  std::filesystem::remove(probe, ec);
+}
+
 void write_image(const std::filesystem::path& path, const at::Tensor& image,
                  const std::map<std::string, std::string>& metadata) {
   if (image.dim() != 3 || image.size(0) != 3) {
     throw Error("write_image('" + path.string() + "'): expected a (3, H, W) image, got " + shape_str(image.sizes()));
   }
-  at::Tensor u8 = image.scalar_type() == at::kByte
-                      ? image
-                      : image.detach().to(at::kFloat).clamp(0, 1).mul(255).round().to(at::kByte);
+  at::Tensor u8;
+  if (image.scalar_type() == at::kByte) {
+    u8 = image;
+  } else {
+    const at::Tensor f = image.detach().to(at::kFloat);
+    if (!f.isfinite().all().item<bool>()) {  // NaN would become an arbitrary byte: never written
+      throw Error("write_image('" + path.string() + "'): the image has non-finite (NaN or inf) pixels");
+    }
+    u8 = f.clamp(0, 1).mul(255).round().to(at::kByte);
+  }
   u8 = u8.cpu().permute({1, 2, 0}).contiguous();  // (H, W, 3)
   const int h = static_cast<int>(u8.size(0)), w = static_cast<int>(u8.size(1));
 
-  // Temporary name keeps the extension: OIIO picks the format from it.
-  std::random_device rd;
-  auto tmp = path.parent_path() / ("." + path.stem().string() + ".tmp-" + std::to_string(rd()) +
-                                   path.extension().string());
+  const std::filesystem::path tmp = temporary_beside(path);
+  auto fail = [&](const std::string& why) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    throw Error("cannot write image file '" + path.string() + "': " + why);
+  };
   auto out = OIIO::ImageOutput::create(tmp.string());
   if (!out) throw Error("cannot write image file '" + path.string() + "': " + OIIO::geterror());
   OIIO::ImageSpec spec(w, h, 3, OIIO::TypeDesc::UINT8);
   for (const auto& [key, value] : metadata) spec.attribute(key, value);
   bool ok = out->open(tmp.string(), spec) && out->write_image(OIIO::TypeDesc::UINT8, u8.data_ptr()) && out->close();
-  if (!ok) {
-    std::string why = out->geterror();
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    throw Error("cannot write image file '" + path.string() + "': " + why);
+  if (!ok) fail(out->geterror());
+  // The encoder does not always see a failed write (a full disk can end in a short file and success):
+  // the file on disk must be a complete image, and it must reach the disk before it replaces `path`.
+  {
+    std::ifstream in(tmp, std::ios::binary);
+    const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in.good() && !in.eof()) fail("cannot read back the written file");
+    bool complete = !bytes.empty();
+    try {
+      check_complete_image(bytes.data(), bytes.size(), path.string());
+    } catch (const Error&) {
+      complete = false;
+    }
+    if (!complete) {
+      struct statvfs fs {};
+      const bool full = ::statvfs(folder_of(path).c_str(), &fs) == 0 && fs.f_bavail * fs.f_frsize < u8.numel() + 65536;
+      fail(full ? "no space left on the device of '" + folder_of(path).string() + "' (the image was not written)"
+                : "the written file is incomplete (" + std::to_string(bytes.size()) + " bytes)");
+    }
   }
+  const int fd = ::open(tmp.c_str(), O_RDONLY);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    const std::string why = std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    fail("cannot flush the written file to disk: " + why);
+  }
+  ::close(fd);
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    throw Error("cannot move finished image into place at '" + path.string() + "': " + ec.message());
-  }
+  if (ec) fail("cannot move the finished image into place: " + ec.message());
 }
 
 std::map<std::string, std::string> read_image_metadata(const std::filesystem::path& path) {

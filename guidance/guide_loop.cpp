@@ -93,6 +93,11 @@ void GuideLoop::apply_pending() {
   }
 }
 
+NonFiniteLoss::NonFiniteLoss(int64_t step, double loss)
+    : Error("the loss is " + std::string(std::isnan(loss) ? "NaN" : "infinite") + " at step " + std::to_string(step) +
+            " (a learning rate too high, or NaN in an input)"),
+      step(step) {}
+
 GuideReport GuideLoop::step() {
   apply_pending();
   const int64_t step = step_.load();
@@ -100,6 +105,7 @@ GuideReport GuideLoop::step() {
   at::Tensor image = composite(generator_->render());  // (B, 3, H, W) in [0, 1]
   GuideReport report;
   guide_->backward(image, step, &report);
+  if (!std::isfinite(report.total)) throw NonFiniteLoss(step + 1, report.total);
   guide_->hooks().apply_to_parameters(parameters_, step);
   optimizer_->step();
   generator_->post_step();

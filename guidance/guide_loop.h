@@ -6,6 +6,7 @@
 // Shapes: B images, H x W pixels.
 #pragma once
 
+#include "clipnet/error.h"
 #include "generators/generator.h"
 #include "guidance/guide.h"
 
@@ -27,6 +28,15 @@ class Optimizer;
 }
 
 namespace clipguide::guidance {
+
+// Thrown by GuideLoop::step() when a step's loss is NaN or inf (a divergent learning rate, a NaN in an init
+// image): the optimiser did not step on it, so the generator and last_image() still hold the last finite
+// step's state. `step` counts from 1 (as LoopProgress::step): step - 1 steps were finite and done.
+class NonFiniteLoss : public Error {
+ public:
+  NonFiniteLoss(int64_t step, double loss);
+  int64_t step;
+};
 
 // The optimiser and its settings.
 struct LoopSettings {
@@ -64,6 +74,7 @@ class GuideLoop {
   GuideLoop& operator=(const GuideLoop&) = delete;
 
   // One step; returns its report. Applies pending settings/restores first. Call from one thread at a time.
+  // A loss that is not finite throws NonFiniteLoss before the optimiser steps (run() passes it on).
   GuideReport step();
   // Up to `iterations` steps (fewer when stopped); calls `callback` after every `every`-th step and after
   // the last. Blocks while paused. Returns the number of steps done. A stop requested before run() starts

@@ -251,25 +251,36 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
       std::cerr << "; continuing trial " << choice.best << " (seed " << gd::trial_seed(seed, choice.best) << ")\n";
     }
   }
-  loop.run(opt.iterations - loop.steps_done(), [&](const gd::LoopProgress& p) {
-    if (g_interrupted.load()) loop.request_stop();
-    if (every_step) video->write(p.image);
-    if (opt.change_prompt_every > 0 && p.step % opt.change_prompt_every == 0 && phase + 1 < phases.size()) {
-      guide->set_prompts(phases[++phase]);
-    }
-    if (opt.save_every > 0 && p.step % opt.save_every == 0) save(p.image);
-    if (bar || (!opt.quiet && (p.step % std::max<int64_t>(opt.save_every, 1) == 0 || p.step == opt.iterations))) {
-      const int width = 30;
-      int filled = static_cast<int>(width * p.step / std::max<int64_t>(opt.iterations, 1));
-      std::ostringstream line;
-      line << "[" << std::string(filled, '#') << std::string(width - filled, '.') << "] " << p.step << "/"
-           << opt.iterations << "  " << std::fixed << std::setprecision(2) << p.its_per_second << " it/s  loss "
-           << std::setprecision(4) << p.report.total;
-      for (const auto& pr : p.report.prompts) line << "  [" << pr.label.substr(0, 24) << " sim " << std::setprecision(3) << pr.similarity << "]";
-      std::cerr << (bar ? "\r" : "") << line.str() << (bar ? "" : "\n") << std::flush;
-    }
-    zoom_event(p.step);
-  });
+  try {
+    loop.run(opt.iterations - loop.steps_done(), [&](const gd::LoopProgress& p) {
+      if (g_interrupted.load()) loop.request_stop();
+      if (every_step) video->write(p.image);
+      if (opt.change_prompt_every > 0 && p.step % opt.change_prompt_every == 0 && phase + 1 < phases.size()) {
+        guide->set_prompts(phases[++phase]);
+      }
+      if (opt.save_every > 0 && p.step % opt.save_every == 0) save(p.image);
+      if (bar || (!opt.quiet && (p.step % std::max<int64_t>(opt.save_every, 1) == 0 || p.step == opt.iterations))) {
+        const int width = 30;
+        int filled = static_cast<int>(width * p.step / std::max<int64_t>(opt.iterations, 1));
+        std::ostringstream line;
+        line << "[" << std::string(filled, '#') << std::string(width - filled, '.') << "] " << p.step << "/"
+             << opt.iterations << "  " << std::fixed << std::setprecision(2) << p.its_per_second << " it/s  loss "
+             << std::setprecision(4) << p.report.total;
+        for (const auto& pr : p.report.prompts) line << "  [" << pr.label.substr(0, 24) << " sim " << std::setprecision(3) << pr.similarity << "]";
+        std::cerr << (bar ? "\r" : "") << line.str() << (bar ? "" : "\n") << std::flush;
+      }
+      zoom_event(p.step);
+    });
+  } catch (const gd::NonFiniteLoss& e) {
+    // The run stops; the last finite step's image (the loop never stepped on the bad loss) is the output.
+    if (bar) std::cerr << "\n";
+    const at::Tensor last = loop.last_image();
+    if (!last.defined()) throw cg::Error(std::string(e.what()) + "; stopped, nothing written");
+    save(last);
+    if (video) video->finish();
+    throw cg::Error(std::string(e.what()) + "; stopped, and wrote the image of step " + std::to_string(e.step - 1) +
+                    " to " + output.string());
+  }
   if (bar) std::cerr << "\n";
   at::Tensor last = loop.last_image();
   if (!last.defined()) last = current_image();  // no step done (0 iterations)
@@ -313,6 +324,7 @@ std::vector<std::filesystem::path> style_frames(const std::string& dir) {
 
 int run(Options opt, const std::string& settings_toml) {
   cg::app::check(opt);
+  cn::check_image_output(opt.output, "--output");  // a missing or read-only folder fails now, not after the run
   // Video output: known before anything is loaded, so a missing ffmpeg stops the run before it starts.
   std::filesystem::path video_path;
   if (opt.video || opt.zoom_video) {

@@ -324,8 +324,17 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<Communicator> comm)
 
   if (comm_->rank() == 0 && !options_.log_file.empty()) {
     if (options_.log_file.has_parent_path()) fs::create_directories(options_.log_file.parent_path());
+    // A run killed in the middle of a line left it unfinished: end it, so the next record stays one line.
+    std::error_code ec;
+    bool unfinished = false;
+    if (fs::file_size(options_.log_file, ec) > 0 && !ec) {
+      std::ifstream tail(options_.log_file, std::ios::binary | std::ios::ate);
+      tail.seekg(-1, std::ios::end);
+      unfinished = tail.get() != '\n';
+    }
     impl_->log.open(options_.log_file, std::ios::app);
     if (!impl_->log) throw Error("cannot open log file " + options_.log_file.string());
+    if (unfinished) impl_->log << "\n" << std::flush;
   }
 }
 
@@ -416,6 +425,17 @@ double Trainer::train_step(const std::vector<at::Tensor>& images, const std::vec
       total = loss.item<double>();
     }
   }
+  if (comm_->world_size() > 1) {  // local losses differ per rank: report their mean (every rank sees the same)
+    at::Tensor t = at::tensor({total}, at::kDouble);
+    comm_->all_reduce_sum_(t);
+    total = t.item<double>() / static_cast<double>(comm_->world_size());
+  }
+  if (!std::isfinite(total)) {  // on every rank at once (the mean): no rank waits for the others' gradients
+    throw Error("step " + std::to_string(state_.step + 1) + ": the training loss is " +
+                (std::isnan(total) ? "NaN" : "infinite") +
+                "; stopped before the optimiser step (the weights are those of step " + std::to_string(state_.step) +
+                "; lower --lr, or --resume from the last checkpoint)");
+  }
   std::vector<at::Tensor> params;
   for (const auto& [n, p] : impl_->params) params.push_back(p);
   average_gradients(*comm_, params);
@@ -424,11 +444,6 @@ double Trainer::train_step(const std::vector<at::Tensor>& images, const std::vec
   impl_->optimizer->step();
   clamp_logit_scale_(model_->logit_scale);
   ++state_.step;
-  if (comm_->world_size() > 1) {  // local losses differ per rank: report their mean
-    at::Tensor t = at::tensor({total}, at::kDouble);
-    comm_->all_reduce_sum_(t);
-    total = t.item<double>() / static_cast<double>(comm_->world_size());
-  }
   return total;
 }
 
@@ -583,39 +598,70 @@ fs::path Trainer::save_checkpoint(const std::function<void(const std::string&)>&
 }
 
 void Trainer::load_checkpoint(const fs::path& folder) {
-  const nlohmann::json state = nlohmann::json::parse(read_text(folder / "state.json"));
-  state_.step = state.at("step").get<int64_t>();
-  state_.epoch = state.at("epoch").get<int64_t>();
-  state_.batch_in_epoch = state.at("batch_in_epoch").get<int64_t>();
+  const fs::path state_file = folder / "state.json";
+  nlohmann::json state;
+  try {
+    state = nlohmann::json::parse(read_text(state_file));
+    state_.step = state.at("step").get<int64_t>();
+    state_.epoch = state.at("epoch").get<int64_t>();
+    state_.batch_in_epoch = state.at("batch_in_epoch").get<int64_t>();
+    (void)state.value("world_size", int64_t{1}), (void)state.value("batch_size", int64_t{0});  // types checked here
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("checkpoint state " + state_file.string() +
+                ": expected JSON with integer step, epoch and batch_in_epoch (" + e.what() + ")");
+  }
+  if (state_.step < 0 || state_.epoch < 0 || state_.batch_in_epoch < 0)
+    throw Error("checkpoint state " + state_file.string() + ": step, epoch and batch_in_epoch must be >= 0");
   if (state.value("world_size", int64_t{1}) != comm_->world_size() ||
       state.value("batch_size", options_.batch_size) != options_.batch_size)
     throw Error("checkpoint " + folder.string() + " was written with world size " +
                 std::to_string(state.value("world_size", int64_t{1})) + " and batch size " +
                 std::to_string(state.value("batch_size", int64_t{0})) + "; exact resume needs the same");
 
-  clipnet::TensorMap weights = clipnet::read_safetensors(folder / "model.safetensors").tensors;
-  if (auto it = weights.find("logit_bias"); it != weights.end()) {
-    c10::NoGradGuard no_grad;
-    logit_bias_.copy_(it->second);
-    weights.erase(it);
+  const fs::path weights_file = folder / "model.safetensors";
+  clipnet::TensorMap weights = clipnet::read_safetensors(weights_file).tensors;
+  try {
+    if (auto it = weights.find("logit_bias"); it != weights.end()) {
+      if (it->second.numel() != 1) throw Error("logit_bias: expected one value, got " + shape_str(it->second.sizes()));
+      c10::NoGradGuard no_grad;
+      logit_bias_.copy_(it->second.reshape({}));
+      weights.erase(it);
+    }
+    clipnet::load_state_dict(*model_, weights, true);
+  } catch (const Error& e) {
+    throw Error("checkpoint weights " + weights_file.string() + ": " + e.what());
   }
-  clipnet::load_state_dict(*model_, weights, true);
 
-  const clipnet::TensorMap optim = clipnet::read_safetensors(folder / "optimizer.safetensors").tensors;
+  const fs::path optim_file = folder / "optimizer.safetensors";
+  const clipnet::TensorMap optim = clipnet::read_safetensors(optim_file).tensors;
+  auto entry = [&](const std::string& key, const at::Tensor& like) {
+    auto it = optim.find(key);
+    if (it == optim.end()) throw Error("optimiser state " + optim_file.string() + ": no tensor '" + key + "'");
+    if (like.defined() && it->second.sizes() != like.sizes())
+      throw Error("optimiser state " + optim_file.string() + ": '" + key + "' has shape " +
+                  shape_str(it->second.sizes()) + ", expected " + shape_str(like.sizes()));
+    if (!like.defined() && it->second.numel() != 1)
+      throw Error("optimiser state " + optim_file.string() + ": '" + key + "' should hold one value");
+    return it->second;
+  };
   auto& states = impl_->optimizer->state();
   for (const auto& [n, p] : impl_->params) {
-    auto it = optim.find("exp_avg/" + n);
-    if (it == optim.end()) continue;
+    if (optim.find("exp_avg/" + n) == optim.end()) continue;  // never stepped (no gradient yet)
     auto s = std::make_unique<torch::optim::AdamWParamState>();
-    s->step(optim.at("step/" + n).item<int64_t>());
-    s->exp_avg(it->second.clone());
-    s->exp_avg_sq(optim.at("exp_avg_sq/" + n).clone());
+    s->step(entry("step/" + n, {}).item<int64_t>());
+    s->exp_avg(entry("exp_avg/" + n, p).to(p.dtype()).clone());
+    s->exp_avg_sq(entry("exp_avg_sq/" + n, p).to(p.dtype()).clone());
     states[p.unsafeGetTensorImpl()] = std::move(s);
   }
   if (auto it = optim.find("rng/cpu"); it != optim.end()) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(it->second.contiguous());
+    try {
+      gen.set_state(it->second.contiguous());
+    } catch (const c10::Error& e) {
+      throw Error("optimiser state " + optim_file.string() + ": 'rng/cpu' is not a CPU generator state (" +
+                  error_text(e) + ")");
+    }
   }
 }
 

@@ -1,15 +1,18 @@
 // Tests for clipnet/image_io's refusals: files that are not regular (/dev/zero, a folder), PNG and JPEG
 // files cut short or damaged (one clear error, nothing printed by the decoders), headers beyond the pixel
-// limit (refused before decoding) and images of more than 4 channels.
+// limit (refused before decoding) and images of more than 4 channels; on the writing side, NaN pixels are
+// never written and check_image_output refuses what write_image could not do, before a run.
 #include "clipnet/image_io.h"
 
 #include "clipnet/error.h"
 #include "test_util.h"
 
+#include <ATen/ops/full.h>
 #include <ATen/ops/randint.h>
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
@@ -47,6 +50,32 @@ class ImageIo : public ::testing::Test {
   }
   std::filesystem::path dir_;
 };
+
+TEST_F(ImageIo, NonFinitePixelsAreNeverWritten) {
+  at::Tensor image = at::full({3, 8, 8}, 0.5);
+  image[1][2][3] = std::nan("");
+  const std::string e = error_of([&] { write_image(dir_ / "whole.png", image); });
+  EXPECT_NE(e.find("non-finite"), std::string::npos) << e;
+  EXPECT_NE(e.find("whole.png"), std::string::npos) << e;
+  EXPECT_EQ(read_image(dir_ / "whole.png").size(1), 48);  // the earlier file is untouched
+  for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
+    EXPECT_EQ(entry.path().filename().string().find(".tmp-"), std::string::npos) << entry.path();
+  }
+}
+
+TEST_F(ImageIo, CheckImageOutputRefusesWhatCannotBeWritten) {
+  EXPECT_NO_THROW(check_image_output(dir_ / "new.png", "--output"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "new.png"));
+  const std::string missing = error_of([&] { check_image_output(dir_ / "no" / "x.png", "--output"); });
+  EXPECT_NE(missing.find("--output"), std::string::npos) << missing;
+  EXPECT_NE(missing.find("does not exist"), std::string::npos) << missing;
+  write_bytes(dir_ / "file", "x");
+  EXPECT_NE(error_of([&] { check_image_output(dir_ / "file" / "x.png", "-o"); }).find("is not a folder"), std::string::npos);
+  EXPECT_NE(error_of([&] { check_image_output(dir_ / "x.nosuchformat", "-o"); }).find(".nosuchformat"), std::string::npos);
+  EXPECT_NE(error_of([&] { check_image_output(dir_ / "x", "-o"); }).find("image extension"), std::string::npos);
+  std::filesystem::create_directory(dir_ / "d.png");
+  EXPECT_NE(error_of([&] { check_image_output(dir_ / "d.png", "-o"); }).find("is a folder"), std::string::npos);
+}
 
 TEST_F(ImageIo, NotARegularFileIsRefusedAtOnce) {
   EXPECT_NE(error_of([] { read_image("/dev/zero"); }).find("'/dev/zero' is not a regular file"), std::string::npos);

@@ -1,7 +1,8 @@
 // Tests for guidance/guide_loop: the "pixel" generator guided by a tiny CLIP model lowers the loss, pause and
 // stop work from another thread, a restored snapshot repeats the same steps, settings changed between
 // steps apply at the next one, parameter hooks reach the optimiser, and a frozen region stays exactly as it
-// was (Adam, pixel and Fourier generators) until it is unfrozen.
+// was (Adam, pixel and Fourier generators) until it is unfrozen; a non-finite loss stops the loop before
+// the optimiser steps on it.
 // Shapes: B images, H x W pixels.
 #include "guidance/guide_loop.h"
 #include "guidance/optimizers.h"
@@ -68,6 +69,47 @@ TEST(GuideLoop, PixelGeneratorLowersTheLoss) {
   at::Tensor image = again.last_image();
   EXPECT_EQ(shape_str(image.sizes()), "[1, 3, 32, 32]");
   EXPECT_FALSE(image.requires_grad());
+}
+
+// A pixel generator whose render turns NaN from a given step on (a divergent model, a NaN input).
+class NanFromStep : public generators::Generator {
+ public:
+  NanFromStep(std::shared_ptr<generators::Generator> inner, int64_t from) : inner_(std::move(inner)), from_(from) {}
+  std::string name() const override { return "nan-from-step"; }
+  std::vector<at::Tensor> parameters() override { return inner_->parameters(); }
+  at::Tensor render() override {
+    at::Tensor image = inner_->render();
+    return renders_++ >= from_ ? image * std::nan("") : image;
+  }
+  void init_random(uint64_t seed) override { inner_->init_random(seed); }
+  void init_from_image(const at::Tensor& image) override { inner_->init_from_image(image); }
+  generators::TensorMap state() const override { return inner_->state(); }
+  void load_state(const generators::TensorMap& state) override { inner_->load_state(state); }
+  std::vector<int64_t> latent_shape() const override { return inner_->latent_shape(); }
+
+ private:
+  std::shared_ptr<generators::Generator> inner_;
+  int64_t from_;
+  int64_t renders_ = 0;
+};
+
+TEST(GuideLoop, NonFiniteLossStopsBeforeTheOptimiserSteps) {
+  CLIPGUIDE_REQUIRE_VOCABULARY();
+  auto generator = std::make_shared<NanFromStep>(pixel_generator(), 3);
+  GuideLoop loop(generator, tiny_guide(), LoopSettings{"adam", 0.1});
+  int64_t callbacks = 0;
+  try {
+    loop.run(10, [&](const LoopProgress&) { ++callbacks; });
+    FAIL() << "expected NonFiniteLoss";
+  } catch (const NonFiniteLoss& e) {
+    EXPECT_EQ(e.step, 4);
+    EXPECT_NE(std::string(e.what()).find("NaN at step 4"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(callbacks, 3);
+  EXPECT_EQ(loop.steps_done(), 3);
+  ASSERT_TRUE(loop.last_image().defined());
+  EXPECT_TRUE(loop.last_image().isfinite().all().item<bool>());  // step 3's image, finite
+  for (const auto& p : generator->parameters()) EXPECT_TRUE(p.isfinite().all().item<bool>());
 }
 
 TEST(GuideLoop, EveryOptimizerRunsAndUnknownNamesAreErrors) {

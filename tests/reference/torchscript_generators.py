@@ -10,6 +10,8 @@ Writes to --out:
   wrong_channels.pt    scripted; (B, 16) -> (B, 1, 32, 32)
   tuple_output.pt      scripted; returns (image, latent) instead of a tensor
   bad_attr.pt          scripted; latent_shape attribute is a string
+  diverging.pt         scripted; (B, 16) -> (B, 3, 32, 32) in [0, 1], NaN once the latent's RMS passes 10 (a
+                       divergent run: clip-guide's tests give it --learning_rate 1e6)
   corrupt.pt           bytes that are not a TorchScript archive
   truncated.pt         the first half of decoder_scripted.pt
 and expected.safetensors with, for M in (scripted, traced) (output_range "-1,1": render = (out + 1) / 2):
@@ -58,6 +60,17 @@ class AttrDecoder(nn.Module):
 
     def forward(self, z):
         return torch.sigmoid(self.fc(z.flatten(1)).view(-1, 3, 16, 16))
+
+
+class Diverging(nn.Module):
+    """A decoder that breaks when its latent grows: finite for RMS(z) < 10, NaN beyond."""
+
+    def __init__(self):
+        super().__init__()
+        self.decoder = Decoder()
+
+    def forward(self, z):
+        return (self.decoder(z) + 1) / 2 + 0 * torch.sqrt(100 - z.pow(2).mean())
 
 
 class TupleOutput(nn.Module):
@@ -119,6 +132,7 @@ def main():
     torch.jit.script(Decoder(out_channels=1).eval()).save(out("wrong_channels.pt"))
     torch.jit.script(TupleOutput().eval()).save(out("tuple_output.pt"))
     torch.jit.script(BadAttr().eval()).save(out("bad_attr.pt"))
+    torch.jit.script(Diverging().eval()).save(out("diverging.pt"))
     with open(out("corrupt.pt"), "wb") as f:
         f.write(b"this is not a TorchScript archive\n" * 8)
     with open(out("decoder_scripted.pt"), "rb") as f:

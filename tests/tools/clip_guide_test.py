@@ -3,7 +3,11 @@
 every generator (pixel, fourier, vqgan from the vqgan fixture, torchscript from torchscript_generators):
 the loss goes down, settings round-trip through the PNG metadata (--from-png) and TOML (--config), the
 prompts file, story mode, size rounding, Ctrl-C, --help and one-line errors; --video and --zoom_video
-(ffprobe counts the frames; ffmpeg decodes them), and a clear error when ffmpeg is not on PATH.
+(ffprobe counts the frames; ffmpeg decodes them), and a clear error when ffmpeg is not on PATH. Faults:
+SIGKILL at random moments leaves the output absent or a complete PNG; a missing or read-only output folder
+is refused before the run, a full filesystem (a small tmpfs in a private mount namespace, `unshare`) at the
+write, with the earlier output intact; a divergent run stops at the first non-finite loss, keeping the last
+finite image.
 
 Run by ctest with env CLIPGUIDE_BINARY_DIR, CLIPGUIDE_FIXTURES, CLIPGUIDE_TEST_DATA. Prints a closing
 'N passed, N failed' line; exit status 1 on any failure.
@@ -303,6 +307,90 @@ def test_errors_are_one_clear_line():
         assert proc.returncode == code, f"{args}: exit {proc.returncode}, stderr {proc.stderr!r}"
         assert len(lines) == 1 and needle in lines[0], f"{args}: stderr {proc.stderr!r}"
         print(f"  {needle}: {lines[0]}")
+
+
+def test_a_divergent_run_stops_and_keeps_the_last_finite_image():
+    """A generator that breaks when its latent grows (fixture diverging.pt: NaN once the latent's RMS passes
+    10), driven with --learning_rate 1e6: one line naming the step whose loss stopped being finite, exit 1,
+    and the output is the last finite step's image (no NaN ever reaches a PNG)."""
+    ts = os.path.join(FIX, "torchscript_generators", "diverging.pt")
+    path = out("diverging.png")
+    proc = run(*BASE, "-p", "a cat", "-s", "32", "32", "-i", "20", "--save_every", "1", "-o", path, "--generator",
+               "torchscript", "--generator_weights", ts, "--generator_option", "latent_shape=1,16",
+               "--learning_rate", "1e6", ok=False)
+    errors = [l for l in proc.stderr.splitlines() if "error" in l]
+    assert proc.returncode == 1 and len(errors) == 1, proc.stderr
+    m = re.search(r"the loss is NaN at step (\d+).*wrote the image of step (\d+)", errors[0])
+    assert m and int(m.group(2)) == int(m.group(1)) - 1 >= 1, errors[0]
+    print(f"  {errors[0]}")
+    assert pixels(path).shape == (32, 32, 3)
+
+
+def test_kill_9_leaves_the_output_absent_or_a_valid_png():
+    """SIGKILL at random moments of runs that write the output every step: the output is always either
+    absent or a complete PNG of the right size (a tally is printed, with the temporary files a kill in the
+    middle of a write leaves beside it: hidden '.<stem>.tmp-*' names, never the output's)."""
+    import random
+    rng = random.Random(11)
+    folder = tempfile.mkdtemp(prefix="kill-", dir=TMP)
+    tally = {"absent": 0, "valid": 0}
+    for k in range(12):
+        path = os.path.join(folder, f"k{k}.png")
+        p = subprocess.Popen([BIN, *BASE, "-p", "x", "-s", "48", "48", "-i", "100000", "--save_every", "1", "-q",
+                              "-o", path], stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 3.0))
+        p.kill()
+        p.wait()
+        if not os.path.exists(path):
+            tally["absent"] += 1
+            continue
+        with Image.open(path) as im:
+            im.load()  # decodes every row: a cut file raises here
+            assert im.size == (48, 48) and im.format == "PNG", (path, im.size, im.format)
+        tally["valid"] += 1
+    temporaries = [f for f in os.listdir(folder) if ".tmp-" in f]
+    assert all(f.startswith(".") for f in temporaries), temporaries
+    print(f"  12 kills: {tally['valid']} valid PNG, {tally['absent']} absent (killed before the first save), "
+          f"{len(temporaries)} temporary files left by kills during a write")
+    assert tally["valid"] >= 6, tally
+
+
+def in_mount(script):
+    """Runs a shell script in a private mount namespace (root, or a user namespace mapped to root), so it
+    can mount a small tmpfs at $D; its stdout and stderr come back."""
+    return subprocess.run(["unshare", "--mount", "--map-root-user", "sh", "-c", script], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_outputs_to_missing_read_only_and_full_folders():
+    """A missing folder and a read-only one are refused before anything is loaded (one line naming
+    --output); a full filesystem fails at the write with one line, leaves no partial file, and the earlier
+    output of the same name is still the complete image it was."""
+    args = " ".join(f"'{a}'" for a in [BIN, *BASE, "-p", "x", "-s", "64", "64", "-i", "2"])
+    proc = run(*BASE, "-p", "x", "-i", "2", "-o", out("no/such/folder/x.png"), ok=False)
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert proc.returncode == 1 and len(lines) == 1 and "--output" in lines[0] and "does not exist" in lines[0], proc.stderr
+    print(f"  {lines[0]}")
+    d = tempfile.mkdtemp(prefix="mnt-", dir=TMP)
+    ro = in_mount(f"mount -t tmpfs -o size=1m tmpfs {d} && mount -o remount,ro {d} && {args} -o {d}/x.png; echo rc=$?")
+    lines = [l for l in ro.stderr.splitlines() if l.strip()]
+    assert "rc=1" in ro.stdout and len(lines) == 1 and "--output" in lines[0] and "Read-only" in lines[0], (ro.stdout, ro.stderr)
+    print(f"  {lines[0]}")
+    # Full: a first run writes x.png; the disk is then filled (dd stops at ENOSPC) and a second run fails.
+    full = in_mount(f"""set -u
+mount -t tmpfs -o size=256k tmpfs {d} || exit 9
+{args} -q -o {d}/x.png 2>/dev/null || exit 8
+before=$(md5sum < {d}/x.png)
+dd if=/dev/zero of={d}/fill bs=4k 2>/dev/null
+{args} --seed 4 -o {d}/x.png; echo rc=$?
+echo "same=$([ "$(md5sum < {d}/x.png)" = "$before" ] && echo yes || echo no)"
+echo "files=$(ls -A {d} | tr '\n' ' ')"
+""")
+    lines = [l for l in full.stderr.splitlines() if l.strip() and not l.startswith("[")]
+    assert "rc=1" in full.stdout, (full.stdout, full.stderr)
+    assert len(lines) == 1 and "x.png" in lines[0] and "no space left" in lines[0], full.stderr
+    assert "same=yes" in full.stdout and "files=fill x.png " in full.stdout, full.stdout
+    print(f"  {lines[0]}")
 
 
 def main():

@@ -3,7 +3,9 @@
 stderr, --help listing every flag with its default, a short run's JSON-lines log and checkpoints, and a
 2-process run under torchrun (c10d Gloo on localhost) against a 1-process run with the same global batch:
 local loss with gather-with-grad makes the two the same computation, so their loss trajectories must
-agree to float rounding (tolerance 2e-4 per step).
+agree to float rounding (tolerance 2e-4 per step). Faults: runs killed with SIGKILL at random moments (also
+while a checkpoint is written) and resumed give exactly the uninterrupted run's losses; corrupt checkpoints
+are one clear error naming the file; a divergent run stops at the first non-finite loss without saving it.
 
 Run by ctest with env CLIPGUIDE_BINARY_DIR and CLIPGUIDE_PYTHON (torchrun sits beside that python).
 Prints a closing 'N passed, N failed' line; exit status 1 on any failure.
@@ -158,6 +160,111 @@ def test_two_processes_siglip_and_resume():
         resumed = log_losses(os.path.join(d, "again", "out.jsonl"))
         print("  resumed at 3: ", " ".join(f"{x:.6f}" for x in resumed))
         assert resumed == two_l[3:], (resumed, two_l[3:])
+
+
+def log_records(path):
+    """(step, loss) of every loss record in the log, in order (a resumed run repeats steps); a line cut by
+    a kill is skipped (the trainer ends it on the next start)."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            if "loss" in r:
+                out.append((r["step"], r["loss"]))
+    return out
+
+
+def test_kill_9_then_resume_equals_the_uninterrupted_run():
+    """clip-train killed with SIGKILL at random moments (checkpoints every step, so many kills land while
+    one is being written), then resumed from `latest` each time until done: every logged step's loss,
+    the repeated ones included, equals the uninterrupted run's exactly, and no temporary folder is left
+    behind once the run has finished."""
+    import random
+    import signal
+    import time
+    flags = COMMON + ["--batch-size", "8", "--steps", "16", "--save-every-steps", "1"]
+    with tempfile.TemporaryDirectory() as d:
+        start = time.time()
+        run(flags + ["--logs", d, "--name", "whole"])
+        whole_s = time.time() - start
+        whole = dict(log_records(os.path.join(d, "whole", "out.jsonl")))
+        assert sorted(whole) == list(range(1, 17)), whole
+        rng = random.Random(7)
+        kills = resumes = 0
+        ckpts = os.path.join(d, "killed", "checkpoints")
+        for attempt in range(40):
+            args = flags + ["--logs", d, "--name", "killed"]
+            if os.path.exists(os.path.join(ckpts, "latest")):
+                args += ["--resume", "latest"]
+                resumes += 1
+            p = subprocess.Popen([BIN] + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+            try:
+                p.communicate(timeout=rng.uniform(0.05, 1.0) * whole_s)
+            except subprocess.TimeoutExpired:
+                p.send_signal(signal.SIGKILL)
+                p.communicate()
+                kills += 1
+                continue
+            assert p.returncode == 0, f"attempt {attempt} exited {p.returncode}"
+            break
+        else:
+            raise AssertionError("the killed run never finished in 40 attempts")
+        records = log_records(os.path.join(d, "killed", "out.jsonl"))
+        print(f"  {kills} kills, {resumes} resumes, {len(records)} loss records for 16 steps")
+        assert kills >= 3, f"only {kills} kills: the random moments missed the run"
+        assert {s for s, _ in records} == set(whole), sorted({s for s, _ in records})
+        wrong = [(s, l, whole[s]) for s, l in records if l != whole[s]]
+        assert not wrong, f"losses differ from the uninterrupted run: {wrong[:5]}"
+        left = [f for f in os.listdir(ckpts) if ".tmp-" in f]
+        assert not left, f"temporary checkpoint folders left: {left}"
+
+
+def test_a_corrupt_checkpoint_is_a_clear_error():
+    with tempfile.TemporaryDirectory() as d:
+        run(COMMON + ["--logs", d, "--name", "r", "--batch-size", "8", "--steps", "2", "--save-every-steps", "1"])
+        step1 = os.path.join(d, "r", "checkpoints", "step_00000001")
+        weights = os.path.join(step1, "model.safetensors")
+        with open(weights, "r+b") as f:
+            f.truncate(os.path.getsize(weights) // 2)
+        optimizer = os.path.join(d, "r", "checkpoints", "step_00000002", "optimizer.safetensors")
+        with open(optimizer, "r+b") as f:
+            f.seek(8)
+            f.write(b"{{{{not json")
+        import shutil
+        shutil.copytree(os.path.dirname(optimizer).replace("00000002", "00000001"), os.path.join(d, "other"))
+        shutil.copy(os.path.join(os.path.dirname(optimizer), "model.safetensors"), os.path.join(d, "other"))
+        state = os.path.join(d, "other", "state.json")
+        with open(state, "w") as f:
+            f.write('{"step": "three"')
+        for folder, needle in [(step1, "model.safetensors"), (os.path.dirname(optimizer), "optimizer.safetensors"),
+                               (os.path.dirname(state), "state.json"), (os.path.join(d, "none"), "none")]:
+            p = run(COMMON + ["--logs", d, "--name", "r", "--batch-size", "8", "--steps", "4", "--resume", folder],
+                    ok=False)
+            lines = [l for l in p.stderr.splitlines() if l.strip()]
+            assert p.returncode == 1 and len(lines) == 1 and needle in lines[0], (folder, p.returncode, p.stderr)
+            print(f"  {lines[0]}")
+
+
+def test_a_divergent_run_stops_at_the_first_non_finite_loss():
+    """A learning rate of 1e6 sends the weights to inf/NaN: the run stops with one line naming the step,
+    exit 1, and no checkpoint of non-finite weights is written (the last one saved loads and is finite)."""
+    with tempfile.TemporaryDirectory() as d:
+        args = COMMON + ["--logs", d, "--name", "r", "--batch-size", "8", "--steps", "40", "--save-every-steps", "1"]
+        args[args.index("--lr") + 1] = "1e6"
+        p = run(args, ok=False)
+        lines = [l for l in p.stderr.splitlines() if "error" in l]
+        assert p.returncode == 1 and len(lines) == 1 and (
+            "NaN" in lines[0] or "infinite" in lines[0]), p.stderr[-2000:]
+        print(f"  {lines[0]}")
+        bad_step = int(lines[0].split("step ")[1].split(":")[0])
+        ckpts = os.path.join(d, "r", "checkpoints")
+        saved = sorted(f for f in os.listdir(ckpts) if f.startswith("step_"))
+        assert saved and int(saved[-1][5:]) == bad_step - 1, (saved, bad_step)
+        q = run(["--eval-only", "--pretrained", os.path.join(ckpts, saved[-1]), "--zeroshot-samples", "16"], ok=False)
+        assert q.returncode == 0 and "null" not in q.stdout and "nan" not in q.stdout.lower(), (q.stdout, q.stderr)
 
 
 def main():
