@@ -57,8 +57,10 @@ void MomentParamState::serialize(torch::serialize::InputArchive& archive) {
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(at::Tensor, previous);
 }
 
-MomentOptimizer::MomentOptimizer(std::vector<at::Tensor> params, MomentOptions options)
-    : Optimizer({torch::optim::OptimizerParamGroup(std::move(params))}, std::make_unique<MomentOptions>(options)) {
+MomentOptimizer::MomentOptimizer(std::vector<at::Tensor> params, MomentOptions options, MomentUpdate update)
+    : Optimizer({torch::optim::OptimizerParamGroup(std::move(params))}, std::make_unique<MomentOptions>(options)),
+      update_(update) {
+  if (!update_) throw Error("optimiser: no update rule");
   if (!(options.lr() >= 0)) throw Error("optimiser: learning rate must be >= 0, got " + std::to_string(options.lr()));
   if (!(options.beta1() >= 0 && options.beta1() < 1 && options.beta2() >= 0 && options.beta2() < 1)) {
     throw Error("optimiser: betas must be in [0, 1)");
@@ -87,7 +89,7 @@ at::Tensor MomentOptimizer::step(LossClosure closure) {
       }
       auto& s = static_cast<MomentParamState&>(*slot);
       s.step(s.step() + 1);
-      update(p, p.grad(), s, o);
+      update_(p, p.grad(), s, o);
     }
   }
   return loss;
@@ -101,8 +103,10 @@ void MomentOptimizer::load(torch::serialize::InputArchive& archive) {
   torch::optim::serialize<MomentParamState, MomentOptions>(archive, *this);
 }
 
+namespace {
+
 // torch.optim.Adamax: exp_inf is kept in exp_avg_sq.
-void Adamax::update(at::Tensor& p, const at::Tensor& g, MomentParamState& s, const MomentOptions& o) {
+void adamax_update(at::Tensor& p, const at::Tensor& g, MomentParamState& s, const MomentOptions& o) {
   at::Tensor grad = o.weight_decay() != 0 ? g.add(p, o.weight_decay()) : g;
   s.exp_avg().lerp_(grad, 1 - o.beta1());
   at::maximum_out(s.exp_avg_sq(), s.exp_avg_sq().mul_(o.beta2()), grad.abs().add_(o.eps()));
@@ -112,7 +116,7 @@ void Adamax::update(at::Tensor& p, const at::Tensor& g, MomentParamState& s, con
 
 // torch.optim.RAdam (decoupled_weight_decay=False): Adam with the variance rectification of Liu et al.,
 // plain momentum SGD while the variance estimate is unreliable (rho_t <= 5).
-void RAdam::update(at::Tensor& p, const at::Tensor& g, MomentParamState& s, const MomentOptions& o) {
+void radam_update(at::Tensor& p, const at::Tensor& g, MomentParamState& s, const MomentOptions& o) {
   at::Tensor grad = o.weight_decay() != 0 ? g.add(p, o.weight_decay()) : g;
   const double t = static_cast<double>(s.step());
   s.exp_avg().lerp_(grad, 1 - o.beta1());
@@ -132,7 +136,7 @@ void RAdam::update(at::Tensor& p, const at::Tensor& g, MomentParamState& s, cons
 }
 
 // torch_optimizer.DiffGrad: Adam whose step is damped by the friction sigmoid(|g_{t-1} - g_t|).
-void DiffGrad::update(at::Tensor& p, const at::Tensor& g, MomentParamState& s, const MomentOptions& o) {
+void diffgrad_update(at::Tensor& p, const at::Tensor& g, MomentParamState& s, const MomentOptions& o) {
   at::Tensor grad = o.weight_decay() != 0 ? g.add(p, o.weight_decay()) : g;
   if (!s.previous().defined()) s.previous(at::zeros_like(p, at::MemoryFormat::Preserve));
   const double t = static_cast<double>(s.step());
@@ -147,7 +151,6 @@ void DiffGrad::update(at::Tensor& p, const at::Tensor& g, MomentParamState& s, c
   p.addcdiv_(s.exp_avg() * dfc, denom, -step_size);
 }
 
-namespace {
 
 // AdamP's scale-invariance test and projection: for the per-channel view (rows of p.view(C, -1)) and then
 // the whole-layer view, when every |cos(grad, p)| is below delta / sqrt(row length), the update's radial part
@@ -168,11 +171,10 @@ double adamp_projection(const at::Tensor& p, const at::Tensor& grad, at::Tensor&
   return 1.0;
 }
 
-}  // namespace
 
 // torch_optimizer.AdamP: Adam whose update of scale-invariant weights (rows orthogonal to their gradient)
 // is projected onto the tangent space, with decoupled weight decay.
-void AdamP::update(at::Tensor& p, const at::Tensor& grad, MomentParamState& s, const MomentOptions& o) {
+void adamp_update(at::Tensor& p, const at::Tensor& grad, MomentParamState& s, const MomentOptions& o) {
   const double t = static_cast<double>(s.step());
   s.exp_avg().mul_(o.beta1()).add_(grad, 1 - o.beta1());
   s.exp_avg_sq().mul_(o.beta2()).addcmul_(grad, grad, 1 - o.beta2());
@@ -186,6 +188,8 @@ void AdamP::update(at::Tensor& p, const at::Tensor& grad, MomentParamState& s, c
   if (o.weight_decay() > 0) p.mul_(1 - o.lr() * o.weight_decay() * wd_ratio);
   p.add_(perturb, -step_size);
 }
+
+}  // namespace
 
 std::vector<std::string> optimizer_names() {
   return {"adam", "adamw", "sgd", "rmsprop", "adagrad", "adamax", "radam", "diffgrad", "adamp"};
@@ -206,12 +210,16 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name,
   if (name == "adagrad") {
     return std::make_unique<optim::Adagrad>(params, optim::AdagradOptions(lr).weight_decay(weight_decay));
   }
-  if (name == "adamax") return std::make_unique<Adamax>(params, MomentOptions(lr).weight_decay(weight_decay));
-  if (name == "radam") return std::make_unique<RAdam>(params, MomentOptions(lr).weight_decay(weight_decay));
+  auto family = [&](MomentOptions options, MomentUpdate update) {
+    return std::make_unique<MomentOptimizer>(params, options.weight_decay(weight_decay), update);
+  };
+  if (name == "adamax") return family(MomentOptions(lr), adamax_update);
+  if (name == "radam") return family(MomentOptions(lr), radam_update);
   if (name == "diffgrad") {  // generate.py: DiffGrad([z], lr=opt_lr, eps=1e-9, weight_decay=1e-9)
-    return std::make_unique<DiffGrad>(params, MomentOptions(lr).eps(1e-9).weight_decay(weight_decay > 0 ? weight_decay : 1e-9));
+    return std::make_unique<MomentOptimizer>(
+        params, MomentOptions(lr).eps(1e-9).weight_decay(weight_decay > 0 ? weight_decay : 1e-9), diffgrad_update);
   }
-  if (name == "adamp") return std::make_unique<AdamP>(params, MomentOptions(lr).weight_decay(weight_decay));
+  if (name == "adamp") return family(MomentOptions(lr), adamp_update);
   std::string known;
   for (const auto& n : optimizer_names()) known += (known.empty() ? "" : ", ") + n;
   throw Error("unknown optimizer '" + name + "' (known: " + known + ")");

@@ -45,54 +45,25 @@ struct MomentParamState : public torch::optim::OptimizerCloneableParamState<Mome
   void serialize(torch::serialize::OutputArchive& archive) const override;
 };
 
-// The family's common part: state creation, the step loop, save/load. Members implement update().
-class MomentOptimizer : public torch::optim::Optimizer {
+// One parameter's update of a family member, under no-grad; state.step() is already this step's count
+// (1 on the first). The rules (Adamax, RAdam, DiffGrad, AdamP) live in optimizers.cpp.
+using MomentUpdate = void (*)(at::Tensor& param, const at::Tensor& grad, MomentParamState& state,
+                              const MomentOptions& options);
+
+// The family's common part: state creation, the step loop, save/load; `update` is the member's rule.
+class MomentOptimizer final : public torch::optim::Optimizer {
  public:
-  MomentOptimizer(std::vector<at::Tensor> params, MomentOptions options);
+  MomentOptimizer(std::vector<at::Tensor> params, MomentOptions options, MomentUpdate update);
   at::Tensor step(LossClosure closure = nullptr) override;
   void save(torch::serialize::OutputArchive& archive) const override;
   void load(torch::serialize::InputArchive& archive) override;
 
- protected:
-  // One parameter's update, under no-grad; state.step() is already this step's count (1 on the first).
-  virtual void update(at::Tensor& param, const at::Tensor& grad, MomentParamState& state,
-                      const MomentOptions& o) = 0;
-};
-
-class Adamax : public MomentOptimizer {
- public:
-  using MomentOptimizer::MomentOptimizer;
-
- protected:
-  void update(at::Tensor& p, const at::Tensor& grad, MomentParamState& s, const MomentOptions& o) override;
-};
-
-class RAdam : public MomentOptimizer {
- public:
-  using MomentOptimizer::MomentOptimizer;
-
- protected:
-  void update(at::Tensor& p, const at::Tensor& grad, MomentParamState& s, const MomentOptions& o) override;
-};
-
-class DiffGrad : public MomentOptimizer {
- public:
-  using MomentOptimizer::MomentOptimizer;
-
- protected:
-  void update(at::Tensor& p, const at::Tensor& grad, MomentParamState& s, const MomentOptions& o) override;
-};
-
-class AdamP : public MomentOptimizer {
- public:
-  using MomentOptimizer::MomentOptimizer;
-
- protected:
-  void update(at::Tensor& p, const at::Tensor& grad, MomentParamState& s, const MomentOptions& o) override;
+ private:
+  MomentUpdate update_;
 };
 
 // Every optimiser a guidance run can use, by name (lower case): LibTorch's adam, adamw, sgd, rmsprop,
-// adagrad and the four above. `momentum` goes to sgd and rmsprop. An unknown name is a clipguide::Error
+// adagrad and the family above: adamax, radam, diffgrad, adamp. `momentum` goes to sgd and rmsprop. An unknown name is a clipguide::Error
 // listing the known ones. DiffGrad takes generate.py's settings (eps 1e-9, weight decay 1e-9) when
 // weight_decay is 0.
 std::vector<std::string> optimizer_names();
