@@ -15,7 +15,7 @@ cd "$root"
 seconds=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(safetensors torch_zip pickle npy tokenizer vocab prompt vqgan_yaml manifest tar image)
+[ ${#targets[@]} -eq 0 ] && targets=(safetensors torch_zip pickle npy tokenizer vocab prompt vqgan_yaml manifest tar image settings_toml)
 fixtures=${CLIPGUIDE_FIXTURES:-$root/build/fixtures}
 out=$root/build-fuzz
 
@@ -45,6 +45,7 @@ seed manifest "$fixtures"/**/*.csv "$fixtures"/**/*.tsv
 seed tar "$fixtures"/**/*.tar
 seed image "$fixtures"/**/*.png "$fixtures"/**/*.jpg "$root"/models/shapes-clip/*.png
 seed vocab "$root"/models/shapes-clip/merges.txt
+seed settings_toml "$root"/models/shapes-clip/clip-guide.toml "$root"/tests/data/**/*.toml
 mkdir -p "$out/corpus/tokenizer" "$out/corpus/prompt"
 printf 'a red circle on a blue background' > "$out/corpus/tokenizer/seed-1"
 printf 'Caf\xc3\xa9 &amp; <|endoftext|> 123, ok!! \xe2\x9c\x93' > "$out/corpus/tokenizer/seed-2"
