@@ -72,6 +72,15 @@ OIIO::ImageSpec read_hints() {
   return hints;
 }
 
+// check_complete_image on the whole of a file; an empty file is incomplete too. Throws Error naming `path`.
+void check_complete_file(const std::filesystem::path& path) {
+  std::ifstream file(path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  if (!file.good() && !file.eof()) throw Error("cannot read image file '" + path.string() + "'");
+  if (bytes.empty()) throw Error("image file '" + path.string() + "' is empty");
+  check_complete_image(bytes.data(), bytes.size(), path.string());
+}
+
 }  // namespace
 
 at::Tensor read_image(const std::filesystem::path& path, bool keep_alpha) {
@@ -81,12 +90,7 @@ at::Tensor read_image(const std::filesystem::path& path, bool keep_alpha) {
   if (!std::filesystem::is_regular_file(status)) {
     throw Error("image file '" + path.string() + "' is not a regular file (a device, folder or pipe is not an image)");
   }
-  {  // a cut PNG or JPEG: one clear error, before libpng prints its own or libjpeg fills in grey
-    std::ifstream file(path, std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-    if (!file.good() && !file.eof()) throw Error("cannot read image file '" + path.string() + "'");
-    check_complete_image(bytes.data(), bytes.size(), path.string());
-  }
+  check_complete_file(path);  // a cut PNG or JPEG: one clear error, before libpng prints its own or libjpeg fills in grey
   OIIO::ImageSpec hints = read_hints();
   auto in = OIIO::ImageInput::open(path.string(), &hints);
   if (!in) throw Error("cannot read image file '" + path.string() + "': " + OIIO::geterror());
@@ -203,22 +207,13 @@ void write_image(const std::filesystem::path& path, const at::Tensor& image,
   if (!ok) fail(out->geterror());
   // The encoder does not always see a failed write (a full disk can end in a short file and success):
   // the file on disk must be a complete image, and it must reach the disk before it replaces `path`.
-  {
-    std::ifstream in(tmp, std::ios::binary);
-    const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (!in.good() && !in.eof()) fail("cannot read back the written file");
-    bool complete = !bytes.empty();
-    try {
-      check_complete_image(bytes.data(), bytes.size(), path.string());
-    } catch (const Error&) {
-      complete = false;
-    }
-    if (!complete) {
-      struct statvfs fs {};
-      const bool full = ::statvfs(folder_of(path).c_str(), &fs) == 0 && fs.f_bavail * fs.f_frsize < u8.numel() + 65536;
-      fail(full ? "no space left on the device of '" + folder_of(path).string() + "' (the image was not written)"
-                : "the written file is incomplete (" + std::to_string(bytes.size()) + " bytes)");
-    }
+  try {
+    check_complete_file(tmp);
+  } catch (const Error& e) {
+    struct statvfs fs {};
+    const bool full = ::statvfs(folder_of(path).c_str(), &fs) == 0 && fs.f_bavail * fs.f_frsize < u8.numel() + 65536;
+    fail(full ? "no space left on the device of '" + folder_of(path).string() + "' (the image was not written)"
+              : std::string("the written file is incomplete: ") + e.what());
   }
   const int fd = ::open(tmp.c_str(), O_RDONLY);
   if (fd < 0 || ::fsync(fd) != 0) {

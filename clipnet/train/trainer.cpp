@@ -599,24 +599,23 @@ fs::path Trainer::save_checkpoint(const std::function<void(const std::string&)>&
 
 void Trainer::load_checkpoint(const fs::path& folder) {
   const fs::path state_file = folder / "state.json";
-  nlohmann::json state;
+  int64_t world_size = 1, batch_size = options_.batch_size;
   try {
-    state = nlohmann::json::parse(read_text(state_file));
+    const nlohmann::json state = nlohmann::json::parse(read_text(state_file));
     state_.step = state.at("step").get<int64_t>();
     state_.epoch = state.at("epoch").get<int64_t>();
     state_.batch_in_epoch = state.at("batch_in_epoch").get<int64_t>();
-    (void)state.value("world_size", int64_t{1}), (void)state.value("batch_size", int64_t{0});  // types checked here
+    world_size = state.value("world_size", world_size);
+    batch_size = state.value("batch_size", batch_size);
   } catch (const nlohmann::json::exception& e) {
     throw Error("checkpoint state " + state_file.string() +
                 ": expected JSON with integer step, epoch and batch_in_epoch (" + e.what() + ")");
   }
   if (state_.step < 0 || state_.epoch < 0 || state_.batch_in_epoch < 0)
     throw Error("checkpoint state " + state_file.string() + ": step, epoch and batch_in_epoch must be >= 0");
-  if (state.value("world_size", int64_t{1}) != comm_->world_size() ||
-      state.value("batch_size", options_.batch_size) != options_.batch_size)
-    throw Error("checkpoint " + folder.string() + " was written with world size " +
-                std::to_string(state.value("world_size", int64_t{1})) + " and batch size " +
-                std::to_string(state.value("batch_size", int64_t{0})) + "; exact resume needs the same");
+  if (world_size != comm_->world_size() || batch_size != options_.batch_size)
+    throw Error("checkpoint " + folder.string() + " was written with world size " + std::to_string(world_size) +
+                " and batch size " + std::to_string(batch_size) + "; exact resume needs the same");
 
   const fs::path weights_file = folder / "model.safetensors";
   clipnet::TensorMap weights = clipnet::read_safetensors(weights_file).tensors;
