@@ -1,6 +1,8 @@
 // The run settings on the command line (see cli.h).
 #include "app/cli.h"
 
+#include "app/toml_config.h"
+
 #include "clipnet/default_model.h"
 #include "clipnet/error.h"
 
@@ -136,6 +138,7 @@ std::vector<std::string> normalise_args(int argc, const char* const* argv, const
 }
 
 void add_settings(CLI::App& app, RunSettings& settings, const std::vector<std::string>& only) {
+  app.config_formatter(std::make_shared<TomlConfig>());  // --config files are real TOML
   for (const auto& row : run_setting_table()) {
     if (!only.empty() && std::find(only.begin(), only.end(), row.key) == only.end()) continue;
     // CLI11 takes one-letter shorts and long names; multi-letter shorts are mapped by normalise_args.

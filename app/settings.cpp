@@ -2,6 +2,8 @@
 // ref: nerdyrodent/VQGAN-CLIP generate.py (the argparse flags, short and long, that the names below accept).
 #include "app/settings.h"
 
+#include "app/toml_text.h"
+
 #include "clipnet/error.h"
 #include "guidance/cutouts.h"
 #include "guidance/guide_loop.h"
@@ -123,12 +125,6 @@ std::string number(double v) {  // the shortest text that reads back as v
   return s;
 }
 
-// A TOML string as CLI11 reads it back (it strips one pair of quotes; no escapes).
-std::string toml_string(const std::string& s) {
-  if (s.find('"') != std::string::npos && s.find('\'') == std::string::npos) return "'" + s + "'";
-  return "\"" + s + "\"";
-}
-
 std::string shell_quote(const std::string& s) {
   if (!s.empty() &&
       s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,+@%") ==
@@ -191,6 +187,19 @@ const Setting* find_setting(const std::string& name) {
 
 void check(RunSettings& s) {
   auto fail = [](const std::string& flag, const std::string& what) { throw Error("--" + flag + ": " + what); };
+  // Text is UTF-8: the settings are written into TOML (a PNG's metadata), which holds nothing else.
+  for (const auto& setting : run_setting_table()) {
+    const bool text = std::holds_alternative<std::string RunSettings::*>(setting.field) ||
+                      std::holds_alternative<std::vector<std::string> RunSettings::*>(setting.field);
+    if (!text) continue;
+    for (const auto& word : words(s, setting.field)) {
+      if (const size_t at = invalid_utf8_at(word); at != std::string::npos) {
+        char byte[8];
+        std::snprintf(byte, sizeof byte, "0x%02x", static_cast<unsigned char>(word[at]));
+        fail(setting.key, "not UTF-8 text (byte " + std::string(byte) + " at offset " + std::to_string(at) + ")");
+      }
+    }
+  }
   if (s.size.size() != 2 || s.size[0] <= 0 || s.size[1] <= 0) fail("size", "expected WIDTH HEIGHT > 0");
   if (s.iterations < 0) fail("iterations", "expected >= 0, got " + std::to_string(s.iterations));
   if (s.trials < 1) fail("trials", "expected >= 1, got " + std::to_string(s.trials));
@@ -242,7 +251,7 @@ std::string toml_value(const RunSettings& s, const Setting& setting) {
       [&](auto member) -> std::string {
         const auto& v = s.*member;
         using T = std::decay_t<decltype(v)>;
-        if constexpr (std::is_same_v<T, std::string>) return toml_string(v);
+        if constexpr (std::is_same_v<T, std::string>) return toml_quoted(v);
         else if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
         else if constexpr (std::is_same_v<T, int64_t>) return std::to_string(v);
         else if constexpr (std::is_same_v<T, double>) return number(v);
@@ -250,7 +259,7 @@ std::string toml_value(const RunSettings& s, const Setting& setting) {
           // One string as itself (what CLI11 writes for a one-element list); an empty list as "".
           auto items = words(s, setting.field);
           if constexpr (std::is_same_v<typename T::value_type, std::string>) {
-            for (auto& item : items) item = toml_string(item);
+            for (auto& item : items) item = toml_quoted(item);
             if (items.empty()) return "\"\"";
             if (items.size() == 1) return items[0];
           }

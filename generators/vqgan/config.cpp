@@ -78,6 +78,17 @@ struct YamlReader {
     if (!node.IsMap() || !node[key]) fail("missing '" + where + key + "'");
     return node[key];
   }
+  // A child that holds keys of its own (model, params, ddconfig): a mapping, or a clear error.
+  YAML::Node section(const YAML::Node& node, const std::string& key, const std::string& where) const {
+    auto value = child(node, key, where);
+    if (!value.IsMap()) fail("'" + where + key + "' is not a mapping of keys (got " + kind(value) + ")");
+    return value;
+  }
+  static std::string kind(const YAML::Node& node) {
+    if (node.IsScalar()) return "the value '" + node.Scalar().substr(0, 40) + "'";
+    if (node.IsSequence()) return "a list";
+    return "nothing";
+  }
   template <typename T>
   T scalar(const YAML::Node& node, const std::string& key, const std::string& where) const {
     auto value = child(node, key, where);
@@ -107,6 +118,12 @@ struct YamlReader {
 
 }  // namespace
 
+namespace {
+
+VqganConfig read_config(const YamlReader& r, const YAML::Node& root);
+
+}  // namespace
+
 VqganConfig read_vqgan_yaml(const std::filesystem::path& path) {
   YamlReader r{path};
   YAML::Node root;
@@ -117,11 +134,21 @@ VqganConfig read_vqgan_yaml(const std::filesystem::path& path) {
   } catch (const YAML::Exception& e) {
     r.fail("not valid YAML: " + e.msg);
   }
-  auto model = r.child(root, "model", "");
+  try {
+    return read_config(r, root);
+  } catch (const YAML::Exception& e) {  // what the checks below do not foresee is still one clear line
+    r.fail(e.msg);
+  }
+}
+
+namespace {
+
+VqganConfig read_config(const YamlReader& r, const YAML::Node& root) {
+  auto model = r.section(root, "model", "");
   auto target = r.scalar<std::string>(model, "target", "model.");
   std::string where_model = "model.";
   if (target == kNet2NetTarget) {
-    model = r.child(r.child(model, "params", "model."), "first_stage_config", "model.params.");
+    model = r.section(r.section(model, "params", "model."), "first_stage_config", "model.params.");
     where_model = "model.params.first_stage_config.";
     target = r.scalar<std::string>(model, "target", where_model);
   }
@@ -135,11 +162,11 @@ VqganConfig read_vqgan_yaml(const std::filesystem::path& path) {
            kGumbelTarget + ", " + kNet2NetTarget + " with one of those as first stage)");
   }
   const std::string where_params = where_model + "params.";
-  auto params = r.child(model, "params", where_model);
+  auto params = r.section(model, "params", where_model);
   if (params["remap"] && !params["remap"].IsNull()) r.fail(where_params + "remap (index remapping) is not supported");
   config.n_embed = r.scalar<int64_t>(params, "n_embed", where_params);
   config.embed_dim = r.scalar<int64_t>(params, "embed_dim", where_params);
-  auto dd = r.child(params, "ddconfig", where_params);
+  auto dd = r.section(params, "ddconfig", where_params);
   const std::string where = where_params + "ddconfig.";
   config.ch = r.scalar<int64_t>(dd, "ch", where);
   config.ch_mult = r.int_list(dd, "ch_mult", where);
@@ -159,6 +186,8 @@ VqganConfig read_vqgan_yaml(const std::filesystem::path& path) {
   }
   return config;
 }
+
+}  // namespace
 
 // ---------------------------------------------------------------------------------------------------------
 // Inference from shapes

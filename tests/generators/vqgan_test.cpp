@@ -216,6 +216,28 @@ TEST(VqganConfig, YamlErrorsNameTheEntry) {
   EXPECT_NE(error_of([&] { read_vqgan_yaml(dir / "absent.yaml"); }).find("cannot open"), std::string::npos);
 }
 
+TEST(VqganConfig, SectionsThatAreNotMappingsAreNamed) {
+  // Fuzzing found it: `params:` holding a value, not keys, made yaml-cpp throw out of the reader (BadSubscript
+  // is not a clipguide::Error); every section (model, params, ddconfig, first_stage_config) is checked.
+  auto dir = test::temp_dir();
+  const std::string vq = "model:\n  target: taming.models.vqgan.VQModel\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"model: 3\n", "'model' is not a mapping"},
+      {vq + "  params: embed_\n", "'model.params' is not a mapping of keys (got the value 'embed_')"},
+      {vq + "  params: [1, 2]\n", "'model.params' is not a mapping of keys (got a list)"},
+      {vq + "  params:\n    n_embed: 8\n    embed_dim: 4\n    ddconfig: 7\n", "'model.params.ddconfig' is not"},
+      {"model:\n  target: taming.models.cond_transformer.Net2NetTransformer\n  params:\n    first_stage_config: x\n",
+       "'model.params.first_stage_config' is not"},
+  };
+  for (const auto& [text, expected] : cases) {
+    SCOPED_TRACE(text);
+    std::ofstream(dir / "c.yaml") << text;
+    const auto message = error_of([&] { read_vqgan_yaml(dir / "c.yaml"); });
+    EXPECT_NE(message.find(expected), std::string::npos) << message;
+    EXPECT_NE(message.find("c.yaml"), std::string::npos) << message;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Loader errors
 
