@@ -5,6 +5,7 @@
 #include "app/toml_text.h"
 
 #include "clipnet/error.h"
+#include "clipnet/text_clean.h"
 #include "guidance/cutouts.h"
 #include "guidance/guide_loop.h"
 #include "guidance/optimizers.h"
@@ -193,10 +194,10 @@ void check(RunSettings& s) {
                       std::holds_alternative<std::vector<std::string> RunSettings::*>(setting.field);
     if (!text) continue;
     for (const auto& word : words(s, setting.field)) {
-      if (const size_t at = invalid_utf8_at(word); at != std::string::npos) {
-        char byte[8];
-        std::snprintf(byte, sizeof byte, "0x%02x", static_cast<unsigned char>(word[at]));
-        fail(setting.key, "not UTF-8 text (byte " + std::string(byte) + " at offset " + std::to_string(at) + ")");
+      try {
+        clipnet::check_utf8(word);
+      } catch (const Error& e) {
+        fail(setting.key, std::string("not UTF-8 text: ") + e.what());
       }
     }
   }

@@ -217,7 +217,7 @@ TEST(RunSettings, TomlThatIsNotSettingsIsNamed) {
     app::check(bad);
     ADD_FAILURE() << "invalid UTF-8 accepted";
   } catch (const clipguide::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--generator_option: not UTF-8 text (byte 0xad at offset 6)"),
+    EXPECT_NE(std::string(e.what()).find("--generator_option: not UTF-8 text: invalid UTF-8 at byte offset 6 (byte 0xAD"),
               std::string::npos)
         << e.what();
   }
