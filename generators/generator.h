@@ -22,7 +22,8 @@ using TensorMap = std::map<std::string, at::Tensor>;
 
 // What every generator is built from. Fields a generator does not use are ignored.
 struct GeneratorOptions {
-  int64_t width = 256;                   // output width in pixels (rounded to size_factor() by the caller)
+  int64_t width = 256;                   // output width in pixels; a generator with size_factor() > 1 renders
+                                         // it rounded down to a multiple (VQGAN+CLIP: toksX = width // f)
   int64_t height = 256;                  // output height in pixels
   int64_t batch = 1;                     // images rendered at once
   c10::Device device = c10::kCPU;        // where parameters live
@@ -84,10 +85,22 @@ void check_image_size(const GeneratorOptions& options, const std::string& genera
 
 using GeneratorFactory = std::function<std::unique_ptr<Generator>(const GeneratorOptions&)>;
 
+// The files a generator is built from (GeneratorOptions::weights and ::config), declared by the names of
+// the run settings that give them (app/settings.h: clip-guide's flags, TOML keys and the studio's fields),
+// so the programs above never name a generator. A generator that declares its own weights setting is the
+// one a run uses when that setting is given and --generator is not (--vqgan_checkpoint alone means vqgan).
+struct GeneratorFiles {
+  std::string weights = "generator_weights";  // the setting holding GeneratorOptions::weights
+  std::string config;                         // the setting holding GeneratorOptions::config; "": none
+  bool weights_required = false;              // a run without weights is refused before anything loads
+};
+
 // Name → factory. Registration happens at static-initialisation time through CLIPGUIDE_REGISTER_GENERATOR.
 class GeneratorRegistry {
  public:
-  static void add(const std::string& name, GeneratorFactory factory);
+  static void add(const std::string& name, GeneratorFactory factory, GeneratorFiles files = {});
+  // The files `name` declared; a clipguide::Error listing the known names when it is unknown.
+  static const GeneratorFiles& files(const std::string& name);
   // Throws clipguide::Error listing the known names when `name` is unknown.
   static std::unique_ptr<Generator> create(const std::string& name, const GeneratorOptions& options);
   static std::vector<std::string> names();
@@ -95,12 +108,15 @@ class GeneratorRegistry {
 
 namespace detail {
 struct Registrar {
-  Registrar(const std::string& name, GeneratorFactory factory) { GeneratorRegistry::add(name, std::move(factory)); }
+  Registrar(const std::string& name, GeneratorFactory factory, GeneratorFiles files) {
+    GeneratorRegistry::add(name, std::move(factory), std::move(files));
+  }
 };
 }  // namespace detail
 
-#define CLIPGUIDE_REGISTER_GENERATOR(name, Class)                                             \
+#define CLIPGUIDE_REGISTER_GENERATOR(name, Class, ...)                                         \
   static const ::clipguide::generators::detail::Registrar clipguide_generator_registrar_##Class( \
-      name, [](const ::clipguide::generators::GeneratorOptions& o) { return std::make_unique<Class>(o); })
+      name, [](const ::clipguide::generators::GeneratorOptions& o) { return std::make_unique<Class>(o); }, \
+      ::clipguide::generators::GeneratorFiles{__VA_ARGS__})
 
 }  // namespace clipguide::generators

@@ -1,4 +1,4 @@
-// GeneratorRegistry: name -> factory, filled at static-initialisation time by CLIPGUIDE_REGISTER_GENERATOR;
+// GeneratorRegistry: name -> factory and declared files, filled at static-initialisation time by CLIPGUIDE_REGISTER_GENERATOR;
 // extra_number and parse_extra, the shared parsers of generator settings; check_image_size and
 // init_image_to_size, the shared checks.
 // The map is a function-local static so registrations from any translation unit see it constructed.
@@ -16,29 +16,40 @@ namespace clipguide::generators {
 
 namespace {
 
-std::map<std::string, GeneratorFactory>& factories() {
-  static std::map<std::string, GeneratorFactory> map;
+struct Entry {
+  GeneratorFactory factory;
+  GeneratorFiles files;
+};
+
+std::map<std::string, Entry>& entries() {
+  static std::map<std::string, Entry> map;
   return map;
+}
+
+const Entry& entry(const std::string& name) {
+  auto it = entries().find(name);
+  if (it == entries().end()) {
+    std::string known;
+    for (const auto& e : entries()) known += (known.empty() ? "" : ", ") + e.first;
+    throw Error("unknown generator '" + name + "' (known: " + (known.empty() ? "none" : known) + ")");
+  }
+  return it->second;
 }
 
 }  // namespace
 
-void GeneratorRegistry::add(const std::string& name, GeneratorFactory factory) {
+void GeneratorRegistry::add(const std::string& name, GeneratorFactory factory, GeneratorFiles files) {
   // A duplicate is a programming error (two generators claiming one name): fail at load, loudly.
-  if (!factories().emplace(name, std::move(factory)).second) {
+  if (!entries().emplace(name, Entry{std::move(factory), std::move(files)}).second) {
     throw Error("generator '" + name + "' is registered twice");
   }
 }
 
 std::unique_ptr<Generator> GeneratorRegistry::create(const std::string& name, const GeneratorOptions& options) {
-  auto it = factories().find(name);
-  if (it == factories().end()) {
-    std::string known;
-    for (const auto& entry : factories()) known += (known.empty() ? "" : ", ") + entry.first;
-    throw Error("unknown generator '" + name + "' (known: " + (known.empty() ? "none" : known) + ")");
-  }
-  return it->second(options);
+  return entry(name).factory(options);
 }
+
+const GeneratorFiles& GeneratorRegistry::files(const std::string& name) { return entry(name).files; }
 
 double extra_number(const std::map<std::string, std::string>& extra, const std::string& key, double fallback,
                     const std::string& generator) {
@@ -59,7 +70,7 @@ double extra_number(const std::map<std::string, std::string>& extra, const std::
 
 std::vector<std::string> GeneratorRegistry::names() {
   std::vector<std::string> out;
-  for (const auto& entry : factories()) out.push_back(entry.first);
+  for (const auto& e : entries()) out.push_back(e.first);
   return out;
 }
 

@@ -5,6 +5,7 @@
 
 #include "clipnet/error.h"
 #include "clipnet/grad_ops.h"
+#include "clipnet/io/weights.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/ops/mse_loss.h>
@@ -13,6 +14,7 @@
 #include <torch/optim/adam.h>
 #include <torch/script.h>
 
+#include <chrono>
 #include <cmath>
 #include <sstream>
 
@@ -115,7 +117,10 @@ TorchScriptGenerator::TorchScriptGenerator(const GeneratorOptions& options)
   if (!std::filesystem::exists(file_, ec)) throw Error(context() + ": no such file");
   if (!std::filesystem::is_regular_file(file_, ec)) throw Error(context() + ": not a regular file");
   try {
+    const auto start = std::chrono::steady_clock::now();
     module_ = std::make_unique<torch::jit::Module>(torch::jit::load(file_.string(), device_));
+    clipnet::log_weight_read(file_, "TorchScript module",
+                             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   } catch (const std::exception& e) {
     throw Error(context() + ": cannot load it as a TorchScript archive: " + error_text(e));
   }
@@ -227,6 +232,6 @@ void TorchScriptGenerator::set_latent(const at::Tensor& latent) {
   latent_ = latent.detach().to(device_, at::kFloat).contiguous().clone().set_requires_grad(true);
 }
 
-CLIPGUIDE_REGISTER_GENERATOR("torchscript", TorchScriptGenerator);
+CLIPGUIDE_REGISTER_GENERATOR("torchscript", TorchScriptGenerator, "generator_weights", "", /*weights_required=*/true);
 
 }  // namespace clipguide::generators

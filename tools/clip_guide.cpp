@@ -3,6 +3,7 @@
 // GuideLoop → images written atomically with their settings in the PNG metadata; optionally a video of the
 // run (tools/video_writer: ffmpeg) and generate.py's zoom video. Ctrl-C saves (image and video) and exits.
 #include "app/cli.h"
+#include "app/session.h"
 #include "app/settings.h"
 #include "clipnet/default_model.h"
 #include "clipnet/device.h"
@@ -106,62 +107,25 @@ std::filesystem::path numbered(const std::filesystem::path& path, int64_t index)
   return path.parent_path() / (stem + path.extension().string());
 }
 
-// One render: prompts (with '^' phases) → image file.
+// One image (and its video) from prompts with '^' phases: `generator` (built once per program) starts afresh from `seed`.
 void render(const Options& opt, const std::string& prompt_specs, const std::filesystem::path& output,
             const std::filesystem::path& video_path, const std::string& settings_toml,
-            std::vector<gd::GuideMember>& members, c10::Device device, uint64_t seed) {
-  // Generator, with the size rounded to its factor.
-  gen::GeneratorOptions go;
-  go.width = opt.size[0];
-  go.height = opt.size[1];
-  go.device = device;
-  go.seed = seed;
-  go.autocast = opt.precision == "bf16" ? at::kBFloat16 : at::kFloat;
-  go.channels_last = opt.channels_last;
-  go.checkpoint = opt.checkpoint;
-  std::string name = opt.generator.empty() ? (opt.vqgan_checkpoint.empty() ? "pixel" : "vqgan") : opt.generator;
-  if (name == "vqgan") {
-    if (opt.vqgan_checkpoint.empty()) throw cg::Error("--generator vqgan needs --vqgan_checkpoint");
-    go.weights = opt.vqgan_checkpoint;
-    go.config = opt.vqgan_config;
-  } else {
-    go.weights = opt.generator_weights;
-  }
-  go.extra = gen::parse_extra(opt.generator_options, "--generator_option");
-  std::shared_ptr<gen::Generator> generator = gen::GeneratorRegistry::create(name, go);
-  const int64_t factor = generator->size_factor();
-  int64_t w = std::max(factor, opt.size[0] / factor * factor), h = std::max(factor, opt.size[1] / factor * factor);
-  if (w != opt.size[0] || h != opt.size[1]) {
-    std::cerr << "clip-guide: size " << opt.size[0] << "x" << opt.size[1] << " rounded to " << w << "x" << h
-              << " (multiples of " << factor << " for " << name << ")\n";
-    go.width = w;
-    go.height = h;
-    generator = gen::GeneratorRegistry::create(name, go);
-  }
+            const std::vector<gd::GuideMember>& members, const std::shared_ptr<gen::Generator>& generator,
+            c10::Device device, uint64_t seed) {
   generator->init_random(seed);
+  const auto [w, h] = cg::app::image_size(opt, *generator);
   at::Tensor init;
   if (!opt.init_image.empty()) init = load_init_image(opt.init_image, w, h);
   else if (!opt.init_noise.empty()) init = noise_image(opt.init_noise, w, h, seed);
   if (init.defined()) generator->init_from_image(init.to(device));
 
   // The loss.
-  gd::GuideOptions options;
-  options.autocast = opt.precision == "bf16" ? at::kBFloat16 : at::kFloat;
-  options.cuda_graphs = opt.cuda_graphs;
-  options.cutn_batches = opt.cutn_batches;
-  options.cutouts.cutn = opt.num_cuts;
-  options.cutouts.cut_pow = opt.cut_power;
-  options.cutouts.min_size = opt.cut_min;
-  options.cutouts.method = gd::parse_cut_method(opt.cut_method);
-  options.augments = gd::parse_augments(opt.augments);
-  options.tv_weight = opt.tv_weight;
-  options.init_weight = opt.init_weight;
+  gd::GuideOptions options = cg::app::guide_options(opt, seed);
   if (opt.init_weight != 0) {
     // Without an init image the anchor is the generator's first picture (generate.py anchors its first latent).
     at::NoGradGuard no_grad;
     options.init_image = init.defined() ? init.to(device) : generator->render().detach();
   }
-  options.seed = seed;
   auto guide = std::make_shared<gd::Guide>(members, options);
 
   // Prompts: '^' separates story phases, each a '|' list; image prompts join every phase.
@@ -183,10 +147,7 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
   if (phases.empty()) throw cg::Error("no prompts: give --prompts text, --image_prompts files and/or --noise_prompt_seeds");
   guide->set_prompts(phases[0]);
 
-  gd::LoopSettings settings;
-  settings.optimizer = opt.optimiser;
-  settings.learning_rate = opt.learning_rate;
-  gd::GuideLoop loop(generator, guide, settings);
+  gd::GuideLoop loop(generator, guide, cg::app::loop_settings(opt));
 
   const std::map<std::string, std::string> metadata = {{kSettingsKey, settings_toml}};
   const bool bar = !opt.quiet && isatty(STDERR_FILENO);
@@ -296,16 +257,6 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
   }
 }
 
-// generate.py's --cuda_device: that device when CUDA is there, else the CPU with a warning; else --device.
-c10::Device run_device(const Options& opt) {
-  if (opt.cuda_device.empty()) return cn::parse_device(opt.device);
-  if (opt.cuda_device != "cpu" && !at::globalContext().hasCUDA()) {
-    std::cerr << "clip-guide: warning: no CUDA device: --cuda_device " << opt.cuda_device << " falls back to the CPU\n";
-    return c10::kCPU;
-  }
-  return cn::parse_device(opt.cuda_device, "--cuda_device");
-}
-
 // --video_style_dir: its .png and .jpg files (any case), sorted by name.
 std::vector<std::filesystem::path> style_frames(const std::string& dir) {
   std::error_code ec;
@@ -338,27 +289,15 @@ int run(Options opt, const std::string& settings_toml) {
   }
   std::vector<std::filesystem::path> frames;
   if (!opt.video_style_dir.empty()) frames = style_frames(opt.video_style_dir);
-  if (std::all_of(opt.clip_models.begin(), opt.clip_models.end(), [](const std::string& m) { return m.empty(); })) {
-    opt.clip_models = {cn::default_model_path().string()};  // the shipped model (clipnet/default_model.h)
-  }
   if (opt.deterministic) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
-  const c10::Device device = run_device(opt);
+  const c10::Device device = cg::app::run_device(opt);
   uint64_t seed = opt.seed >= 0 ? static_cast<uint64_t>(opt.seed) : std::random_device{}();
   if (opt.seed < 0) std::cerr << "clip-guide: seed " << seed << "\n";
 
-  std::vector<gd::GuideMember> members;
-  for (const auto& spec : opt.clip_models) {
-    if (spec.empty()) continue;
-    auto [path, weight] = gd::split_member_spec(spec);
-    cn::ClipLoadOptions load;
-    load.device = device;
-    std::filesystem::path vocab = opt.vocab.empty() ? std::filesystem::path(path) : std::filesystem::path(opt.vocab);
-    if (opt.vocab.empty() && !std::filesystem::is_directory(path)) {
-      throw cg::Error("--vocab is required for '" + path + "' (OpenAI's bpe_simple_vocab_16e6.txt.gz or a vocab.json)");
-    }
-    members.push_back(gd::load_member(path, vocab, weight, load));
-  }
-
+  // Built once: every render (each --prompts_file line, each styled frame) reuses the loaded weights.
+  const std::vector<gd::GuideMember> members = cg::app::load_members(opt, device);
+  const auto generator =
+      cg::app::make_generator(opt, device, seed, [](const std::string& note) { std::cerr << "clip-guide: " << note << "\n"; });
   std::signal(SIGINT, on_sigint);
   if (!frames.empty()) {
     // Each frame styled in turn from itself (generate.py's video styling): <output stem>/<frame name>.png,
@@ -372,7 +311,7 @@ int run(Options opt, const std::string& settings_toml) {
     for (size_t i = 0; i < frames.size() && !g_interrupted.load(); ++i) {
       frame_opt.init_image = frames[i].string();
       const auto styled = out_dir / frames[i].filename().replace_extension(".png");
-      render(frame_opt, opt.prompts, styled, {}, settings_toml, members, device, seed);
+      render(frame_opt, opt.prompts, styled, {}, settings_toml, members, generator, device, seed);
       if (!video_path.empty()) {
         at::Tensor image = cn::read_image(styled.string()).to(at::kFloat).div(255);
         if (!video) {
@@ -400,11 +339,11 @@ int run(Options opt, const std::string& settings_toml) {
       if (line.find_first_not_of(" \t\r") == std::string::npos || line[line.find_first_not_of(" \t")] == '#') continue;
       const int64_t i = index++;
       render(opt, line, numbered(opt.output, i), video_path.empty() ? video_path : numbered(video_path, i),
-             settings_toml, members, device, seed);
+             settings_toml, members, generator, device, seed);
     }
     if (index == 0) throw cg::Error("--prompts_file '" + opt.prompts_file + "' has no prompts");
   } else {
-    render(opt, opt.prompts, opt.output, video_path, settings_toml, members, device, seed);
+    render(opt, opt.prompts, opt.output, video_path, settings_toml, members, generator, device, seed);
   }
   return g_interrupted.load() ? 130 : 0;
 }

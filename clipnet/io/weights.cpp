@@ -7,6 +7,8 @@
 #include "clipnet/io/torch_archive.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cstdio>
 
 namespace clipguide::clipnet {
@@ -76,7 +78,9 @@ std::string to_string(WeightFormat format) {
   return "unknown";
 }
 
-WeightFile read_weights(const std::filesystem::path& path) {
+namespace {
+
+WeightFile read_any(const std::filesystem::path& path) {
   const std::string head = io::read_file_prefix(path, 16);
   WeightFile result;
   if (head.size() >= 4 && head.compare(0, 2, "PK") == 0 && (head[2] == '\x03' || head[2] == '\x05')) {
@@ -115,6 +119,29 @@ WeightFile read_weights(const std::filesystem::path& path) {
   throw Error("weight file '" + path.string() + "': unrecognized format (first bytes: " +
               (head.empty() ? std::string("none, empty file") : hex_prefix(head)) +
               "), expected safetensors, a torch.save zip or a TorchScript archive");
+}
+
+}  // namespace
+
+WeightFile read_weights(const std::filesystem::path& path) {
+  const auto start = std::chrono::steady_clock::now();
+  WeightFile file = read_any(path);
+  size_t bytes = 0;
+  for (const auto& [name, t] : file.tensors) bytes += t.nbytes();
+  char what[96];
+  std::snprintf(what, sizeof what, "%s, %zu tensors, %.1f MiB", to_string(file.format).c_str(), file.tensors.size(),
+                bytes / 1048576.0);
+  log_weight_read(path, what, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return file;
+}
+
+void log_weight_read(const std::filesystem::path& path, const std::string& what, double seconds) {
+  static const bool enabled = [] {
+    const char* env = std::getenv("CLIPGUIDE_LOG_LOADS");
+    return env != nullptr && *env != '\0' && std::string(env) != "0";
+  }();
+  if (!enabled) return;
+  std::fprintf(stderr, "clipguide: read weights '%s' (%s) in %.3f s\n", path.c_str(), what.c_str(), seconds);
 }
 
 }  // namespace clipguide::clipnet

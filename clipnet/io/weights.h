@@ -38,4 +38,10 @@ struct WeightFile {
 // Throws clipguide::Error naming the file and what was wrong.
 WeightFile read_weights(const std::filesystem::path& path);
 
+// With the environment variable CLIPGUIDE_LOG_LOADS set (to anything but "" or "0"), every weight file a
+// program reads prints one line on stderr, "clipguide: read weights '<path>' (<what>) in <s> s": to see what
+// a run loads, how often and how long it takes. read_weights logs itself; readers of other formats (the
+// TorchScript generator's torch::jit::load) call this.
+void log_weight_read(const std::filesystem::path& path, const std::string& what, double seconds);
+
 }  // namespace clipguide::clipnet

@@ -107,6 +107,7 @@ void VqganGenerator::set_z(const at::Tensor& z) {
   z_ = z.detach().to(device, at::kFloat).contiguous().clone().set_requires_grad(true);
 }
 
-CLIPGUIDE_REGISTER_GENERATOR("vqgan", VqganGenerator);
+// VQGAN+CLIP's --vqgan_checkpoint / --vqgan_config.
+CLIPGUIDE_REGISTER_GENERATOR("vqgan", VqganGenerator, "vqgan_checkpoint", "vqgan_config", /*weights_required=*/true);
 
 }  // namespace clipguide::generators::vqgan

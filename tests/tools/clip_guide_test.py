@@ -153,6 +153,29 @@ def test_size_is_rounded_to_the_generator_factor():
     assert Image.open(out("r.png")).size == (44, 36)
 
 
+def test_each_weight_file_is_read_once():
+    # A prompts file of three renders with a VQGAN at a size that is rounded: CLIP and the VQGAN checkpoint
+    # are read once for the whole run (they were read once per render, and the VQGAN twice when rounded).
+    vqgan = os.path.join(FIX, "vqgan")
+    with open(out("three.txt"), "w") as f:
+        f.write("a red circle\nblue\ngreen:2\n")
+    env = dict(os.environ, CLIPGUIDE_LOG_LOADS="1")
+    proc = run(*BASE, "--prompts_file", out("three.txt"), "-s", "45", "37", "-i", "2", "-o", out("once.png"), "-q",
+               "--vqgan_checkpoint", os.path.join(vqgan, "vq.ckpt"), "--vqgan_config", os.path.join(vqgan, "vq.yaml"),
+               env=env)
+    reads = re.findall(r"clipguide: read weights '([^']+)'", proc.stderr)
+    print(f"  weight files read: {reads}")
+    assert sorted(reads) == sorted([os.path.join(MODEL, "model.safetensors"), os.path.join(vqgan, "vq.ckpt")]), proc.stderr
+    for i in range(3):
+        assert Image.open(out(f"once-{i}.png")).size == (44, 36)
+    # The three renders start from the same seed: the same prompt twice gives the same image.
+    with open(out("same.txt"), "w") as f:
+        f.write("blue\nblue\n")
+    run(*BASE, "--prompts_file", out("same.txt"), "-s", "44", "36", "-i", "2", "-o", out("same.png"), "-q",
+        "--vqgan_checkpoint", os.path.join(vqgan, "vq.ckpt"), "--vqgan_config", os.path.join(vqgan, "vq.yaml"))
+    assert np.array_equal(pixels(out("same-0.png")), pixels(out("same-1.png"))), "a render did not start afresh"
+
+
 def test_prompts_file_and_story_mode():
     with open(out("prompts.txt"), "w") as f:
         f.write("# two renders\na red circle\n\nblue:2\n")

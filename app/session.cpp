@@ -1,0 +1,143 @@
+// Building a run from its settings (see session.h).
+#include "app/session.h"
+
+#include "clipnet/default_model.h"
+#include "clipnet/device.h"
+#include "clipnet/error.h"
+#include "guidance/cutouts.h"
+
+#include <ATen/Context.h>
+
+#include <filesystem>
+#include <iostream>
+
+namespace clipguide::app {
+
+namespace {
+
+// The text setting `key` of the table ("vqgan_checkpoint"); "" for an empty key. A key that is not a text
+// setting is a programming error in a generator's registration: said loudly.
+const std::string& text_setting(const RunSettings& settings, const std::string& key) {
+  static const std::string none;
+  if (key.empty()) return none;
+  const Setting* row = find_setting(key);
+  const auto* field = row ? std::get_if<std::string RunSettings::*>(&row->field) : nullptr;
+  if (!field) throw Error("generator registration names '" + key + "', which is not a text setting of app/settings.h");
+  return settings.**field;
+}
+
+}  // namespace
+
+c10::Device run_device(const RunSettings& s) {
+  if (s.cuda_device.empty()) return clipnet::parse_device(s.device);
+  if (s.cuda_device != "cpu" && !at::globalContext().hasCUDA()) {
+    std::cerr << "warning: no CUDA device: --cuda_device " << s.cuda_device << " falls back to the CPU\n";
+    return c10::kCPU;
+  }
+  return clipnet::parse_device(s.cuda_device, "--cuda_device");
+}
+
+std::string generator_name(const RunSettings& s) {
+  if (!s.generator.empty()) return s.generator;
+  for (const auto& name : generators::GeneratorRegistry::names()) {
+    const auto& own = generators::GeneratorRegistry::files(name).weights;
+    if (own != "generator_weights" && !text_setting(s, own).empty()) return name;
+  }
+  return "pixel";
+}
+
+generators::GeneratorOptions generator_options(const RunSettings& s, c10::Device device, uint64_t seed) {
+  const std::string name = generator_name(s);
+  const auto& files = generators::GeneratorRegistry::files(name);
+  generators::GeneratorOptions go;
+  go.width = s.size.at(0);
+  go.height = s.size.at(1);
+  go.device = device;
+  go.seed = seed;
+  go.autocast = s.precision == "bf16" ? at::kBFloat16 : at::kFloat;
+  go.channels_last = s.channels_last;
+  go.checkpoint = s.checkpoint;
+  go.weights = text_setting(s, files.weights);
+  if (go.weights.empty()) go.weights = s.generator_weights;
+  go.config = text_setting(s, files.config);
+  if (files.weights_required && go.weights.empty()) {
+    throw Error("--generator " + name + " needs --" + files.weights);
+  }
+  go.extra = generators::parse_extra(s.generator_options, "--generator_option");
+  return go;
+}
+
+std::shared_ptr<generators::Generator> make_generator(const RunSettings& s, c10::Device device, uint64_t seed,
+                                                      const Status& note) {
+  const std::string name = generator_name(s);
+  std::shared_ptr<generators::Generator> generator =
+      generators::GeneratorRegistry::create(name, generator_options(s, device, seed));
+  const auto [w, h] = image_size(s, *generator);
+  if (note && (w != s.size[0] || h != s.size[1])) {
+    note("size " + std::to_string(s.size[0]) + "x" + std::to_string(s.size[1]) + " rounded to " + std::to_string(w) +
+         "x" + std::to_string(h) + " (multiples of " + std::to_string(generator->size_factor()) + " for " + name + ")");
+  }
+  return generator;
+}
+
+std::pair<int64_t, int64_t> image_size(const RunSettings& s, const generators::Generator& generator) {
+  const int64_t f = generator.size_factor();
+  return {s.size.at(0) / f * f, s.size.at(1) / f * f};
+}
+
+std::vector<guidance::GuideMember> load_members(const RunSettings& s, c10::Device device, const Status& status) {
+  std::vector<std::string> specs;
+  for (const auto& spec : s.clip_models) {
+    if (!spec.empty()) specs.push_back(spec);
+  }
+  if (specs.empty()) specs.push_back(clipnet::default_model_path().string());  // the shipped model
+  std::vector<guidance::GuideMember> members;
+  for (const auto& spec : specs) {
+    auto [path, weight] = guidance::split_member_spec(spec);
+    if (s.vocab.empty() && !std::filesystem::is_directory(path)) {
+      throw Error("--vocab is required for '" + path + "' (OpenAI's bpe_simple_vocab_16e6.txt.gz or a vocab.json)");
+    }
+    if (status) status("loading CLIP model " + path);
+    clipnet::ClipLoadOptions load;
+    load.device = device;
+    members.push_back(guidance::load_member(path, s.vocab.empty() ? path : s.vocab, weight, load));
+  }
+  return members;
+}
+
+const std::vector<guidance::GuideMember>& MemberCache::get(const RunSettings& s, c10::Device device,
+                                                           const Status& status) {
+  std::string key = s.vocab + "|" + device.str();
+  for (const auto& m : s.clip_models) key += "|" + m;
+  if (key != key_) {
+    key_.clear();
+    members_ = load_members(s, device, status);
+    key_ = key;
+  }
+  return members_;
+}
+
+guidance::GuideOptions guide_options(const RunSettings& s, uint64_t seed) {
+  guidance::GuideOptions o;
+  o.autocast = s.precision == "bf16" ? at::kBFloat16 : at::kFloat;
+  o.cuda_graphs = s.cuda_graphs;
+  o.cutn_batches = s.cutn_batches;
+  o.cutouts.cutn = s.num_cuts;
+  o.cutouts.cut_pow = s.cut_power;
+  o.cutouts.min_size = s.cut_min;
+  o.cutouts.method = guidance::parse_cut_method(s.cut_method);
+  o.augments = guidance::parse_augments(s.augments);
+  o.tv_weight = s.tv_weight;
+  o.init_weight = s.init_weight;
+  o.seed = seed;
+  return o;
+}
+
+guidance::LoopSettings loop_settings(const RunSettings& s) {
+  guidance::LoopSettings l;
+  l.optimizer = s.optimiser;
+  l.learning_rate = s.learning_rate;
+  return l;
+}
+
+}  // namespace clipguide::app

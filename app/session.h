@@ -1,0 +1,71 @@
+// One run built from its settings, the same way in every program (clip-guide, clip-studio's worker, the
+// benches): the device, the CLIP members with their tokenizers, the generator (named by the settings or by
+// the weights given, with the files it declared in the registry, created once) and the Guide's and
+// GuideLoop's options. What a program does with the run (clip-guide's trials, videos and prompt files; the
+// studio's live edits) stays in the program.
+#pragma once
+
+#include "app/settings.h"
+#include "generators/generator.h"
+#include "guidance/guide.h"
+#include "guidance/guide_loop.h"
+
+#include <c10/core/Device.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace clipguide::app {
+
+// Progress lines for a UI ("loading CLIP model x"); may be empty.
+using Status = std::function<void(const std::string&)>;
+
+// --cuda_device (generate.py's: that CUDA device, or the CPU with a warning on stderr when there is no
+// CUDA), else --device.
+c10::Device run_device(const RunSettings& settings);
+
+// The generator a run uses: --generator; else the one whose own weights setting (GeneratorFiles::weights,
+// e.g. vqgan's --vqgan_checkpoint) is given; else "pixel".
+std::string generator_name(const RunSettings& settings);
+
+// That generator's options from the settings: size, device, seed, precision, channels_last, checkpoint,
+// --generator_option, and its files from the settings it declared (falling back to --generator_weights).
+// A generator that requires weights and gets none is a clipguide::Error naming its flag.
+generators::GeneratorOptions generator_options(const RunSettings& settings, c10::Device device, uint64_t seed);
+
+// The generator, created once. Its image is the settings' size rounded down to its size_factor() (VQGAN+CLIP's
+// rule; a size below one factor is the generator's error); `note` hears "size 45x37 rounded to 44x36 (multiples of 4 for vqgan)".
+std::shared_ptr<generators::Generator> make_generator(const RunSettings& settings, c10::Device device, uint64_t seed,
+                                                      const Status& note = {});
+
+// The image size make_generator gives: width, height.
+std::pair<int64_t, int64_t> image_size(const RunSettings& settings, const generators::Generator& generator);
+
+// The CLIP members: every non-empty --clip_model "path[:weight]", each with its tokenizer: --vocab when
+// given, else the model folder's own vocabulary; a weight file without --vocab is a clipguide::Error naming
+// --vocab. No --clip_model: the shipped model (clipnet/default_model.h).
+std::vector<guidance::GuideMember> load_members(const RunSettings& settings, c10::Device device,
+                                                const Status& status = {});
+
+// Members kept while the models, the vocabulary and the device stay the same (clip-studio's restarts for a
+// new size, seed or generator do not reload CLIP).
+class MemberCache {
+ public:
+  const std::vector<guidance::GuideMember>& get(const RunSettings& settings, c10::Device device,
+                                                const Status& status = {});
+
+ private:
+  std::string key_;
+  std::vector<guidance::GuideMember> members_;
+};
+
+// The Guide's options from the settings (cutouts, augmentations, regularisers, precision, micro-batches);
+// no init image (the program decides what the init_weight anchor is).
+guidance::GuideOptions guide_options(const RunSettings& settings, uint64_t seed);
+
+// The optimiser's settings.
+guidance::LoopSettings loop_settings(const RunSettings& settings);
+
+}  // namespace clipguide::app
