@@ -17,13 +17,16 @@ namespace {
 
 // The text setting `key` of the table ("vqgan_checkpoint"); "" for an empty key. A key that is not a text
 // setting is a programming error in a generator's registration: said loudly.
-const std::string& text_setting(const RunSettings& settings, const std::string& key) {
-  static const std::string none;
-  if (key.empty()) return none;
+std::string RunSettings::*text_field(const std::string& key) {
   const Setting* row = find_setting(key);
   const auto* field = row ? std::get_if<std::string RunSettings::*>(&row->field) : nullptr;
   if (!field) throw Error("generator registration names '" + key + "', which is not a text setting of app/settings.h");
-  return settings.**field;
+  return *field;
+}
+
+const std::string& text_setting(const RunSettings& settings, const std::string& key) {
+  static const std::string none;
+  return key.empty() ? none : settings.*text_field(key);
 }
 
 }  // namespace
@@ -78,6 +81,15 @@ std::shared_ptr<generators::Generator> make_generator(const RunSettings& s, c10:
          "x" + std::to_string(h) + " (multiples of " + std::to_string(generator->size_factor()) + " for " + name + ")");
   }
   return generator;
+}
+
+std::string* generator_weights_setting(RunSettings& s) {
+  return &(s.*text_field(generators::GeneratorRegistry::files(generator_name(s)).weights));
+}
+
+std::string* generator_config_setting(RunSettings& s) {
+  const auto& key = generators::GeneratorRegistry::files(generator_name(s)).config;
+  return key.empty() ? nullptr : &(s.*text_field(key));
 }
 
 std::pair<int64_t, int64_t> image_size(const RunSettings& s, const generators::Generator& generator) {

@@ -40,6 +40,12 @@ generators::GeneratorOptions generator_options(const RunSettings& settings, c10:
 std::shared_ptr<generators::Generator> make_generator(const RunSettings& settings, c10::Device device, uint64_t seed,
                                                       const Status& note = {});
 
+// The settings holding the files of the generator the settings name (its GeneratorFiles: vqgan's
+// vqgan_checkpoint and vqgan_config, others' generator_weights), for a UI's fields; nullptr for a config the
+// generator does not take.
+std::string* generator_weights_setting(RunSettings& settings);
+std::string* generator_config_setting(RunSettings& settings);
+
 // The image size make_generator gives: width, height.
 std::pair<int64_t, int64_t> image_size(const RunSettings& settings, const generators::Generator& generator);
 

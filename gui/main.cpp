@@ -42,7 +42,6 @@ void write_screenshot(GLFWwindow* window, const std::string& path) {
 
 int main(int argc, char** argv) {
   cs::StudioOptions opt;
-  opt.run.generator = "pixel";  // the studio's default when neither a generator nor a VQGAN checkpoint is given
   opt.run.seed = 0;
   CLI::App app{"clip-studio: steer CLIP-guided image generation interactively"};
   app.option_defaults()->always_capture_default();

@@ -10,6 +10,8 @@
 //   [SECTION] preview and curves
 #include "gui/studio_app.h"
 
+#include "app/session.h"
+
 #include "clipnet/error.h"
 #include "clipnet/image_io.h"
 #include "generators/generator.h"
@@ -94,7 +96,7 @@ const std::vector<std::string>& studio_setting_keys() {
 }
 
 app::RunSettings run_settings(const StudioState& s, const std::string& output, int64_t iterations) {
-  const RunConfig& c = s.config;
+  const app::RunSettings& c = s.config;
   auto tidy = [](float v) { return std::stod(number(v)); };  // 0.7f as 0.7, not 0.699999988
   app::RunSettings r;
   r.prompts = join_specs(s, false);
@@ -115,13 +117,10 @@ app::RunSettings run_settings(const StudioState& s, const std::string& output, i
   r.clip_models = model_lines(s.models_text);
   r.vocab = c.vocab;
   r.generator = c.generator;
-  if (c.generator == "vqgan") {
-    r.vqgan_checkpoint = c.generator_weights;
-    r.vqgan_config = c.generator_config;
-  } else {
-    r.generator_weights = c.generator_weights;
-  }
-  for (const auto& [key, value] : c.generator_options) r.generator_options.push_back(key + "=" + value);
+  r.vqgan_checkpoint = c.vqgan_checkpoint;
+  r.vqgan_config = c.vqgan_config;
+  r.generator_weights = c.generator_weights;
+  r.generator_options = c.generator_options;
   r.device = c.device;
   return r;
 }
@@ -147,12 +146,8 @@ StudioApp::StudioApp(StudioOptions options) : options_(std::move(options)) {
   for (const auto& m : run.clip_models) {
     if (!m.empty()) s.models_text += m + "\n";
   }
-  s.config.vocab = run.vocab;
-  s.config.generator = !run.generator.empty() ? run.generator : run.vqgan_checkpoint.empty() ? "pixel" : "vqgan";
-  const bool vqgan = s.config.generator == "vqgan";
-  s.config.generator_weights = vqgan && !run.vqgan_checkpoint.empty() ? run.vqgan_checkpoint : run.generator_weights;
-  s.config.generator_config = run.vqgan_config;
-  s.config.device = run.device;
+  s.config = run;  // the run part (models, generator and its files, device) is what config is read for
+  s.config.generator = app::generator_name(run);
   s.size[0] = static_cast<int>(run.size.at(0));
   s.size[1] = static_cast<int>(run.size.at(1));
   s.seed = static_cast<int>(std::max<int64_t>(run.seed, 0));
@@ -164,11 +159,6 @@ StudioApp::StudioApp(StudioOptions options) : options_(std::move(options)) {
   s.cut_method = run.cut_method;
   s.augments = run.augments;
   s.tv_weight = static_cast<float>(run.tv_weight);
-  try {
-    s.config.generator_options = generators::parse_extra(run.generator_options, "--generator_option");
-  } catch (const std::exception& e) {
-    message("error: " + error_text(e));
-  }
   try {
     for (const auto& spec : guidance::parse_prompts(run.prompts)) {
       s.prompts.push_back({false, spec.text, static_cast<float>(spec.weight), std::isfinite(spec.stop),
@@ -244,9 +234,8 @@ guidance::GuideOptions StudioApp::guide_options() const {
 void StudioApp::start() {
   StudioState& s = state_;
   s.config.clip_models = model_lines(s.models_text);
-  s.config.width = s.size[0];
-  s.config.height = s.size[1];
-  s.config.seed = static_cast<uint64_t>(std::max(0, s.seed));
+  s.config.size = {s.size[0], s.size[1]};
+  s.config.seed = std::max(0, s.seed);
   guidance::GuideOptions options;
   try {
     if (s.size[0] <= 0 || s.size[1] <= 0) throw Error("size must be positive");
@@ -865,16 +854,22 @@ void StudioApp::draw_setup_panel() {
     ImGui::EndCombo();
   }
   ImGui::SetNextItemWidth(-80);
-  ImGui::InputText("weights", &s.config.generator_weights);
+  // The files this generator declared (vqgan: its checkpoint and YAML); none for the pixel generator's kind.
+  ImGui::InputText("weights", app::generator_weights_setting(s.config));
+  if (std::string* config = app::generator_config_setting(s.config)) {
+    ImGui::SetNextItemWidth(-80);
+    ImGui::InputText("config", config);
+  }
   ImGui::SetNextItemWidth(200);
   if (ImGui::InputInt2("size", s.size, ImGuiInputTextFlags_EnterReturnsTrue)) restart_if_running();
   ImGui::SetNextItemWidth(200);
   if (ImGui::InputInt("seed", &s.seed, 1, 100, ImGuiInputTextFlags_EnterReturnsTrue)) restart_if_running();
   ImGui::TextDisabled("generator, size (Enter) and seed (Enter) restart the run");
   const bool differs = model_lines(s.models_text) != s.active.clip_models || s.config.vocab != s.active.vocab ||
-                       s.config.generator != s.active.generator || s.config.generator_weights != s.active.generator_weights ||
-                       s.size[0] != s.active.width || s.size[1] != s.active.height ||
-                       static_cast<uint64_t>(std::max(0, s.seed)) != s.active.seed;
+                       s.config.generator != s.active.generator ||
+                       *app::generator_weights_setting(s.config) != *app::generator_weights_setting(s.active) ||
+                       s.size[0] != s.active.size.at(0) || s.size[1] != s.active.size.at(1) ||
+                       std::max(0, s.seed) != s.active.seed;
   if (differs && worker_.has_run()) ImGui::TextColored(ImVec4(1, 0.8f, 0.3f, 1), "changed: restart to apply");
   if (ImGui::Button("Restart with these settings")) start();
 }

@@ -57,8 +57,10 @@ struct BrushState {
 
 // Everything the UI edits; the widgets and the script both change it through StudioApp's actions.
 struct StudioState {
-  RunConfig config;                         // what the next (re)start builds
-  RunConfig active;                         // what the current run was built from
+  // What the next (re)start builds: the models, generator (with its files), size, seed and device of these
+  // run settings (app/session.h; models_text, size and seed below are copied in at the start).
+  app::RunSettings config;
+  app::RunSettings active;                  // what the current run was built from
   std::vector<PromptState> prompts;
   std::string new_prompt;                   // the "add prompt" field: "text[:weight[:stop]]" or a path
   bool new_prompt_image = false;

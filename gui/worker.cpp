@@ -8,6 +8,7 @@
 
 #include <c10/core/GradMode.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <utility>
@@ -25,7 +26,7 @@ Worker::~Worker() {
   thread_.join();
 }
 
-void Worker::restart(RunConfig config, std::vector<guidance::GuidePrompt> prompts, guidance::LoopSettings settings,
+void Worker::restart(app::RunSettings run, std::vector<guidance::GuidePrompt> prompts, guidance::LoopSettings settings,
                      guidance::GuideOptions options, bool running) {
   busy_.store(true);
   running_.store(running);
@@ -35,9 +36,9 @@ void Worker::restart(RunConfig config, std::vector<guidance::GuidePrompt> prompt
   Frame fresh;     // the old run's image is not shown while the new one builds
   fresh.version = frame_.version + 1;
   frame_ = fresh;
-  tasks_.push_back([this, config = std::move(config), prompts = std::move(prompts), settings, options]() mutable {
+  tasks_.push_back([this, run = std::move(run), prompts = std::move(prompts), settings, options]() mutable {
     try {
-      build(config, std::move(prompts), settings, options);
+      build(run, std::move(prompts), settings, options);
     } catch (const std::exception& e) {
       running_.store(false);
       set_status("no run: the last start failed");
@@ -154,7 +155,7 @@ void Worker::report_error(const std::string& what, const std::exception& e) {
   errors_.push_back(what + ": " + text);
 }
 
-void Worker::build(const RunConfig& config, std::vector<guidance::GuidePrompt> prompts,
+void Worker::build(const app::RunSettings& run, std::vector<guidance::GuidePrompt> prompts,
                    const guidance::LoopSettings& settings, const guidance::GuideOptions& options) {
   loop_.reset();
   guide_.reset();
@@ -167,50 +168,20 @@ void Worker::build(const RunConfig& config, std::vector<guidance::GuidePrompt> p
     fresh.version = frame_.version + 1;
     frame_ = fresh;
   }
-  if (config.clip_models.empty()) throw Error("no CLIP model: add one (path to weights) and start again");
-  const c10::Device device = clipnet::parse_device(config.device, "device");
-
-  // Members are cached: a restart for a new size, seed or generator does not reload CLIP.
-  std::string key = config.vocab + "|" + config.device;
-  for (const auto& m : config.clip_models) key += "|" + m;
-  if (key != members_key_) {
-    members_.clear();
-    members_key_.clear();
-    for (const auto& spec : config.clip_models) {
-      auto [path, weight] = guidance::split_member_spec(spec);
-      set_status("loading CLIP model " + path);
-      clipnet::ClipLoadOptions load;
-      load.device = device;
-      std::string vocab = config.vocab.empty() ? path : config.vocab;
-      members_.push_back(guidance::load_member(path, vocab, weight, load));
-    }
-    members_key_ = key;
+  if (std::all_of(run.clip_models.begin(), run.clip_models.end(), [](const std::string& m) { return m.empty(); })) {
+    throw Error("no CLIP model: add one (path to weights) and start again");
   }
-
-  set_status("building generator " + config.generator);
-  generators::GeneratorOptions go;
-  go.width = config.width;
-  go.height = config.height;
-  go.device = device;
-  go.seed = config.seed;
-  go.weights = config.generator_weights;
-  go.config = config.generator_config;
-  go.extra = config.generator_options;
-  std::shared_ptr<generators::Generator> generator = generators::GeneratorRegistry::create(config.generator, go);
-  const int64_t factor = generator->size_factor();
-  const int64_t w = std::max(factor, config.width / factor * factor);
-  const int64_t h = std::max(factor, config.height / factor * factor);
-  if (w != config.width || h != config.height) {
-    go.width = w;
-    go.height = h;
-    generator = generators::GeneratorRegistry::create(config.generator, go);
-  }
-  generator->init_random(config.seed);
+  const c10::Device device = app::run_device(run);
+  const uint64_t seed = static_cast<uint64_t>(std::max<int64_t>(run.seed, 0));
+  // A restart for a new size, seed or generator does not reload CLIP.
+  const auto& members = members_.get(run, device, [this](const std::string& s) { set_status(s); });
+  set_status("building generator " + app::generator_name(run));
+  std::shared_ptr<generators::Generator> generator = app::make_generator(run, device, seed);
 
   guidance::GuideOptions guide_options = options;
-  guide_options.seed = config.seed;
+  guide_options.seed = seed;
   set_status("encoding prompts");
-  auto guide = std::make_shared<guidance::Guide>(members_, guide_options);
+  auto guide = std::make_shared<guidance::Guide>(members, guide_options);
   guide->set_prompts(std::move(prompts));
   auto loop = std::make_unique<guidance::GuideLoop>(generator, guide, settings);
   generator_ = generator;

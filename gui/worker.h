@@ -4,6 +4,7 @@
 // Shapes: H x W pixels.
 #pragma once
 
+#include "app/session.h"
 #include "generators/generator.h"
 #include "guidance/guide.h"
 #include "guidance/guide_loop.h"
@@ -23,20 +24,6 @@
 #include <vector>
 
 namespace clipguide::studio {
-
-// What a (re)start builds; changing any of it needs a restart.
-struct RunConfig {
-  std::vector<std::string> clip_models;  // "path[:weight]" each, an ensemble
-  std::string vocab;                     // BPE vocabulary for every member
-  std::string generator = "pixel";       // GeneratorRegistry name
-  std::string generator_weights;         // vqgan checkpoint / torchscript module
-  std::string generator_config;          // vqgan YAML (optional)
-  std::map<std::string, std::string> generator_options;  // GeneratorOptions::extra ("count" -> "1", ...)
-  int64_t width = 256;                   // image size, rounded to the generator's size_factor()
-  int64_t height = 256;
-  uint64_t seed = 0;                     // generator init and cutout seed
-  std::string device = "auto";           // cpu, cuda or auto
-};
 
 // The latest completed step, as the UI shows it.
 struct Frame {
@@ -63,8 +50,9 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
 
   // --- from the UI thread; none of these block on a step ------------------------------------------
-  // Builds a fresh run (models cached by path) with these prompts and settings, replacing the old one.
-  void restart(RunConfig config, std::vector<guidance::GuidePrompt> prompts, guidance::LoopSettings settings,
+  // Builds a fresh run from `run`'s models, generator, size, seed and device (app/session.h; CLIP members
+  // cached while they stay the same) with these prompts and settings, replacing the old one.
+  void restart(app::RunSettings run, std::vector<guidance::GuidePrompt> prompts, guidance::LoopSettings settings,
                guidance::GuideOptions options, bool running);
   void set_running(bool running);      // step continuously, or stay paused
   void single_step();                  // one step (while paused)
@@ -89,7 +77,7 @@ class Worker {
 
  private:
   void thread_main();
-  void build(const RunConfig& config, std::vector<guidance::GuidePrompt> prompts,
+  void build(const app::RunSettings& run, std::vector<guidance::GuidePrompt> prompts,
              const guidance::LoopSettings& settings, const guidance::GuideOptions& options);
   void publish(const at::Tensor& image, const guidance::GuideReport* report);
   void report_error(const std::string& what, const std::exception& e);
@@ -114,8 +102,7 @@ class Worker {
   std::atomic<bool> busy_{false};
 
   // Owned by the worker thread.
-  std::string members_key_;
-  std::vector<guidance::GuideMember> members_;
+  app::MemberCache members_;
   std::shared_ptr<generators::Generator> generator_;
   std::shared_ptr<guidance::Guide> guide_;
   std::unique_ptr<guidance::GuideLoop> loop_;

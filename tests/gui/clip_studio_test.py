@@ -219,6 +219,37 @@ def test_export_is_accepted_by_clip_guide():
     assert proc.returncode == 0, proc.stderr
 
 
+VQGAN_SCRIPT = """\
+{typed}start
+wait_steps 1
+save {name}.png
+export {name}
+quit
+"""
+
+
+def test_vqgan_setup_round_trips_through_an_export():
+    """A VQGAN setup exported by the studio and read back with --config is the same setup (the checkpoint
+    and YAML were exported but not read back: the second run fell back to the pixel generator)."""
+    vqgan = os.path.join(FIX, "vqgan")
+    exports = []
+    for name, args in (("vq1", ["--vqgan_checkpoint", os.path.join(vqgan, "vq.ckpt"), "--vqgan_config",
+                                os.path.join(vqgan, "vq.yaml"), "-m", MODEL, "--vocab", VOCAB, "--size", "44", "36",
+                                "--num_cuts", "4"]),
+                       ("vq2", ["--config", os.path.join(TMP, "vq1.toml")])):
+        with open(os.path.join(TMP, f"{name}-script.txt"), "w") as f:
+            f.write(VQGAN_SCRIPT.format(name=name, typed="" if exports else "type_prompt a red circle\n"))
+        proc = run_studio(*args, "--device", "cpu", "--width", str(WIN_W), "--height", str(WIN_H), "--script",
+                          os.path.join(TMP, f"{name}-script.txt"), "--output-dir", TMP)
+        assert proc.returncode == 0, f"clip-studio exited {proc.returncode}: {proc.stderr}"
+        assert Image.open(os.path.join(TMP, f"{name}.png")).size == (44, 36)
+        exports.append(open(os.path.join(TMP, f"{name}.toml")).read())
+    first, second = (re.sub(r'(?m)^output=.*$', "", e) for e in exports)
+    for needle in ('generator="vqgan"', "vq.ckpt", "vq.yaml", "size=[44, 36]", "num_cuts=4"):
+        assert needle in second, f"{needle} not in the second export:\n{second}"
+    assert first == second, f"the setup changed on the round trip:\n{first}\n---\n{second}"
+
+
 DEFAULT_MODEL_SCRIPT = """\
 type_prompt a red circle on a blue background
 start
