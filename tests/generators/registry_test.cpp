@@ -29,6 +29,15 @@ TEST(GeneratorRegistry, UnknownNameListsKnownOnes) {
   }
 }
 
+TEST(GeneratorRegistry, GeneratorsDeclareTheirFiles) {
+  EXPECT_EQ(GeneratorRegistry::files("vqgan").weights, "vqgan_checkpoint");
+  EXPECT_EQ(GeneratorRegistry::files("vqgan").config, "vqgan_config");
+  EXPECT_TRUE(GeneratorRegistry::files("vqgan").weights_required);
+  EXPECT_EQ(GeneratorRegistry::files("pixel").weights, "generator_weights");  // the default declaration
+  EXPECT_FALSE(GeneratorRegistry::files("pixel").weights_required);
+  EXPECT_THROW(GeneratorRegistry::files("no-such-generator"), Error);
+}
+
 TEST(GeneratorRegistry, DuplicateNameIsRefused) {
   EXPECT_THROW(GeneratorRegistry::add("pixel", [](const GeneratorOptions&) { return nullptr; }), Error);
 }
