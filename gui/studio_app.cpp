@@ -1,11 +1,11 @@
 // clip-studio's application (see studio_app.h): the settings export, the actions shared by widgets and
-// script, the scripted-input interpreter, and the immediate-mode panels (Dear ImGui) drawn from StudioState.
+// script (the script's interpreter is gui/studio_script.cpp), and the immediate-mode panels (Dear ImGui)
+// drawn from StudioState.
 // Shapes: H x W pixels.
 //
 // [SECTION] index
 //   [SECTION] export: settings TOML and command line
 //   [SECTION] state and actions
-//   [SECTION] scripted input
 //   [SECTION] panels
 //   [SECTION] preview and curves
 #include "gui/studio_app.h"
@@ -70,14 +70,6 @@ std::vector<std::string> model_lines(const std::string& text) {
     line.erase(line.find_last_not_of(" \t\r") + 1);
     if (!line.empty()) out.push_back(line);
   }
-  return out;
-}
-
-std::vector<std::string> split_words(const std::string& line) {
-  std::vector<std::string> out;
-  std::istringstream in(line);
-  std::string w;
-  while (in >> w) out.push_back(w);
   return out;
 }
 
@@ -499,197 +491,6 @@ void StudioApp::upload_preview() {
   glTexImage2D(GL_TEXTURE_2D, 0, GL_RGB, w, h, 0, GL_RGB, GL_UNSIGNED_BYTE, pixels.data());
   texture_w_ = w;
   texture_h_ = h;
-}
-
-// =====================================================================================================
-// [SECTION] scripted input
-// =====================================================================================================
-// One command per line, run between frames through the same actions as the widgets:
-//   type_prompt TEXT[:w[:stop]]   image_prompt PATH     start   pause   resume   step   reset
-//   wait_steps N (N more steps)   wait_frames N   wait_file PATH (until it exists)
-//   count_frames S (S seconds without input, then prints "frames: N drawn in S s while running|paused")
-//   set_weight I W   remove_prompt I
-//   set_lr X   set_cutn N   set_cut_pow X   set_augments LIST   set_seed N   set_size W H
-//   set_generator NAME            paint_mask I X0 Y0 X1 Y1 (prompt I's region, image pixels)
-//   freeze X0 Y0 X1 Y1            clear_mask I | clear_freeze                snapshot   restore K (K-th snapshot)
-//   brush off | brush prompt I [RADIUS] | brush freeze [RADIUS]   (then drag on the preview with the mouse)
-//   open_panel P | close_panel P (prompts optimisation setup brush snapshots output messages)
-//   screenshot NAME (screenshot_dir/NAME.png)   save FILE   export STEM   quit
-// A script error, or a wait longer than 600 s, quits with exit status 1.
-
-void StudioApp::run_script() {
-  if (script_lines_.empty() || quit_) return;
-  poll_worker();
-  for (int guard = 0; guard < 100 && script_pos_ < script_lines_.size() && !screenshot_ && !quit_; ++guard) {
-    const std::string& line = script_lines_[script_pos_];
-    bool done = false;
-    try {
-      done = execute(line);
-    } catch (const std::exception& e) {
-      std::cerr << "clip-studio: error: script line " << script_pos_ + 1 << " '" << line << "': " << error_text(e) << "\n";
-      quit_ = true;
-      exit_code_ = 1;
-      return;
-    }
-    if (!done) {
-      if (wait_started_ == 0.0) wait_started_ = now_seconds();
-      if (now_seconds() - wait_started_ > 600) {
-        std::cerr << "clip-studio: error: script line " << script_pos_ + 1 << " '" << line << "': timed out ("
-                  << worker_.status() << ")\n";
-        quit_ = true;
-        exit_code_ = 1;
-      }
-      return;
-    }
-    wait_started_ = 0.0;
-    ++script_pos_;
-  }
-  if (script_pos_ >= script_lines_.size() && !screenshot_) quit_ = true;  // the script ended without quit
-}
-
-bool StudioApp::execute(const std::string& line) {
-  auto words = split_words(line);
-  if (words.empty() || words[0][0] == '#') return true;
-  const std::string& cmd = words[0];
-  const std::string rest = line.substr(std::min(line.size(), line.find(cmd) + cmd.size() + 1));
-  auto need = [&](size_t n) {
-    if (words.size() != n + 1) throw Error(cmd + ": expected " + std::to_string(n) + " argument(s)");
-  };
-  auto num = [&](size_t i) { return std::stod(words.at(i)); };
-  auto integer = [&](size_t i) { return std::stoi(words.at(i)); };
-  // Errors from the run (a bad prompt, a failed start) fail the script too.
-  for (const auto& m : state_.messages) {
-    if (m.rfind("error:", 0) == 0) throw Error("the app reported " + m);
-  }
-  if (cmd == "type_prompt" || cmd == "image_prompt") {
-    state_.new_prompt = rest;
-    state_.new_prompt_image = cmd == "image_prompt";
-    add_prompt();
-  } else if (cmd == "start" || cmd == "reset") {
-    start();
-  } else if (cmd == "pause") {
-    pause();
-  } else if (cmd == "resume") {
-    resume();
-  } else if (cmd == "step") {
-    single_step();
-  } else if (cmd == "wait_steps") {
-    need(1);
-    if (wait_until_step_ < 0) wait_until_step_ = (worker_.busy() ? 0 : frame_.step) + integer(1);
-    if (worker_.busy() || frame_.step < wait_until_step_) return false;
-    wait_until_step_ = -1;
-  } else if (cmd == "brush") {  // what the brush radio buttons and radius slider set
-    if (words.size() < 2) throw Error("brush: expected off | prompt I [RADIUS] | freeze [RADIUS]");
-    send_masks();
-    BrushState& b = state_.brush;
-    size_t next = 2;
-    if (words[1] == "off") {
-      b.target = BrushTarget::kNone;
-    } else if (words[1] == "freeze") {
-      b.target = BrushTarget::kFreeze;
-    } else if (words[1] == "prompt") {
-      b.target = BrushTarget::kPromptMask;
-      b.prompt = integer(2);
-      next = 3;
-    } else {
-      throw Error("brush: expected off, prompt or freeze, got '" + words[1] + "'");
-    }
-    if (words.size() > next) b.radius = static_cast<float>(num(next));
-    preview_dirty_ = true;
-  } else if (cmd == "wait_file") {
-    need(1);
-    if (!std::filesystem::exists(words[1])) return false;  // a test driving the mouse says when it is done
-  } else if (cmd == "wait_frames") {
-    need(1);
-    if (wait_frames_ == 0) wait_frames_ = frames_drawn_ + integer(1);
-    if (frames_drawn_ < wait_frames_) return false;
-    wait_frames_ = 0;
-  } else if (cmd == "count_frames") {  // the app left alone: no polling, so an idle app may sleep
-    need(1);
-    if (count_until_ == 0.0) {
-      count_until_ = now_seconds() + num(1);
-      count_from_ = frames_drawn_;
-    }
-    if (now_seconds() < count_until_) return false;
-    count_until_ = 0.0;
-    message("frames: " + std::to_string(frames_drawn_ - count_from_) + " drawn in " + words[1] + " s while " +
-            (worker_.running() ? "running" : "paused"));
-  } else if (cmd == "set_weight") {
-    need(2);
-    set_prompt_weight(integer(1), static_cast<float>(num(2)));
-  } else if (cmd == "remove_prompt") {
-    need(1);
-    remove_prompt(integer(1));
-  } else if (cmd == "set_lr") {
-    need(1);
-    state_.settings.learning_rate = num(1);
-    apply_optimisation();
-  } else if (cmd == "set_cutn") {
-    need(1);
-    state_.cutn = integer(1);
-    apply_optimisation();
-  } else if (cmd == "set_cut_pow") {
-    need(1);
-    state_.cut_pow = static_cast<float>(num(1));
-    apply_optimisation();
-  } else if (cmd == "set_augments") {
-    state_.augments = rest;
-    apply_optimisation();
-  } else if (cmd == "set_seed") {
-    need(1);
-    state_.seed = integer(1);
-    restart_if_running();
-  } else if (cmd == "set_size") {
-    need(2);
-    state_.size[0] = integer(1);
-    state_.size[1] = integer(2);
-    restart_if_running();
-  } else if (cmd == "set_generator") {
-    need(1);
-    state_.config.generator = words[1];
-    restart_if_running();
-  } else if (cmd == "paint_mask") {
-    need(5);
-    paint_rect(BrushTarget::kPromptMask, integer(1), integer(2), integer(3), integer(4), integer(5));
-  } else if (cmd == "freeze") {
-    need(4);
-    paint_rect(BrushTarget::kFreeze, 0, integer(1), integer(2), integer(3), integer(4));
-  } else if (cmd == "clear_mask") {
-    need(1);
-    clear_mask(BrushTarget::kPromptMask, integer(1));
-  } else if (cmd == "clear_freeze") {
-    clear_mask(BrushTarget::kFreeze, 0);
-  } else if (cmd == "snapshot") {
-    take_snapshot();
-  } else if (cmd == "restore") {
-    need(1);
-    auto snaps = worker_.snapshots();
-    const int k = integer(1);
-    if (k < 0 || k >= static_cast<int>(snaps.size())) return false;  // the snapshot task has not run yet
-    restore_snapshot(snaps[k].id);
-  } else if (cmd == "screenshot") {
-    need(1);
-    if (frames_drawn_ < 3) return false;  // let the first layout settle
-    screenshot_ = (std::filesystem::path(options_.screenshot_dir) / (words[1] + ".png")).string();
-  } else if (cmd == "save") {
-    need(1);
-    state_.save_path = words[1];
-    save_png(state_.save_path);
-  } else if (cmd == "export") {
-    need(1);
-    state_.export_stem = words[1];
-    export_setup(state_.export_stem);
-  } else if (cmd == "open_panel" || cmd == "close_panel") {
-    need(1);
-    static const char* keys[] = {"prompts", "optimisation", "setup", "brush", "snapshots", "output", "messages"};
-    if (std::find(std::begin(keys), std::end(keys), words[1]) == std::end(keys)) throw Error("no panel '" + words[1] + "'");
-    panel_requests_[words[1]] = cmd == "open_panel";
-  } else if (cmd == "quit") {
-    quit_ = true;
-  } else {
-    throw Error("unknown command '" + cmd + "'");
-  }
-  return true;
 }
 
 std::optional<std::string> StudioApp::take_screenshot_request() { return std::exchange(screenshot_, std::nullopt); }

@@ -97,6 +97,8 @@ std::string settings_toml(const StudioState& state, const std::string& output, i
 // The same settings as a clip-guide command line (shell-quoted).
 std::string command_line(const StudioState& state, const std::string& output, int64_t iterations);
 
+struct ScriptCommand;  // gui/studio_script.cpp
+
 class StudioApp {
  public:
   explicit StudioApp(StudioOptions options);
@@ -147,7 +149,13 @@ class StudioApp {
   void poll_worker();
   void upload_preview();
   void message(std::string text);
+  // [SECTION] scripted input (gui/studio_script.cpp)
   bool execute(const std::string& line);   // one script line; false: wait and call again
+  static const std::map<std::string, ScriptCommand>& script_commands();  // name → arguments, usage, action
+  static std::string script_help();        // the command names
+  bool script_add_prompt(const std::string& text, bool image);
+  void script_brush(const std::vector<std::string>& words);
+  bool script_panel(const std::string& key, bool open);
   std::vector<guidance::GuidePrompt> guide_prompts() const;
   guidance::GuideOptions guide_options() const;
   std::string resolve(const std::string& path) const;  // relative to output_dir
@@ -186,6 +194,7 @@ class StudioApp {
   int settle_frames_ = 3;          // frames still drawn at full rate after activity (and the first layout)
   double count_until_ = 0.0;       // count_frames in progress: its end (steady clock seconds)
   int count_from_ = 0;             // frames_drawn_ when it began
+  int64_t count_step_from_ = 0;    // the run's step when it began
   double wait_started_ = 0.0;      // for the script timeout
   std::optional<std::string> screenshot_;
   std::map<std::string, bool> panel_requests_;  // open_panel / close_panel, applied at the next draw

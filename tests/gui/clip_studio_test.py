@@ -219,6 +219,45 @@ def test_export_is_accepted_by_clip_guide():
     assert proc.returncode == 0, proc.stderr
 
 
+SPEED_SCRIPT = """\
+type_prompt a red circle
+start
+wait_steps 3
+count_frames 6
+quit
+"""
+
+
+def test_steps_per_second_close_to_clip_guide():
+    """The UI caps its frame rate and leaves the cores to the loop: steps/s while the studio runs, against
+    clip-guide's on the same settings (its steps timed as the wall time of a long run minus a 0-step run).
+    Reported; asserted only above a generous floor (timings on a shared 2-core machine vary)."""
+    common = ["-m", MODEL, "--vocab", VOCAB, "--size", "32", "32", "--num_cuts", "4", "--seed", "5", "--device", "cpu"]
+    with open(os.path.join(TMP, "speed-script.txt"), "w") as f:
+        f.write(SPEED_SCRIPT)
+    proc = run_studio(*common, "--width", str(WIN_W), "--height", str(WIN_H), "--script",
+                      os.path.join(TMP, "speed-script.txt"), "--output-dir", TMP)
+    assert proc.returncode == 0, f"clip-studio exited {proc.returncode}: {proc.stderr}"
+    frames, seconds, steps = map(float, re.findall(r"frames: (\d+) drawn in ([\d.]+) s while running; steps: (\d+)",
+                                                   proc.stderr)[0])
+    studio = steps / seconds
+    if not os.path.exists(GUIDE):
+        print(f"  clip-studio {studio:.1f} steps/s ({frames:.0f} frames in {seconds:.0f} s); clip-guide not built")
+        return
+    def wall(iterations):
+        start = time.monotonic()
+        p = subprocess.run([GUIDE, *common, "-p", "a red circle", "-i", str(iterations), "-q", "-o",
+                            os.path.join(TMP, "speed.png")], capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr
+        return time.monotonic() - start
+    n = max(20, int(studio * seconds))
+    guide = n / max(wall(n) - wall(0), 1e-3)
+    ratio = studio / guide
+    print(f"  clip-studio {studio:.1f} steps/s ({frames:.0f} frames in {seconds:.0f} s), clip-guide {guide:.1f} "
+          f"steps/s on the same settings: {100 * ratio:.0f}%")
+    assert ratio > 0.3, f"the studio steps at {100 * ratio:.0f}% of clip-guide's rate"
+
+
 VQGAN_SCRIPT = """\
 {typed}start
 wait_steps 1
