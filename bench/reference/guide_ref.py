@@ -2,7 +2,8 @@
 """Python side of bench/guide_bench: the VQGAN+CLIP loop (nerdyrodent generate.py, original cutouts, no
 augmentations) written with the PyPI reference packages (openai-clip + taming-transformers-rom1504).
 
-  guide_ref.py --write DIR    random-weight ViT-B/32 CLIP (state dict) and VQGAN f16 (Lightning .ckpt + YAML)
+  guide_ref.py --write DIR    random-weight ViT-B/32 CLIP (state dict) and VQGAN f16 (Lightning .ckpt + YAML);
+                              --lightning: the .ckpt with optimizer states too, a released file's size
   guide_ref.py --run DIR ...  times the reference loop on those files; prints one JSON line
                               (--device cuda, --bf16 autocast, --channels-last: as guide_bench's flags)
 """
@@ -36,14 +37,22 @@ DDCONFIG = dict(double_z=False, z_channels=256, resolution=256, in_channels=3, o
 N_EMBED, EMBED_DIM = 1024, 256
 
 
-def write(out):
+def write(out, lightning=False):
+    """lightning: the checkpoint also holds what a released taming .ckpt carries besides the weights (Adam's two
+    moments per parameter, as Lightning's optimizer_states), so it has a real checkpoint's size (~1 GB)."""
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(0)
     cfg = {"model": {"target": "taming.models.vqgan.VQModel", "params": {
         "embed_dim": EMBED_DIM, "n_embed": N_EMBED, "ddconfig": DDCONFIG, "lossconfig": {"target": "torch.nn.Identity"}}}}
     OmegaConf.save(OmegaConf.create(cfg), os.path.join(out, "vqgan.yaml"))
     model = VQModel(ddconfig=DDCONFIG, lossconfig={"target": "torch.nn.Identity"}, n_embed=N_EMBED, embed_dim=EMBED_DIM)
-    torch.save({"state_dict": model.state_dict(), "epoch": 0}, os.path.join(out, "vqgan.ckpt"))
+    checkpoint = {"state_dict": model.state_dict(), "epoch": 0}
+    if lightning:
+        params = list(model.parameters())
+        checkpoint["optimizer_states"] = [{"state": {i: {"step": torch.tensor(1000.0), "exp_avg": torch.randn_like(p),
+                                                         "exp_avg_sq": torch.rand_like(p)} for i, p in enumerate(params)},
+                                           "param_groups": [{"lr": 4.5e-6, "params": list(range(len(params)))}]}]
+    torch.save(checkpoint, os.path.join(out, "vqgan.ckpt"))
     clip_net = clip_model.CLIP(512, 224, 12, 768, 32, 77, 49408, 512, 8, 12)  # ViT-B/32
     torch.save(clip_net.state_dict(), os.path.join(out, "clip.pt"))
 
@@ -157,6 +166,7 @@ def run(args):
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--write")
+    ap.add_argument("--lightning", action="store_true", help="--write: with optimizer states (a real .ckpt's size)")
     ap.add_argument("--run", dest="dir")
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
@@ -170,7 +180,7 @@ if __name__ == "__main__":
     ap.add_argument("--channels-last", action="store_true", help="VQGAN weights and activations channels-last")
     args = ap.parse_args()
     if args.write:
-        write(args.write)
+        write(args.write, args.lightning)
     else:
         torch.set_grad_enabled(True)
         run(args)
