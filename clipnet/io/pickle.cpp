@@ -375,6 +375,13 @@ class Machine {
   }
 
   PickleValuePtr resolve_global(const std::string& module, const std::string& name);
+  // Opcode groups of run(): each handles op_ and returns true, or returns false when op_ is not its own.
+  bool control_op();
+  bool number_op();
+  bool string_op();
+  bool container_op();
+  bool memo_op();
+  bool object_op();
   PickleValuePtr call(const PickleValuePtr& callable, const PickleValuePtr& args, const char* how);
   PickleValuePtr rebuild_tensor(const std::vector<PickleValuePtr>& a, const std::string& function);
   PickleValuePtr persistent(const PickleValuePtr& pid);
@@ -542,6 +549,294 @@ PickleValuePtr Machine::persistent(const PickleValuePtr& pid) {
   return v;
 }
 
+// Framing and control: false when op_ is not one of them.
+bool Machine::control_op() {
+  switch (op_) {
+    case 0x80: {  // PROTO
+      const uint64_t proto = read_le(1);
+      if (proto > 5) fail("unsupported pickle protocol " + std::to_string(proto));
+      break;
+    }
+    case 0x95: read_le(8); break;  // FRAME: length hint only
+    case '(': marks_.push_back(stack_.size()); break;  // MARK
+    case '0': pop(); break;                            // POP
+    case '1': pop_mark(); break;                       // POP_MARK
+    case '2': push(top()); break;                      // DUP
+    default:
+      return false;
+  }
+  return true;
+}
+
+// Constants and numbers: false when op_ is not one of them.
+bool Machine::number_op() {
+  switch (op_) {
+    case 'N': push(PickleValue::make(Kind::kNone)); break;
+    case 0x88:
+    case 0x89: {  // NEWTRUE / NEWFALSE
+      auto v = PickleValue::make(Kind::kBool);
+      v->boolean = op_ == 0x88;
+      push(v);
+      break;
+    }
+    case 'J': push(PickleValue::make_int(static_cast<int32_t>(read_le(4)))); break;  // BININT
+    case 'K': push(PickleValue::make_int(static_cast<int64_t>(read_le(1)))); break;  // BININT1
+    case 'M': push(PickleValue::make_int(static_cast<int64_t>(read_le(2)))); break;  // BININT2
+    case 0x8a:
+    case 0x8b: {  // LONG1 / LONG4: little-endian two's complement of n bytes
+      const uint64_t n = read_le(op_ == 0x8a ? 1 : 4);
+      need(n);
+      const uint8_t* p = data_ + pos_;
+      pos_ += n;
+      const bool negative = n > 0 && (p[n - 1] & 0x80);
+      for (uint64_t i = 8; i < n; ++i) {
+        if (p[i] != (negative ? 0xFF : 0x00)) fail("integer of " + std::to_string(n) + " bytes does not fit 64 bits");
+      }
+      uint64_t v = negative ? ~uint64_t{0} : 0;
+      for (uint64_t i = 0; i < std::min<uint64_t>(n, 8); ++i) {
+        v &= ~(uint64_t{0xFF} << (8 * i));
+        v |= uint64_t{p[i]} << (8 * i);
+      }
+      push(PickleValue::make_int(static_cast<int64_t>(v)));
+      break;
+    }
+    case 'I': {  // INT (text); I00/I01 are False/True
+      const std::string line = read_line();
+      if (line == "00" || line == "01") {
+        auto v = PickleValue::make(Kind::kBool);
+        v->boolean = line == "01";
+        push(v);
+      } else {
+        push(PickleValue::make_int(parse_decimal(line)));
+      }
+      break;
+    }
+    case 'L': push(PickleValue::make_int(parse_decimal(read_line()))); break;  // LONG (text)
+    case 'G': {                                                               // BINFLOAT (big-endian)
+      auto v = PickleValue::make(Kind::kFloat);
+      v->real = read_f64_be();
+      push(v);
+      break;
+    }
+    case 'F': {  // FLOAT (text)
+      const std::string line = read_line();
+      char* end = nullptr;
+      auto v = PickleValue::make(Kind::kFloat);
+      v->real = std::strtod(line.c_str(), &end);
+      if (line.empty() || *end != '\0') fail("bad float literal '" + line + "'");
+      push(v);
+      break;
+    }
+    default:
+      return false;
+  }
+  return true;
+}
+
+// Strings and bytes: false when op_ is not one of them.
+bool Machine::string_op() {
+  switch (op_) {
+    case 'X': push(PickleValue::make_string(read_bytes(read_le(4)))); break;     // BINUNICODE
+    case 0x8c: push(PickleValue::make_string(read_bytes(read_le(1)))); break;    // SHORT_BINUNICODE
+    case 0x8d: push(PickleValue::make_string(read_bytes(read_le(8)))); break;    // BINUNICODE8
+    case 'T': push(PickleValue::make_string(read_bytes(read_le(4)))); break;     // BINSTRING (py2 str)
+    case 'U': push(PickleValue::make_string(read_bytes(read_le(1)))); break;     // SHORT_BINSTRING
+    case 'V': push(PickleValue::make_string(raw_unicode_escape_to_utf8(read_line()))); break;  // UNICODE
+    case 'S': {                                                                  // STRING (quoted repr)
+      std::string line = read_line();
+      if (line.size() >= 2 && (line.front() == '\'' || line.front() == '"') && line.back() == line.front()) {
+        line = line.substr(1, line.size() - 2);
+      }
+      push(PickleValue::make_string(line));
+      break;
+    }
+    case 'B':
+    case 'C':
+    case 0x8e:
+    case 0x96: {  // BINBYTES / SHORT_BINBYTES / BINBYTES8 / BYTEARRAY8
+      const int width = op_ == 'B' ? 4 : op_ == 'C' ? 1 : 8;
+      auto v = PickleValue::make(Kind::kBytes);
+      v->text = read_bytes(read_le(width));
+      push(v);
+      break;
+    }
+    default:
+      return false;
+  }
+  return true;
+}
+
+// Containers: false when op_ is not one of them.
+bool Machine::container_op() {
+  switch (op_) {
+    case '}': push(PickleValue::make(Kind::kDict)); break;   // EMPTY_DICT
+    case ']': push(PickleValue::make(Kind::kList)); break;   // EMPTY_LIST
+    case ')': push(make_tuple({})); break;                   // EMPTY_TUPLE
+    case 0x8f: push(PickleValue::make(Kind::kList)); break;  // EMPTY_SET (kept as a list)
+    case 't': push(make_tuple(pop_mark())); break;           // TUPLE
+    case 0x85:
+    case 0x86:
+    case 0x87: {  // TUPLE1..3
+      const size_t n = op_ - 0x84;
+      std::vector<PickleValuePtr> items(n);
+      for (size_t i = n; i-- > 0;) items[i] = pop();
+      push(make_tuple(std::move(items)));
+      break;
+    }
+    case 'l': {  // LIST
+      auto v = PickleValue::make(Kind::kList);
+      v->items = pop_mark();
+      push(v);
+      break;
+    }
+    case 0x91: {  // FROZENSET
+      auto v = PickleValue::make(Kind::kList);
+      v->items = pop_mark();
+      push(v);
+      break;
+    }
+    case 'd': {  // DICT
+      auto v = PickleValue::make(Kind::kDict);
+      set_items(v, pop_mark());
+      push(v);
+      break;
+    }
+    case 'a': {  // APPEND
+      auto item = pop();
+      append_to(top(), {std::move(item)});
+      break;
+    }
+    case 'e':      // APPENDS
+    case 0x90: {   // ADDITEMS
+      auto items = pop_mark();
+      append_to(top(), std::move(items));
+      break;
+    }
+    case 's': {  // SETITEM
+      auto value = pop();
+      auto key = pop();
+      set_items(top(), {std::move(key), std::move(value)});
+      break;
+    }
+    case 'u': {  // SETITEMS
+      auto kv = pop_mark();
+      set_items(top(), std::move(kv));
+      break;
+    }
+    default:
+      return false;
+  }
+  return true;
+}
+
+// Memo: false when op_ is not one of them.
+bool Machine::memo_op() {
+  switch (op_) {
+    case 'q': memo_[read_le(1)] = top(); break;  // BINPUT
+    case 'r': memo_[read_le(4)] = top(); break;  // LONG_BINPUT
+    case 'p': memo_[static_cast<uint64_t>(parse_decimal(read_line()))] = top(); break;  // PUT
+    case 0x94: {                                                                       // MEMOIZE
+      const uint64_t index = memo_.size();
+      memo_[index] = top();
+      break;
+    }
+    case 'h':
+    case 'j':
+    case 'g': {  // BINGET / LONG_BINGET / GET
+      const uint64_t index = op_ == 'h' ? read_le(1) : op_ == 'j' ? read_le(4)
+                                                                  : static_cast<uint64_t>(parse_decimal(read_line()));
+      auto it = memo_.find(index);
+      if (it == memo_.end()) fail("memo index " + std::to_string(index) + " was never stored");
+      push(it->second);
+      break;
+    }
+    default:
+      return false;
+  }
+  return true;
+}
+
+// Globals, calls and objects (never executed): false when op_ is not one of them.
+bool Machine::object_op() {
+  switch (op_) {
+    case 'c': {  // GLOBAL "module\nname\n"
+      std::string module = read_line();
+      std::string name = read_line();
+      push(resolve_global(module, name));
+      break;
+    }
+    case 0x93: {  // STACK_GLOBAL
+      auto name = pop();
+      auto module = pop();
+      if (!module->is_string() || !name->is_string()) fail("STACK_GLOBAL needs two strings");
+      push(resolve_global(module->text, name->text));
+      break;
+    }
+    case 'R': {  // REDUCE
+      auto args = pop();
+      auto callable = pop();
+      push(call(callable, args, "REDUCE"));
+      break;
+    }
+    case 0x81: {  // NEWOBJ: cls.__new__(cls, *args)
+      auto args = pop();
+      auto cls = pop();
+      push(call(cls, args, "NEWOBJ"));
+      break;
+    }
+    case 0x92: {  // NEWOBJ_EX: keyword arguments are dropped
+      pop();
+      auto args = pop();
+      auto cls = pop();
+      push(call(cls, args, "NEWOBJ_EX"));
+      break;
+    }
+    case 'i': {  // INST "module\nname\n" over marked args (protocol 0)
+      std::string module = read_line();
+      std::string name = read_line();
+      auto args = make_tuple(pop_mark());
+      push(call(resolve_global(module, name), args, "INST"));
+      break;
+    }
+    case 'o': {  // OBJ: cls and args after MARK (protocol 1)
+      auto items = pop_mark();
+      if (items.empty()) fail("OBJ without a class");
+      auto cls = items.front();
+      items.erase(items.begin());
+      push(call(cls, make_tuple(std::move(items)), "OBJ"));
+      break;
+    }
+    case 'b': {  // BUILD: remember the state, never call __setstate__
+      auto state = pop();
+      auto& target = top();
+      if (state.get() == target.get()) break;  // an object built with itself: nothing to add (and no cycle)
+      if (target->kind == Kind::kObject) {
+        target->state = std::move(state);
+      } else if (target->kind == Kind::kDict && state->kind == Kind::kDict) {
+        charge(state->entries.size());
+        const auto entries = state->entries;  // a copy: state's vector may be target's (shared through the memo)
+        target->entries.insert(target->entries.end(), entries.begin(), entries.end());
+      }
+      // A tensor's BUILD state (Python attributes of a Parameter) carries no data: dropped.
+      break;
+    }
+    case 'Q': {  // BINPERSID
+      auto pid = pop();
+      push(persistent(pid));
+      break;
+    }
+    case 'P': {  // PERSID (text id)
+      push(persistent(PickleValue::make_string(read_line())));
+      break;
+    }
+    default:
+      return false;
+  }
+  return true;
+}
+
+// The interpreter: one opcode at a time, by group (each group's function says whether op_ was one of its
+// opcodes), until STOP.
 PickleResult Machine::run() {
   while (true) {
     if (pos_ >= size_) {
@@ -552,262 +847,16 @@ PickleResult Machine::run() {
     op_pos_ = pos_;
     op_ = data_[pos_++];
     charge(1);
-    switch (op_) {
-      // --- framing and control
-      case 0x80: {  // PROTO
-        const uint64_t proto = read_le(1);
-        if (proto > 5) fail("unsupported pickle protocol " + std::to_string(proto));
-        break;
-      }
-      case 0x95: read_le(8); break;  // FRAME: length hint only
-      case '.': {                     // STOP
-        PickleResult result;
-        result.value = pop();
-        result.skipped_classes = std::move(skipped_);
-        return result;
-      }
-      case '(': marks_.push_back(stack_.size()); break;  // MARK
-      case '0': pop(); break;                            // POP
-      case '1': pop_mark(); break;                       // POP_MARK
-      case '2': push(top()); break;                      // DUP
-
-      // --- constants and numbers
-      case 'N': push(PickleValue::make(Kind::kNone)); break;
-      case 0x88:
-      case 0x89: {  // NEWTRUE / NEWFALSE
-        auto v = PickleValue::make(Kind::kBool);
-        v->boolean = op_ == 0x88;
-        push(v);
-        break;
-      }
-      case 'J': push(PickleValue::make_int(static_cast<int32_t>(read_le(4)))); break;  // BININT
-      case 'K': push(PickleValue::make_int(static_cast<int64_t>(read_le(1)))); break;  // BININT1
-      case 'M': push(PickleValue::make_int(static_cast<int64_t>(read_le(2)))); break;  // BININT2
-      case 0x8a:
-      case 0x8b: {  // LONG1 / LONG4: little-endian two's complement of n bytes
-        const uint64_t n = read_le(op_ == 0x8a ? 1 : 4);
-        need(n);
-        const uint8_t* p = data_ + pos_;
-        pos_ += n;
-        const bool negative = n > 0 && (p[n - 1] & 0x80);
-        for (uint64_t i = 8; i < n; ++i) {
-          if (p[i] != (negative ? 0xFF : 0x00)) fail("integer of " + std::to_string(n) + " bytes does not fit 64 bits");
-        }
-        uint64_t v = negative ? ~uint64_t{0} : 0;
-        for (uint64_t i = 0; i < std::min<uint64_t>(n, 8); ++i) {
-          v &= ~(uint64_t{0xFF} << (8 * i));
-          v |= uint64_t{p[i]} << (8 * i);
-        }
-        push(PickleValue::make_int(static_cast<int64_t>(v)));
-        break;
-      }
-      case 'I': {  // INT (text); I00/I01 are False/True
-        const std::string line = read_line();
-        if (line == "00" || line == "01") {
-          auto v = PickleValue::make(Kind::kBool);
-          v->boolean = line == "01";
-          push(v);
-        } else {
-          push(PickleValue::make_int(parse_decimal(line)));
-        }
-        break;
-      }
-      case 'L': push(PickleValue::make_int(parse_decimal(read_line()))); break;  // LONG (text)
-      case 'G': {                                                               // BINFLOAT (big-endian)
-        auto v = PickleValue::make(Kind::kFloat);
-        v->real = read_f64_be();
-        push(v);
-        break;
-      }
-      case 'F': {  // FLOAT (text)
-        const std::string line = read_line();
-        char* end = nullptr;
-        auto v = PickleValue::make(Kind::kFloat);
-        v->real = std::strtod(line.c_str(), &end);
-        if (line.empty() || *end != '\0') fail("bad float literal '" + line + "'");
-        push(v);
-        break;
-      }
-
-      // --- strings and bytes
-      case 'X': push(PickleValue::make_string(read_bytes(read_le(4)))); break;     // BINUNICODE
-      case 0x8c: push(PickleValue::make_string(read_bytes(read_le(1)))); break;    // SHORT_BINUNICODE
-      case 0x8d: push(PickleValue::make_string(read_bytes(read_le(8)))); break;    // BINUNICODE8
-      case 'T': push(PickleValue::make_string(read_bytes(read_le(4)))); break;     // BINSTRING (py2 str)
-      case 'U': push(PickleValue::make_string(read_bytes(read_le(1)))); break;     // SHORT_BINSTRING
-      case 'V': push(PickleValue::make_string(raw_unicode_escape_to_utf8(read_line()))); break;  // UNICODE
-      case 'S': {                                                                  // STRING (quoted repr)
-        std::string line = read_line();
-        if (line.size() >= 2 && (line.front() == '\'' || line.front() == '"') && line.back() == line.front()) {
-          line = line.substr(1, line.size() - 2);
-        }
-        push(PickleValue::make_string(line));
-        break;
-      }
-      case 'B':
-      case 'C':
-      case 0x8e:
-      case 0x96: {  // BINBYTES / SHORT_BINBYTES / BINBYTES8 / BYTEARRAY8
-        const int width = op_ == 'B' ? 4 : op_ == 'C' ? 1 : 8;
-        auto v = PickleValue::make(Kind::kBytes);
-        v->text = read_bytes(read_le(width));
-        push(v);
-        break;
-      }
-
-      // --- containers
-      case '}': push(PickleValue::make(Kind::kDict)); break;   // EMPTY_DICT
-      case ']': push(PickleValue::make(Kind::kList)); break;   // EMPTY_LIST
-      case ')': push(make_tuple({})); break;                   // EMPTY_TUPLE
-      case 0x8f: push(PickleValue::make(Kind::kList)); break;  // EMPTY_SET (kept as a list)
-      case 't': push(make_tuple(pop_mark())); break;           // TUPLE
-      case 0x85:
-      case 0x86:
-      case 0x87: {  // TUPLE1..3
-        const size_t n = op_ - 0x84;
-        std::vector<PickleValuePtr> items(n);
-        for (size_t i = n; i-- > 0;) items[i] = pop();
-        push(make_tuple(std::move(items)));
-        break;
-      }
-      case 'l': {  // LIST
-        auto v = PickleValue::make(Kind::kList);
-        v->items = pop_mark();
-        push(v);
-        break;
-      }
-      case 0x91: {  // FROZENSET
-        auto v = PickleValue::make(Kind::kList);
-        v->items = pop_mark();
-        push(v);
-        break;
-      }
-      case 'd': {  // DICT
-        auto v = PickleValue::make(Kind::kDict);
-        set_items(v, pop_mark());
-        push(v);
-        break;
-      }
-      case 'a': {  // APPEND
-        auto item = pop();
-        append_to(top(), {std::move(item)});
-        break;
-      }
-      case 'e':      // APPENDS
-      case 0x90: {   // ADDITEMS
-        auto items = pop_mark();
-        append_to(top(), std::move(items));
-        break;
-      }
-      case 's': {  // SETITEM
-        auto value = pop();
-        auto key = pop();
-        set_items(top(), {std::move(key), std::move(value)});
-        break;
-      }
-      case 'u': {  // SETITEMS
-        auto kv = pop_mark();
-        set_items(top(), std::move(kv));
-        break;
-      }
-
-      // --- memo
-      case 'q': memo_[read_le(1)] = top(); break;  // BINPUT
-      case 'r': memo_[read_le(4)] = top(); break;  // LONG_BINPUT
-      case 'p': memo_[static_cast<uint64_t>(parse_decimal(read_line()))] = top(); break;  // PUT
-      case 0x94: {                                                                       // MEMOIZE
-        const uint64_t index = memo_.size();
-        memo_[index] = top();
-        break;
-      }
-      case 'h':
-      case 'j':
-      case 'g': {  // BINGET / LONG_BINGET / GET
-        const uint64_t index = op_ == 'h' ? read_le(1) : op_ == 'j' ? read_le(4)
-                                                                    : static_cast<uint64_t>(parse_decimal(read_line()));
-        auto it = memo_.find(index);
-        if (it == memo_.end()) fail("memo index " + std::to_string(index) + " was never stored");
-        push(it->second);
-        break;
-      }
-
-      // --- globals, calls and objects (never executed)
-      case 'c': {  // GLOBAL "module\nname\n"
-        std::string module = read_line();
-        std::string name = read_line();
-        push(resolve_global(module, name));
-        break;
-      }
-      case 0x93: {  // STACK_GLOBAL
-        auto name = pop();
-        auto module = pop();
-        if (!module->is_string() || !name->is_string()) fail("STACK_GLOBAL needs two strings");
-        push(resolve_global(module->text, name->text));
-        break;
-      }
-      case 'R': {  // REDUCE
-        auto args = pop();
-        auto callable = pop();
-        push(call(callable, args, "REDUCE"));
-        break;
-      }
-      case 0x81: {  // NEWOBJ: cls.__new__(cls, *args)
-        auto args = pop();
-        auto cls = pop();
-        push(call(cls, args, "NEWOBJ"));
-        break;
-      }
-      case 0x92: {  // NEWOBJ_EX: keyword arguments are dropped
-        pop();
-        auto args = pop();
-        auto cls = pop();
-        push(call(cls, args, "NEWOBJ_EX"));
-        break;
-      }
-      case 'i': {  // INST "module\nname\n" over marked args (protocol 0)
-        std::string module = read_line();
-        std::string name = read_line();
-        auto args = make_tuple(pop_mark());
-        push(call(resolve_global(module, name), args, "INST"));
-        break;
-      }
-      case 'o': {  // OBJ: cls and args after MARK (protocol 1)
-        auto items = pop_mark();
-        if (items.empty()) fail("OBJ without a class");
-        auto cls = items.front();
-        items.erase(items.begin());
-        push(call(cls, make_tuple(std::move(items)), "OBJ"));
-        break;
-      }
-      case 'b': {  // BUILD: remember the state, never call __setstate__
-        auto state = pop();
-        auto& target = top();
-        if (state.get() == target.get()) break;  // an object built with itself: nothing to add (and no cycle)
-        if (target->kind == Kind::kObject) {
-          target->state = std::move(state);
-        } else if (target->kind == Kind::kDict && state->kind == Kind::kDict) {
-          charge(state->entries.size());
-          const auto entries = state->entries;  // a copy: state's vector may be target's (shared through the memo)
-          target->entries.insert(target->entries.end(), entries.begin(), entries.end());
-        }
-        // A tensor's BUILD state (Python attributes of a Parameter) carries no data: dropped.
-        break;
-      }
-      case 'Q': {  // BINPERSID
-        auto pid = pop();
-        push(persistent(pid));
-        break;
-      }
-      case 'P': {  // PERSID (text id)
-        push(persistent(PickleValue::make_string(read_line())));
-        break;
-      }
-      default: {
-        char hex[8];
-        std::snprintf(hex, sizeof(hex), "0x%02x", op_);
-        fail(std::string("unknown or unsupported opcode ") + hex);
-      }
+    if (op_ == '.') {  // STOP
+      PickleResult result;
+      result.value = pop();
+      result.skipped_classes = std::move(skipped_);
+      return result;
     }
+    if (control_op() || number_op() || string_op() || container_op() || memo_op() || object_op()) continue;
+    char hex[8];
+    std::snprintf(hex, sizeof(hex), "0x%02x", op_);
+    fail(std::string("unknown or unsupported opcode ") + hex);
   }
 }
 
