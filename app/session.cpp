@@ -5,6 +5,7 @@
 #include "clipnet/device.h"
 #include "clipnet/error.h"
 #include "guidance/cutouts.h"
+#include "guidance/prompt.h"
 
 #include <ATen/Context.h>
 
@@ -143,6 +144,28 @@ guidance::GuideOptions guide_options(const RunSettings& s, uint64_t seed) {
   o.init_weight = s.init_weight;
   o.seed = seed;
   return o;
+}
+
+std::vector<std::vector<guidance::GuidePrompt>> prompt_phases(const RunSettings& s, const std::string& specs) {
+  const char* none = "no prompts: give --prompts text, --image_prompts files and/or --noise_prompt_seeds";
+  std::vector<std::vector<guidance::GuidePrompt>> phases;
+  size_t start = 0;
+  while (start <= specs.size()) {
+    size_t end = specs.find('^', start);
+    if (end == std::string::npos) end = specs.size();
+    std::vector<guidance::GuidePrompt> prompts = guidance::text_prompts(specs.substr(start, end - start));
+    for (const auto& spec : guidance::parse_prompts(s.image_prompts)) {
+      prompts.push_back(guidance::GuidePrompt::from_spec(spec, /*image=*/true));
+    }
+    for (size_t i = 0; i < s.noise_prompt_seeds.size(); ++i) {
+      prompts.push_back(guidance::GuidePrompt::from_noise(static_cast<uint64_t>(s.noise_prompt_seeds[i]),
+                                                          s.noise_prompt_weights.at(i)));
+    }
+    if (prompts.empty()) throw Error(none);
+    phases.push_back(std::move(prompts));
+    start = end + 1;
+  }
+  return phases;
 }
 
 guidance::LoopSettings loop_settings(const RunSettings& s) {

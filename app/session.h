@@ -71,6 +71,11 @@ class MemberCache {
 // no init image (the program decides what the init_weight anchor is).
 guidance::GuideOptions guide_options(const RunSettings& settings, uint64_t seed);
 
+// The prompts of a run: `specs` ('^' separates story phases, each a '|' list of text prompts; --prompts
+// when it is the whole run), with --image_prompts and the noise prompts joining every phase. No prompt at
+// all is a clipguide::Error.
+std::vector<std::vector<guidance::GuidePrompt>> prompt_phases(const RunSettings& settings, const std::string& specs);
+
 // The optimiser's settings.
 guidance::LoopSettings loop_settings(const RunSettings& settings);
 

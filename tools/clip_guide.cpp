@@ -52,15 +52,6 @@ using Options = cg::app::RunSettings;  // every setting, its flags and TOML keys
 std::atomic<bool> g_interrupted{false};
 extern "C" void on_sigint(int) { g_interrupted.store(true); }
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  std::string piece;
-  while (std::getline(in, piece, sep)) out.push_back(piece);
-  if (!s.empty() && s.back() == sep) out.emplace_back();
-  return out;
-}
-
 // (1, 3, H, W) in [0, 1]: VQGAN+CLIP's "pixels" (uniform random pixels) or "gradient" (smooth random ramps).
 at::Tensor noise_image(const std::string& kind, int64_t w, int64_t h, uint64_t seed) {
   auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
@@ -107,6 +98,36 @@ std::filesystem::path numbered(const std::filesystem::path& path, int64_t index)
   return path.parent_path() / (stem + path.extension().string());
 }
 
+// The video of a run: `frames` frames of `first`'s size. Its rate is --output_video_fps; above 9 fps and
+// above --input_video_fps, the frames go in at --input_video_fps and are motion-interpolated up to it
+// (generate.py's rule). Without it: the frames over --video_length (10 to 60 fps).
+cg::tools::VideoOptions video_options(const Options& opt, const at::Tensor& first, int64_t frames,
+                                      const std::string& comment) {
+  cg::tools::VideoOptions vo;
+  vo.width = first.size(3);
+  vo.height = first.size(2);
+  if (opt.output_video_fps > 9 && opt.output_video_fps > opt.input_video_fps) {
+    vo.fps = opt.input_video_fps;
+    vo.interpolate_fps = opt.output_video_fps;
+  } else {
+    vo.fps = opt.output_video_fps > 0 ? opt.output_video_fps : std::clamp(frames / opt.video_length, 10.0, 60.0);
+  }
+  vo.comment = comment;
+  return vo;
+}
+
+// "[#####.....] 12/200  3.21 it/s  loss 0.9132  [a red circle sim 0.231]"
+std::string progress_line(const gd::LoopProgress& p, int64_t iterations) {
+  const int width = 30;
+  const int filled = static_cast<int>(width * p.step / std::max<int64_t>(iterations, 1));
+  std::ostringstream line;
+  line << "[" << std::string(filled, '#') << std::string(width - filled, '.') << "] " << p.step << "/" << iterations
+       << "  " << std::fixed << std::setprecision(2) << p.its_per_second << " it/s  loss " << std::setprecision(4)
+       << p.report.total;
+  for (const auto& pr : p.report.prompts) line << "  [" << pr.label.substr(0, 24) << " sim " << std::setprecision(3) << pr.similarity << "]";
+  return line.str();
+}
+
 // One image (and its video) from prompts with '^' phases: `generator` (built once per program) starts afresh from `seed`.
 void render(const Options& opt, const std::string& prompt_specs, const std::filesystem::path& output,
             const std::filesystem::path& video_path, const std::string& settings_toml,
@@ -128,23 +149,7 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
   }
   auto guide = std::make_shared<gd::Guide>(members, options);
 
-  // Prompts: '^' separates story phases, each a '|' list; image prompts join every phase.
-  std::vector<std::vector<gd::GuidePrompt>> phases;
-  for (const auto& phase : split(prompt_specs, '^')) {
-    std::vector<gd::GuidePrompt> prompts = gd::text_prompts(phase);
-    for (const auto& spec : gd::parse_prompts(opt.image_prompts)) {
-      prompts.push_back(gd::GuidePrompt::from_spec(spec, /*image=*/true));
-    }
-    for (size_t i = 0; i < opt.noise_prompt_seeds.size(); ++i) {
-      prompts.push_back(gd::GuidePrompt::from_noise(static_cast<uint64_t>(opt.noise_prompt_seeds[i]),
-                                                    opt.noise_prompt_weights[i]));
-    }
-    if (prompts.empty()) {
-      throw cg::Error("no prompts: give --prompts text, --image_prompts files and/or --noise_prompt_seeds");
-    }
-    phases.push_back(std::move(prompts));
-  }
-  if (phases.empty()) throw cg::Error("no prompts: give --prompts text, --image_prompts files and/or --noise_prompt_seeds");
+  const auto phases = cg::app::prompt_phases(opt, prompt_specs);
   guide->set_prompts(phases[0]);
 
   gd::GuideLoop loop(generator, guide, cg::app::loop_settings(opt));
@@ -165,20 +170,7 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
     const at::Tensor first = current_image();  // the frame size is what the generator renders
     const int64_t n = opt.iterations;
     const int64_t frames = every_step ? std::max<int64_t>(n, 1) : (n == 0 ? 1 : 2 + (n - 1) / opt.zoom_frequency);
-    cg::tools::VideoOptions vo;
-    vo.width = first.size(3);
-    vo.height = first.size(2);
-    // The video's rate is --output_video_fps; above 9 fps and above --input_video_fps, the frames go in at
-    // --input_video_fps and are motion-interpolated up to it (generate.py's rule). Without it: the frames
-    // over --video_length (10 to 60 fps).
-    if (opt.output_video_fps > 9 && opt.output_video_fps > opt.input_video_fps) {
-      vo.fps = opt.input_video_fps;
-      vo.interpolate_fps = opt.output_video_fps;
-    } else {
-      vo.fps = opt.output_video_fps > 0 ? opt.output_video_fps : std::clamp(frames / opt.video_length, 10.0, 60.0);
-    }
-    vo.comment = prompt_specs;
-    video = std::make_unique<cg::tools::VideoWriter>(video_path, vo);
+    video = std::make_unique<cg::tools::VideoWriter>(video_path, video_options(opt, first, frames, prompt_specs));
   }
   // generate.py's zoom video: at step i (every zoom_frequency steps from zoom_start) the current image is
   // zoomed and shifted, the generator re-initialised from it and the optimiser started afresh.
@@ -221,14 +213,7 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
       }
       if (opt.save_every > 0 && p.step % opt.save_every == 0) save(p.image);
       if (bar || (!opt.quiet && (p.step % std::max<int64_t>(opt.save_every, 1) == 0 || p.step == opt.iterations))) {
-        const int width = 30;
-        int filled = static_cast<int>(width * p.step / std::max<int64_t>(opt.iterations, 1));
-        std::ostringstream line;
-        line << "[" << std::string(filled, '#') << std::string(width - filled, '.') << "] " << p.step << "/"
-             << opt.iterations << "  " << std::fixed << std::setprecision(2) << p.its_per_second << " it/s  loss "
-             << std::setprecision(4) << p.report.total;
-        for (const auto& pr : p.report.prompts) line << "  [" << pr.label.substr(0, 24) << " sim " << std::setprecision(3) << pr.similarity << "]";
-        std::cerr << (bar ? "\r" : "") << line.str() << (bar ? "" : "\n") << std::flush;
+        std::cerr << (bar ? "\r" : "") << progress_line(p, opt.iterations) << (bar ? "" : "\n") << std::flush;
       }
       zoom_event(p.step);
     });
