@@ -121,7 +121,8 @@ void check_finite(const TensorMap& tensors, const std::string& source) {
   }
 }
 
-LoadReport load_state_dict(torch::nn::Module& module, const TensorMap& tensors, bool strict) {
+LoadReport load_state_dict(torch::nn::Module& module, const TensorMap& tensors, bool strict,
+                           const std::function<void(const LoadReport&)>& check) {
   LoadReport report;
   std::map<std::string, at::Tensor> destinations;  // parameters and buffers by dotted name
   for (const auto& item : module.named_parameters(/*recurse=*/true)) destinations[item.key()] = item.value();
@@ -142,7 +143,9 @@ LoadReport load_state_dict(torch::nn::Module& module, const TensorMap& tensors, 
     // PyTorch's BatchNorm also accepts files from before it counted batches; the count is unused in eval.
     if (!tensors.count(key) && !ends_with(key, "num_batches_tracked")) report.missing_keys.push_back(key);
   }
-  if (strict && (!report.missing_keys.empty() || !report.unexpected_keys.empty())) {
+  if (check) {
+    check(report);
+  } else if (strict && (!report.missing_keys.empty() || !report.unexpected_keys.empty())) {
     std::string message = "state dict does not match the model:";
     if (!report.missing_keys.empty())
       message += " missing " + std::to_string(report.missing_keys.size()) + " key(s) " + join_keys(report.missing_keys) + ";";

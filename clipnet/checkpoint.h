@@ -5,6 +5,8 @@
 #pragma once
 
 #include "clipnet/clip_model.h"
+
+#include <functional>
 #include "clipnet/config.h"
 #include "clipnet/io/tensor_map.h"
 
@@ -31,7 +33,10 @@ struct LoadReport {
 // strict, also when keys are missing or unexpected (listing them). Keys that OpenAI's files carry but that are
 // not weights (input_resolution, context_length, vocab_size, *.attn_mask) are ignored.
 // Floating tensors must be finite: a NaN or inf is an Error naming the first such tensor (check_finite).
-LoadReport load_state_dict(torch::nn::Module& module, const TensorMap& tensors, bool strict = true);
+// `check`, when given, judges the matched keys instead of `strict` (a loader with its own wording, such as
+// the VQGAN's): it throws to refuse, before anything is copied. The one state-dict path of every module.
+LoadReport load_state_dict(torch::nn::Module& module, const TensorMap& tensors, bool strict = true,
+                           const std::function<void(const LoadReport&)>& check = {});
 
 // Throws Error naming the first (by name) floating tensor of `tensors` that holds a NaN or an infinity, with
 // how many of its values are bad: weights like that load silently and then make every output NaN.

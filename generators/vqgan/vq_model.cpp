@@ -9,6 +9,7 @@
 
 #include <torch/csrc/autograd/grad_mode.h>
 
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -82,39 +83,32 @@ clipnet::TensorMap read_vqgan_weights(const std::filesystem::path& path) {
 }
 
 void load_vq_weights(VQModelImpl& model, const clipnet::TensorMap& state_dict, const std::string& source) {
-  auto params = model.named_parameters(/*recurse=*/true);
-  auto buffers = model.named_buffers(/*recurse=*/true);
-  std::vector<std::pair<std::string, at::Tensor>> targets;
-  for (const auto& item : params) targets.emplace_back(item.key(), item.value());
-  for (const auto& item : buffers) targets.emplace_back(item.key(), item.value());
-
-  std::vector<std::string> missing;
-  std::set<std::string> known;
-  for (const auto& [key, target] : targets) {
-    known.insert(key);
-    auto it = state_dict.find(key);
-    if (it == state_dict.end()) {
-      missing.push_back("'" + key + "' (expected " + shape_str(target.sizes()) + ")");
-    } else if (!it->second.sizes().equals(target.sizes())) {
-      throw Error("VQGAN weights " + source + ": key '" + key + "': got " + shape_str(it->second.sizes()) +
-                  ", expected " + shape_str(target.sizes()));
+  // clipnet's state-dict path (shapes, finiteness, copies), with the VQGAN's wording for what does not match.
+  auto refuse_mismatch = [&](const clipnet::LoadReport& report) {
+    if (!report.missing_keys.empty()) {
+      std::map<std::string, at::Tensor> expected;
+      for (const auto& item : model.named_parameters(/*recurse=*/true)) expected[item.key()] = item.value();
+      for (const auto& item : model.named_buffers(/*recurse=*/true)) expected[item.key()] = item.value();
+      std::vector<std::string> missing;
+      for (const auto& key : report.missing_keys) {
+        missing.push_back("'" + key + "' (expected " + shape_str(expected.at(key).sizes()) + ")");
+      }
+      throw Error("missing " + std::to_string(missing.size()) + " key(s): " + join_some(missing));
     }
+    std::vector<std::string> unexpected;
+    for (const auto* keys : {&report.unexpected_keys, &report.ignored_keys}) {
+      for (const auto& key : *keys) unexpected.push_back("'" + key + "'");
+    }
+    if (!unexpected.empty()) {
+      throw Error(std::to_string(unexpected.size()) +
+                  " unexpected key(s) (a different architecture or config?): " + join_some(unexpected));
+    }
+  };
+  try {
+    clipnet::load_state_dict(model, state_dict, /*strict=*/true, refuse_mismatch);
+  } catch (const Error& e) {
+    throw Error("VQGAN weights " + source + ": " + e.what());
   }
-  if (!missing.empty()) {
-    throw Error("VQGAN weights " + source + ": missing " + std::to_string(missing.size()) +
-                " key(s): " + join_some(missing));
-  }
-  std::vector<std::string> unexpected;
-  for (const auto& item : state_dict) {
-    if (!known.count(item.first)) unexpected.push_back("'" + item.first + "'");
-  }
-  if (!unexpected.empty()) {
-    throw Error("VQGAN weights " + source + ": " + std::to_string(unexpected.size()) +
-                " unexpected key(s) (a different architecture or config?): " + join_some(unexpected));
-  }
-  clipnet::check_finite(state_dict, "VQGAN weights " + source);
-  at::NoGradGuard no_grad;
-  for (auto& [key, target] : targets) target.copy_(state_dict.at(key));
 }
 
 VQModel load_vq_model(const std::filesystem::path& weights, const VqganLoadOptions& options) {
