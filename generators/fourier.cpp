@@ -80,7 +80,8 @@ FourierGenerator::FourierGenerator(const GeneratorOptions& options)
       batch_(options.batch),
       height_(options.height),
       width_(options.width),
-      device_(options.device) {
+      device_(options.device),
+      latent_("fourier generator", options.device) {
   check_image_size(options, "fourier");
   // Lucid: 1 / max(freqs, 1 / max(h, w))^decay_power, computed in float64 and used as float32. Lucid's extra
   // sqrt(w * h) and TF's 1 / (h * w) in irfft2d together are the "ortho" normalisation used in render().
@@ -92,7 +93,7 @@ FourierGenerator::FourierGenerator(const GeneratorOptions& options)
 }
 
 at::Tensor FourierGenerator::render() {
-  auto scaled = (spectrum_ * scale_).contiguous();  // (B, 3, H, F, 2)
+  auto scaled = (spectrum() * scale_).contiguous();  // (B, 3, H, F, 2)
   auto image = at::fft_irfft2(at::view_as_complex(scaled), c10::IntArrayRef{height_, width_}, {-2, -1}, "ortho");
   image = image / kLucidDivisor;                                       // (B, 3, H, W) decorrelated colours
   if (fourier_options_.decorrelate) image = apply_color_matrix(color_, image);  // (B, 3, H, W) RGB logits
@@ -105,34 +106,13 @@ void FourierGenerator::init_from_image(const at::Tensor& image) {
   x = at::logit(x.clamp(kEps, 1 - kEps));  // (B or 1, 3, H, W) RGB logits
   if (fourier_options_.decorrelate) x = apply_color_matrix(at::linalg_inv(color_), x);
   auto spectrum = at::fft_rfft2(x * kLucidDivisor, c10::IntArrayRef{height_, width_}, {-2, -1}, "ortho");  // (B or 1, 3, H, F) complex
-  set_spectrum((at::view_as_real(spectrum) / scale_).expand({batch_, -1, -1, -1, -1}));  // (B, 3, H, F, 2)
+  latent_.set("spectrum", (at::view_as_real(spectrum) / scale_).expand({batch_, -1, -1, -1, -1}));  // (B, 3, H, F, 2)
 }
 
 void FourierGenerator::init_random(uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);
   auto spectrum = at::randn({batch_, 3, height_, width_ / 2 + 1, 2}, gen, at::TensorOptions().dtype(at::kFloat));
-  set_spectrum(spectrum * fourier_options_.init_std);  // (B, 3, H, F, 2)
-}
-
-TensorMap FourierGenerator::state() const { return {{"spectrum", spectrum_.detach().clone()}}; }
-
-void FourierGenerator::load_state(const TensorMap& state) {
-  auto it = state.find("spectrum");
-  if (it == state.end()) throw Error("fourier generator state: no 'spectrum' tensor");
-  if (!it->second.sizes().equals(spectrum_.sizes())) {
-    throw Error("fourier generator state: 'spectrum': got " + shape_str(it->second.sizes()) + ", expected " +
-                shape_str(spectrum_.sizes()));
-  }
-  set_spectrum(it->second);
-}
-
-void FourierGenerator::set_spectrum(const at::Tensor& spectrum) {
-  if (spectrum_.defined()) {
-    at::NoGradGuard no_grad;
-    spectrum_.copy_(spectrum);  // in place: an optimiser holding parameters() keeps working
-    return;
-  }
-  spectrum_ = spectrum.detach().to(device_, at::kFloat).contiguous().clone().set_requires_grad(true);
+  latent_.set("spectrum", spectrum * fourier_options_.init_std);  // (B, 3, H, F, 2)
 }
 
 CLIPGUIDE_REGISTER_GENERATOR("fourier", FourierGenerator);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "generators/generator.h"
+#include "generators/latent_tensors.h"
 
 #include <map>
 #include <string>
@@ -28,18 +29,18 @@ class FourierGenerator : public Generator {
   explicit FourierGenerator(const GeneratorOptions& options);
 
   std::string name() const override { return "fourier"; }
-  std::vector<at::Tensor> parameters() override { return {spectrum_}; }
+  std::vector<at::Tensor> parameters() override { return latent_.all(); }
   at::Tensor render() override;  // (B, 3, H, W) in (0, 1)
   // Inverts render() (logit, inverse colour matrix, rfft2, divided by the scale): exact up to the clamp of
   // the image to [1e-3, 1 - 1e-3] before the logit and float rounding. Resizes other sizes to H x W first.
   void init_from_image(const at::Tensor& image) override;
   void init_random(uint64_t seed) override;  // normal spectrum with std init_std
-  std::vector<int64_t> latent_shape() const override { return spectrum_.sizes().vec(); }
-  TensorMap state() const override;  // {"spectrum": (B, 3, H, F, 2)}
-  void load_state(const TensorMap& state) override;
+  std::vector<int64_t> latent_shape() const override { return spectrum().sizes().vec(); }
+  TensorMap state() const override { return latent_.state(); }  // {"spectrum": (B, 3, H, F, 2)}
+  void load_state(const TensorMap& state) override { latent_.load(state); }
 
   const FourierOptions& fourier_options() const { return fourier_options_; }
-  const at::Tensor& spectrum() const { return spectrum_; }  // (B, 3, H, F, 2), requires_grad
+  const at::Tensor& spectrum() const { return latent_.at("spectrum"); }  // (B, 3, H, F, 2), requires_grad
   const at::Tensor& scale() const { return scale_; }        // (1, 1, H, F, 1)
 
   // (H, F) |frequency| of each rfft2 coefficient in cycles per pixel: Lucid's rfft2d_freqs (even W).
@@ -49,12 +50,10 @@ class FourierGenerator : public Generator {
   static at::Tensor color_correlation();
 
  private:
-  void set_spectrum(const at::Tensor& spectrum);  // in place once allocated, so optimisers keep working
-
   FourierOptions fourier_options_;
   int64_t batch_, height_, width_;  // B, H, W
   c10::Device device_;
-  at::Tensor spectrum_;  // (B, 3, H, F, 2)
+  LatentTensors latent_;  // "spectrum": (B, 3, H, F, 2)
   at::Tensor scale_;     // (1, 1, H, F, 1)
   at::Tensor color_;     // (3, 3) color_correlation() on device_
 };

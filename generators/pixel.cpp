@@ -3,6 +3,7 @@
 // Shapes: B batch, H x W image.
 #include "clipnet/error.h"
 #include "generators/generator.h"
+#include "generators/latent_tensors.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/ops/logit.h>
@@ -20,52 +21,35 @@ constexpr double kEps = 1e-3;
 class PixelGenerator : public Generator {
  public:
   explicit PixelGenerator(const GeneratorOptions& options)
-      : batch_(options.batch), height_(options.height), width_(options.width), device_(options.device) {
+      : batch_(options.batch), height_(options.height), width_(options.width), device_(options.device),
+        latent_("pixel generator", options.device) {
     check_image_size(options, "pixel");
     init_random(options.seed);
   }
 
   std::string name() const override { return "pixel"; }
-  std::vector<at::Tensor> parameters() override { return {logits_}; }
-  at::Tensor render() override { return at::sigmoid(logits_); }  // (B, 3, H, W) in (0, 1)
+  std::vector<at::Tensor> parameters() override { return latent_.all(); }
+  at::Tensor render() override { return at::sigmoid(latent_.at("logits")); }  // (B, 3, H, W) in (0, 1)
 
   void init_from_image(const at::Tensor& image) override {
     at::NoGradGuard no_grad;
     auto x = init_image_to_size(image, batch_, height_, width_, device_, "pixel");  // (B or 1, 3, H, W)
-    set_logits(at::logit(x.clamp(kEps, 1 - kEps)).expand({batch_, -1, -1, -1}));
+    latent_.set("logits", at::logit(x.clamp(kEps, 1 - kEps)).expand({batch_, -1, -1, -1}));
   }
 
   void init_random(uint64_t seed) override {
     auto gen = at::detail::createCPUGenerator(seed);
-    set_logits(at::randn({batch_, 3, height_, width_}, gen, at::TensorOptions().dtype(at::kFloat)));  // (B, 3, H, W)
+    latent_.set("logits", at::randn({batch_, 3, height_, width_}, gen, at::TensorOptions().dtype(at::kFloat)));
   }
 
   std::vector<int64_t> latent_shape() const override { return {batch_, 3, height_, width_}; }
-  TensorMap state() const override { return {{"logits", logits_.detach().clone()}}; }
-
-  void load_state(const TensorMap& state) override {
-    auto it = state.find("logits");
-    if (it == state.end()) throw Error("pixel generator state: no 'logits' tensor");
-    if (!it->second.sizes().equals(logits_.sizes())) {
-      throw Error("pixel generator state: 'logits': got " + shape_str(it->second.sizes()) + ", expected " +
-                  shape_str(logits_.sizes()));
-    }
-    set_logits(it->second);
-  }
+  TensorMap state() const override { return latent_.state(); }  // {"logits": (B, 3, H, W)}
+  void load_state(const TensorMap& state) override { latent_.load(state); }
 
  private:
-  void set_logits(const at::Tensor& logits) {
-    if (logits_.defined()) {
-      at::NoGradGuard no_grad;
-      logits_.copy_(logits);  // in place: an optimiser holding parameters() keeps working
-      return;
-    }
-    logits_ = logits.detach().to(device_, at::kFloat).contiguous().clone().set_requires_grad(true);
-  }
-
   int64_t batch_, height_, width_;  // B, H, W
   c10::Device device_;
-  at::Tensor logits_;  // (B, 3, H, W)
+  LatentTensors latent_;  // "logits": (B, 3, H, W)
 };
 
 }  // namespace

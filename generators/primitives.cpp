@@ -198,7 +198,8 @@ PrimitivesGenerator::PrimitivesGenerator(const GeneratorOptions& options)
       height_(options.height),
       width_(options.width),
       seed_(options.seed),
-      device_(options.device) {
+      device_(options.device),
+      latent_("primitives generator", options.device) {
   check_image_size(options, "primitives");
   const int64_t shorter = std::min(height_, width_);
   grid_x_ = axis(width_, shorter, device_).view({1, 1, 1, width_});
@@ -208,11 +209,11 @@ PrimitivesGenerator::PrimitivesGenerator(const GeneratorOptions& options)
 
 std::vector<at::Tensor> PrimitivesGenerator::parameters() {
   std::vector<at::Tensor> out;
-  for (const auto& name : names()) out.push_back(params_.at(name));
+  for (const auto& name : names()) out.push_back(latent_.at(name));
   return out;
 }
 
-at::Tensor PrimitivesGenerator::render() { return render_params(params_); }
+at::Tensor PrimitivesGenerator::render() { return render_params(latent_.tensors()); }
 
 at::Tensor PrimitivesGenerator::render_params(const TensorMap& p) const {
   const int64_t shorter = std::min(height_, width_);
@@ -310,7 +311,7 @@ void PrimitivesGenerator::init_from_image(const at::Tensor& image) {
   {
     at::NoGradGuard no_grad;
     init_random(seed_);
-    for (const auto& [name, value] : params_) fit[name] = value.detach().clone().set_requires_grad(true);
+    for (const auto& [name, value] : latent_.tensors()) fit[name] = value.detach().clone().set_requires_grad(true);
     fit["background"].copy_(at::logit(target.mean({2, 3}).clamp(kEps, 1 - kEps)));  // (B, 3)
   }
   at::AutoGradMode enable_grad(true);
@@ -326,40 +327,18 @@ void PrimitivesGenerator::init_from_image(const at::Tensor& image) {
   set(fit);
 }
 
-void PrimitivesGenerator::post_step() { clamp_constrained(params_, options_); }
-
-TensorMap PrimitivesGenerator::state() const {
-  TensorMap out;
-  for (const auto& [name, value] : params_) out[name] = value.detach().clone();
-  return out;
-}
+void PrimitivesGenerator::post_step() { clamp_constrained(latent_.tensors(), options_); }
 
 void PrimitivesGenerator::load_state(const TensorMap& state) {
-  for (const auto& name : names()) {
-    auto it = state.find(name);
-    if (it == state.end()) throw Error("primitives generator state: no '" + name + "' tensor");
-    if (!it->second.sizes().equals(params_.at(name).sizes())) {
-      throw Error("primitives generator state: '" + name + "': got " + shape_str(it->second.sizes()) +
-                  ", expected " + shape_str(params_.at(name).sizes()) + " (batch, count" +
-                  (name == "background" ? ")" : ", ...)"));
-    }
-  }
-  set(state);
+  latent_.load(state);
+  clamp_constrained(latent_.tensors(), options_);
 }
 
 void PrimitivesGenerator::set(const TensorMap& values) {
-  at::NoGradGuard no_grad;
   for (const auto& name : names()) {
-    if (!values.count(name)) continue;  // init_random sets "kind" in a second call
-    const auto& value = values.at(name);
-    auto it = params_.find(name);
-    if (it != params_.end()) {
-      it->second.copy_(value);  // in place: an optimiser holding parameters() keeps working
-    } else {
-      params_[name] = value.detach().to(device_, at::kFloat).contiguous().clone().set_requires_grad(true);
-    }
+    if (values.count(name)) latent_.set(name, values.at(name));  // init_random sets "kind" in a second call
   }
-  clamp_constrained(params_, options_);
+  clamp_constrained(latent_.tensors(), options_);
 }
 
 CLIPGUIDE_REGISTER_GENERATOR("primitives", PrimitivesGenerator);

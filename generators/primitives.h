@@ -11,6 +11,7 @@
 #pragma once
 
 #include "generators/generator.h"
+#include "generators/latent_tensors.h"
 
 #include <map>
 #include <string>
@@ -62,7 +63,7 @@ class PrimitivesGenerator : public Generator {
     return {batch_, options_.count, kValuesPerPrimitive + (mixed() ? static_cast<int64_t>(options_.kinds.size()) : 0)};
   }
   void post_step() override;  // keeps sizes within the options' bounds and centres where tanh has a gradient
-  TensorMap state() const override;  // every parameter by name (see parameter_names())
+  TensorMap state() const override { return latent_.state(); }  // every parameter by name (see parameter_names())
   void load_state(const TensorMap& state) override;
 
   const PrimitivesOptions& primitives_options() const { return options_; }
@@ -89,7 +90,7 @@ class PrimitivesGenerator : public Generator {
   int64_t batch_, height_, width_;  // B, H, W
   uint64_t seed_;                   // init_from_image's starting point
   c10::Device device_;
-  TensorMap params_;   // name -> leaf tensor with requires_grad
+  LatentTensors latent_;  // parameter_names() (those in use): leaf tensors with requires_grad
   at::Tensor grid_x_;  // (1, 1, H, W) normalised x of each pixel centre
   at::Tensor grid_y_;  // (1, 1, H, W) normalised y
 };

@@ -107,7 +107,8 @@ TorchScriptGenerator::TorchScriptGenerator(const GeneratorOptions& options)
       batch_(options.batch),
       height_(options.height),
       width_(options.width),
-      device_(options.device) {
+      device_(options.device),
+      latents_("torchscript generator '" + options.weights.string() + "'", options.device) {
   check_image_size(options, "torchscript");
   if (file_.empty()) {
     throw Error("torchscript generator: no weights given (options.weights: a TorchScript archive saved with "
@@ -150,7 +151,7 @@ TorchScriptGenerator::TorchScriptGenerator(const GeneratorOptions& options)
   }
   init_random(options.seed);
   at::NoGradGuard no_grad;
-  render_latent(latent_);  // fail here, not in the first guidance step, when the output is not an image
+  render_latent(latent());  // fail here, not in the first guidance step, when the output is not an image
 }
 
 TorchScriptGenerator::~TorchScriptGenerator() = default;
@@ -178,13 +179,13 @@ at::Tensor TorchScriptGenerator::render_latent(const at::Tensor& latent) {
   return clamp_with_grad(image, 0.0, 1.0);  // (B, 3, H, W) in [0, 1]
 }
 
-at::Tensor TorchScriptGenerator::render() { return render_latent(latent_); }
+at::Tensor TorchScriptGenerator::render() { return render_latent(latent()); }
 
 void TorchScriptGenerator::init_from_image(const at::Tensor& image) {
   const at::Tensor target =  // (B, 3, H, W) in [0, 1]
       init_image_to_size(image, batch_, height_, width_, device_, "torchscript").expand({batch_, -1, -1, -1});
   at::AutoGradMode enable_grad(true);
-  auto latent = latent_.detach().clone().set_requires_grad(true);  // (B, L...)
+  auto latent = this->latent().detach().clone().set_requires_grad(true);  // (B, L...)
   torch::optim::Adam adam({latent}, torch::optim::AdamOptions(script_options_.init_lr));
   for (int64_t step = 0; step < script_options_.init_steps; ++step) {
     adam.zero_grad();
@@ -195,41 +196,20 @@ void TorchScriptGenerator::init_from_image(const at::Tensor& image) {
       latent.clamp_(script_options_.latent_clamp->first, script_options_.latent_clamp->second);
     }
   }
-  set_latent(latent);
+  latents_.set("latent", latent);
 }
 
 void TorchScriptGenerator::init_random(uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);
   auto shape = script_options_.latent_shape;
   shape[0] = batch_;
-  set_latent(at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat)));  // (B, L...)
+  latents_.set("latent", at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat)));  // (B, L...)
 }
 
 void TorchScriptGenerator::post_step() {
   if (!script_options_.latent_clamp) return;
   at::NoGradGuard no_grad;
-  latent_.clamp_(script_options_.latent_clamp->first, script_options_.latent_clamp->second);
-}
-
-TensorMap TorchScriptGenerator::state() const { return {{"latent", latent_.detach().clone()}}; }
-
-void TorchScriptGenerator::load_state(const TensorMap& state) {
-  auto it = state.find("latent");
-  if (it == state.end()) throw Error(context() + " state: no 'latent' tensor");
-  if (!it->second.sizes().equals(latent_.sizes())) {
-    throw Error(context() + " state: 'latent': got " + shape_str(it->second.sizes()) + ", expected " +
-                shape_str(latent_.sizes()));
-  }
-  set_latent(it->second);
-}
-
-void TorchScriptGenerator::set_latent(const at::Tensor& latent) {
-  if (latent_.defined()) {
-    at::NoGradGuard no_grad;
-    latent_.copy_(latent);  // in place: an optimiser holding parameters() keeps working
-    return;
-  }
-  latent_ = latent.detach().to(device_, at::kFloat).contiguous().clone().set_requires_grad(true);
+  latent().clamp_(script_options_.latent_clamp->first, script_options_.latent_clamp->second);
 }
 
 CLIPGUIDE_REGISTER_GENERATOR("torchscript", TorchScriptGenerator, "generator_weights", "", /*weights_required=*/true);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "generators/generator.h"
+#include "generators/latent_tensors.h"
 
 #include <map>
 #include <memory>
@@ -46,25 +47,24 @@ class TorchScriptGenerator : public Generator {
   ~TorchScriptGenerator() override;
 
   std::string name() const override { return "torchscript"; }
-  std::vector<at::Tensor> parameters() override { return {latent_}; }
+  std::vector<at::Tensor> parameters() override { return latents_.all(); }
   at::Tensor render() override;  // (B, 3, H, W) in [0, 1] (clamp_with_grad)
   // No encoder: optimises a copy of the current latent for init_steps Adam steps (lr init_lr) on the mean
   // squared error between render() and the image (resized to H x W), clamping after each step like
   // post_step(), then copies it into the latent. The module's weights do not change.
   void init_from_image(const at::Tensor& image) override;
   void init_random(uint64_t seed) override;  // standard normal latent
-  std::vector<int64_t> latent_shape() const override { return latent_.sizes().vec(); }
+  std::vector<int64_t> latent_shape() const override { return latent().sizes().vec(); }
   void post_step() override;  // clamps the latent to latent_clamp, when set
-  TensorMap state() const override;  // {"latent": (B, L...)}
-  void load_state(const TensorMap& state) override;
+  TensorMap state() const override { return latents_.state(); }  // {"latent": (B, L...)}
+  void load_state(const TensorMap& state) override { latents_.load(state); }
 
   const TorchScriptOptions& script_options() const { return script_options_; }
   const torch::jit::Module& module() const { return *module_; }
-  const at::Tensor& latent() const { return latent_; }  // (B, L...), requires_grad
+  const at::Tensor& latent() const { return latents_.at("latent"); }  // (B, L...), requires_grad
 
  private:
   at::Tensor render_latent(const at::Tensor& latent);  // (B, L...) -> (B, 3, H, W) in [0, 1]
-  void set_latent(const at::Tensor& latent);          // in place once allocated, so optimisers keep working
   std::string context() const;                        // "torchscript generator 'file'"
 
   TorchScriptOptions script_options_;
@@ -72,7 +72,7 @@ class TorchScriptGenerator : public Generator {
   int64_t batch_, height_, width_;  // B, H, W
   c10::Device device_;
   std::unique_ptr<torch::jit::Module> module_;
-  at::Tensor latent_;  // (B, L...)
+  LatentTensors latents_;  // "latent": (B, L...)
 };
 
 }  // namespace clipguide::generators

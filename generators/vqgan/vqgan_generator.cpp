@@ -28,7 +28,10 @@ VQModel load_model(const GeneratorOptions& options) {
 VqganGenerator::VqganGenerator(const GeneratorOptions& options) : VqganGenerator(load_model(options), options) {}
 
 VqganGenerator::VqganGenerator(VQModel model, const GeneratorOptions& options)
-    : model_(std::move(model)), autocast_(options.autocast), channels_last_(options.channels_last) {
+    : model_(std::move(model)),
+      latent_("vqgan generator", model_->codebook().device()),
+      autocast_(options.autocast),
+      channels_last_(options.channels_last) {
   model_->decoder->set_checkpointing(options.checkpoint);
   const int64_t f = size_factor();
   batch_ = options.batch;
@@ -53,7 +56,7 @@ VqganGenerator::VqganGenerator(VQModel model, const GeneratorOptions& options)
 }
 
 at::Tensor VqganGenerator::render() {
-  auto z_q = vector_quantize(z_, model_->codebook());  // (B, E, h, w), gradient straight through to z
+  auto z_q = vector_quantize(z(), model_->codebook());  // (B, E, h, w), gradient straight through to z
   if (channels_last_) z_q = z_q.contiguous(at::MemoryFormat::ChannelsLast);
   at::Tensor x;  // (B, 3, H, W) roughly in [-1, 1]
   {
@@ -69,7 +72,7 @@ void VqganGenerator::init_random(uint64_t seed) {
   // Random codes, looked up: VQGAN+CLIP's one_hot(randint) @ codebook.
   auto indices = at::randint(codebook.size(0), {batch_ * grid_h_ * grid_w_}, gen, at::TensorOptions().dtype(at::kLong));
   auto z = at::embedding(codebook, indices.to(codebook.device()));  // (B*h*w, E)
-  set_z(z.view({batch_, grid_h_, grid_w_, codebook.size(1)}).permute({0, 3, 1, 2}));
+  latent_.set("z", z.view({batch_, grid_h_, grid_w_, codebook.size(1)}).permute({0, 3, 1, 2}));
 }
 
 void VqganGenerator::init_from_image(const at::Tensor& image) {
@@ -78,33 +81,13 @@ void VqganGenerator::init_from_image(const at::Tensor& image) {
   const at::Tensor x =  // (B or 1, 3, H, W) in [0, 1]
       init_image_to_size(image, batch_, grid_h_ * f, grid_w_ * f, model_->codebook().device(), "vqgan");
   auto z = model_->encode(x * 2 - 1).z_q;  // (B or 1, E, h, w)
-  set_z(z.expand({batch_, -1, -1, -1}));
+  latent_.set("z", z.expand({batch_, -1, -1, -1}));
 }
 
 void VqganGenerator::post_step() {
   at::NoGradGuard no_grad;
-  z_.copy_(z_.maximum(z_min_).minimum(z_max_));
-}
-
-void VqganGenerator::load_state(const TensorMap& state) {
-  auto it = state.find("z");
-  if (it == state.end()) throw Error("vqgan generator state: no 'z' tensor");
-  if (!it->second.sizes().equals(z_.sizes())) {
-    throw Error("vqgan generator state: 'z': got " + shape_str(it->second.sizes()) + ", expected " +
-                shape_str(z_.sizes()));
-  }
-  set_z(it->second);
-}
-
-void VqganGenerator::set_z(const at::Tensor& z) {
-  auto device = model_->codebook().device();
-  if (z_.defined() && z_.sizes().equals(z.sizes())) {
-    // In place, so an optimiser holding parameters() keeps working.
-    at::NoGradGuard no_grad;
-    z_.copy_(z);
-    return;
-  }
-  z_ = z.detach().to(device, at::kFloat).contiguous().clone().set_requires_grad(true);
+  const at::Tensor& z = this->z();
+  z.copy_(z.maximum(z_min_).minimum(z_max_));
 }
 
 // VQGAN+CLIP's --vqgan_checkpoint / --vqgan_config.

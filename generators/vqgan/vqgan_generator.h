@@ -7,6 +7,7 @@
 #pragma once
 
 #include "generators/generator.h"
+#include "generators/latent_tensors.h"
 #include "generators/vqgan/vq_model.h"
 
 namespace clipguide::generators::vqgan {
@@ -23,27 +24,26 @@ class VqganGenerator : public Generator {
   VqganGenerator(VQModel model, const GeneratorOptions& options);
 
   std::string name() const override { return "vqgan"; }
-  std::vector<at::Tensor> parameters() override { return {z_}; }
+  std::vector<at::Tensor> parameters() override { return latent_.all(); }
   at::Tensor render() override;  // (B, 3, H, W) in [0, 1]
   void init_from_image(const at::Tensor& image) override;
   void init_random(uint64_t seed) override;
-  std::vector<int64_t> latent_shape() const override { return z_.sizes().vec(); }
+  std::vector<int64_t> latent_shape() const override { return z().sizes().vec(); }
   int64_t size_factor() const override { return model_->config().size_factor(); }
   void post_step() override;  // clamps z to the codebook's per-channel range
-  TensorMap state() const override { return {{"z", z_.detach().clone()}}; }
-  void load_state(const TensorMap& state) override;
+  TensorMap state() const override { return latent_.state(); }  // {"z": (B, E, h, w)}
+  void load_state(const TensorMap& state) override { latent_.load(state); }
 
   VQModel& model() { return model_; }
-  const at::Tensor& z() const { return z_; }  // (B, E, h, w), requires_grad
+  const at::Tensor& z() const { return latent_.at("z"); }  // (B, E, h, w), requires_grad
   const at::Tensor& z_min() const { return z_min_; }  // (1, E, 1, 1) per-channel codebook minimum
   const at::Tensor& z_max() const { return z_max_; }  // (1, E, 1, 1) per-channel codebook maximum
 
  private:
-  void set_z(const at::Tensor& z);  // copies into a fresh leaf with requires_grad
 
   VQModel model_;
   int64_t batch_, grid_h_, grid_w_;  // B, h, w
-  at::Tensor z_;                     // (B, E, h, w)
+  LatentTensors latent_;             // "z": (B, E, h, w)
   at::Tensor z_min_, z_max_;         // (1, E, 1, 1)
   at::ScalarType autocast_;          // GeneratorOptions::autocast
   bool channels_last_;               // GeneratorOptions::channels_last

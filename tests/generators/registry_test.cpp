@@ -38,6 +38,22 @@ TEST(GeneratorRegistry, GeneratorsDeclareTheirFiles) {
   EXPECT_THROW(GeneratorRegistry::files("no-such-generator"), Error);
 }
 
+TEST(LatentTensors, LoadChecksEveryTensorAndKeepsTheLeaves) {
+  // Every generator's state()/load_state(): the optimiser's tensors stay the same objects.
+  auto generator = GeneratorRegistry::create("pixel", {});
+  const auto before = generator->parameters();
+  auto state = generator->state();
+  state.at("logits").fill_(0.25);
+  generator->load_state(state);
+  EXPECT_TRUE(before[0].is_same(generator->parameters()[0]));
+  EXPECT_FLOAT_EQ(generator->parameters()[0].mean().item<float>(), 0.25f);
+  EXPECT_TRUE(generator->parameters()[0].requires_grad());
+  auto message = test::error_of([&] { generator->load_state({}); });
+  EXPECT_NE(message.find("pixel generator state: no 'logits' tensor"), std::string::npos) << message;
+  message = test::error_of([&] { generator->load_state({{"logits", at::zeros({1, 3, 2, 2})}}); });
+  EXPECT_NE(message.find("'logits': got [1, 3, 2, 2], expected [1, 3, 256, 256]"), std::string::npos) << message;
+}
+
 TEST(GeneratorRegistry, DuplicateNameIsRefused) {
   EXPECT_THROW(GeneratorRegistry::add("pixel", [](const GeneratorOptions&) { return nullptr; }), Error);
 }
