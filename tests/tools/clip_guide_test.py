@@ -361,7 +361,15 @@ def test_kill_9_leaves_the_output_absent_or_a_valid_png():
         path = os.path.join(folder, f"k{k}.png")
         p = subprocess.Popen([BIN, *BASE, "-p", "x", "-s", "48", "48", "-i", "100000", "--save_every", "1", "-q",
                               "-o", path], stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 3.0))
+        if k % 2 == 0:
+            # After the first save (whenever that is: a sanitizer build starts slower), at a random moment of
+            # the writes that follow: the earlier output must survive a kill during the next write.
+            started = time.monotonic()
+            while not os.path.exists(path) and p.poll() is None and time.monotonic() - started < 120:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.5))
+        else:
+            time.sleep(rng.uniform(0.05, 3.0))  # any moment, start-up included
         p.kill()
         p.wait()
         if not os.path.exists(path):
