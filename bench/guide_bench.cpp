@@ -9,6 +9,7 @@
 // --trace FILE records one step's operators. On CPU the reference also counts a step's FLOPs, and the bench
 // prints the arithmetic floor: no fp32 loop of the reference's convolutions and GEMMs beats FLOPs / matmul
 // rate.
+#include "app/session.h"
 #include "bench_util.h"
 #include "step_profile.h"
 #include "clipnet/autocast.h"
@@ -40,6 +41,7 @@
 
 namespace {
 
+namespace cg = clipguide;
 namespace gd = clipguide::guidance;
 namespace gen = clipguide::generators;
 namespace cn = clipguide::clipnet;
@@ -160,18 +162,29 @@ int main(int argc, char** argv) {
       for (auto& p : member.model->parameters()) p.set_requires_grad(false);
       member.name = "ViT-B-32 (random)";
     } else {
-      go.weights = std::filesystem::path(dir) / "vqgan.ckpt";
-      go.config = std::filesystem::path(dir) / "vqgan.yaml";
-      generator = gen::GeneratorRegistry::create("vqgan", go);
-      cn::ClipLoadOptions clip_options;
-      clip_options.device = device;
-      auto loaded = cn::load_clip(std::filesystem::path(dir) / "clip.pt", clip_options);
-      member.model = loaded.model;
-      member.config = loaded.config;
+      // guide_ref.py's files, built as clip-guide builds a run (app/session.h).
+      cg::app::RunSettings run;
+      run.size = {size, size};
+      run.precision = bf16 ? "bf16" : "fp32";
+      run.channels_last = channels_last;
+      run.checkpoint = checkpoint;
+      run.vqgan_checkpoint = (std::filesystem::path(dir) / "vqgan.ckpt").string();
+      run.vqgan_config = (std::filesystem::path(dir) / "vqgan.yaml").string();
+      run.clip_models = {(std::filesystem::path(dir) / "clip.pt").string()};
+      run.vocab = have_vocab ? vocab : "";
+      generator = cg::app::make_generator(run, device, 0);
+      if (have_vocab) {
+        member = cg::app::load_members(run, device).at(0);
+      } else {  // the member alone: the loop's cost does not depend on the prompt
+        cn::ClipLoadOptions clip_options;
+        clip_options.device = device;
+        auto loaded = cn::load_clip(run.clip_models[0], clip_options);
+        member.model = loaded.model;
+        member.config = loaded.config;
+      }
       member.name = "clip.pt";
     }
-    if (have_vocab) member.tokenizer = cn::Tokenizer::from_file(vocab);
-    generator->init_random(0);
+    if (random_weights && have_vocab) member.tokenizer = cn::Tokenizer::from_file(vocab);
 
     gd::GuideOptions options;
     options.cutouts.cutn = cutn;
