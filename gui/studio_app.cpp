@@ -212,15 +212,8 @@ std::vector<guidance::GuidePrompt> StudioApp::guide_prompts() const {
 }
 
 guidance::GuideOptions StudioApp::guide_options() const {
-  guidance::GuideOptions o;
-  o.cutouts.cutn = state_.cutn;
-  o.cutouts.cut_pow = state_.cut_pow;
-  o.cutouts.min_size = state_.cut_min;
-  o.cutouts.method = guidance::parse_cut_method(state_.cut_method);
-  o.augments = guidance::parse_augments(state_.augments);
-  o.tv_weight = state_.tv_weight;
-  o.seed = static_cast<uint64_t>(state_.seed);
-  return o;
+  // The studio's controls as clip-guide's settings, mapped to the Guide as clip-guide maps them.
+  return app::guide_options(run_settings(state_, "", 0), static_cast<uint64_t>(std::max(0, state_.seed)));
 }
 
 void StudioApp::start() {
