@@ -30,6 +30,8 @@ const std::string& text_setting(const RunSettings& settings, const std::string& 
   return key.empty() ? none : settings.*text_field(key);
 }
 
+at::ScalarType autocast_type(const RunSettings& s) { return s.precision == "bf16" ? at::kBFloat16 : at::kFloat; }
+
 }  // namespace
 
 c10::Device run_device(const RunSettings& s) {
@@ -45,7 +47,7 @@ std::string generator_name(const RunSettings& s) {
   if (!s.generator.empty()) return s.generator;
   for (const auto& name : generators::GeneratorRegistry::names()) {
     const auto& own = generators::GeneratorRegistry::files(name).weights;
-    if (own != "generator_weights" && !text_setting(s, own).empty()) return name;
+    if (own != generators::GeneratorFiles{}.weights && !text_setting(s, own).empty()) return name;
   }
   return "pixel";
 }
@@ -58,7 +60,7 @@ generators::GeneratorOptions generator_options(const RunSettings& s, c10::Device
   go.height = s.size.at(1);
   go.device = device;
   go.seed = seed;
-  go.autocast = s.precision == "bf16" ? at::kBFloat16 : at::kFloat;
+  go.autocast = autocast_type(s);
   go.channels_last = s.channels_last;
   go.checkpoint = s.checkpoint;
   go.weights = text_setting(s, files.weights);
@@ -132,7 +134,7 @@ const std::vector<guidance::GuideMember>& MemberCache::get(const RunSettings& s,
 
 guidance::GuideOptions guide_options(const RunSettings& s, uint64_t seed) {
   guidance::GuideOptions o;
-  o.autocast = s.precision == "bf16" ? at::kBFloat16 : at::kFloat;
+  o.autocast = autocast_type(s);
   o.cuda_graphs = s.cuda_graphs;
   o.cutn_batches = s.cutn_batches;
   o.cutouts.cutn = s.num_cuts;

@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
   app.add_option("--generator_config,--generator-config", opt.run.vqgan_config, "VQGAN YAML (as --vqgan_config)");
   app.add_option("--width", opt.window_width, "Window width in screen pixels");
   app.add_option("--height", opt.window_height, "Window height in screen pixels");
-  app.add_option("--script", opt.script, "Scripted input: one command per line (see gui/studio_app.cpp), for tests");
+  app.add_option("--script", opt.script, "Scripted input: one command per line (see gui/studio_script.cpp), for tests");
   app.add_option("--screenshot-dir,--screenshot_dir", opt.screenshot_dir, "Where the script's 'screenshot NAME' writes NAME.png");
   app.add_option("--output-dir,--output_dir", opt.output_dir, "Folder for saved PNGs and exports given as relative paths");
   // Without --clip_model, the shipped model with the settings it renders best with (<model>/clip-guide.toml,

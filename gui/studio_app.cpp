@@ -34,11 +34,12 @@
 #include <sstream>
 
 namespace clipguide::studio {
-namespace {
 
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
+
+namespace {
 
 std::string number(double v) {
   std::ostringstream s;

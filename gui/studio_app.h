@@ -99,6 +99,9 @@ std::string command_line(const StudioState& state, const std::string& output, in
 
 struct ScriptCommand;  // gui/studio_script.cpp
 
+// Steady-clock seconds: the script's waits and the frame pacing.
+double now_seconds();
+
 class StudioApp {
  public:
   explicit StudioApp(StudioOptions options);

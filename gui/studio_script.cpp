@@ -6,7 +6,6 @@
 #include "clipnet/error.h"
 
 #include <algorithm>
-#include <chrono>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -16,10 +15,6 @@
 
 namespace clipguide::studio {
 namespace {
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 std::vector<std::string> split_words(const std::string& line) {
   std::vector<std::string> out;

@@ -121,9 +121,18 @@ WeightFile read_any(const std::filesystem::path& path) {
               "), expected safetensors, a torch.save zip or a TorchScript archive");
 }
 
+bool log_loads() {
+  static const bool enabled = [] {
+    const char* env = std::getenv("CLIPGUIDE_LOG_LOADS");
+    return env != nullptr && *env != '\0' && std::string(env) != "0";
+  }();
+  return enabled;
+}
+
 }  // namespace
 
 WeightFile read_weights(const std::filesystem::path& path) {
+  if (!log_loads()) return read_any(path);
   const auto start = std::chrono::steady_clock::now();
   WeightFile file = read_any(path);
   size_t bytes = 0;
@@ -136,11 +145,7 @@ WeightFile read_weights(const std::filesystem::path& path) {
 }
 
 void log_weight_read(const std::filesystem::path& path, const std::string& what, double seconds) {
-  static const bool enabled = [] {
-    const char* env = std::getenv("CLIPGUIDE_LOG_LOADS");
-    return env != nullptr && *env != '\0' && std::string(env) != "0";
-  }();
-  if (!enabled) return;
+  if (!log_loads()) return;
   std::fprintf(stderr, "clipguide: read weights '%s' (%s) in %.3f s\n", path.c_str(), what.c_str(), seconds);
 }
 
