@@ -4,7 +4,7 @@
 #include "app/toml_config.h"
 
 #include "clipnet/default_model.h"
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <algorithm>
 #include <cstdlib>

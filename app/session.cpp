@@ -2,14 +2,17 @@
 #include "app/session.h"
 
 #include "clipnet/default_model.h"
-#include "clipnet/device.h"
-#include "clipnet/error.h"
+#include "core/device.h"
+#include "core/error.h"
 #include "guidance/cutouts.h"
 #include "guidance/prompt.h"
 
 #include <ATen/Context.h>
+#include <ATen/ops/from_blob.h>
+#include <torch/version.h>
 
 #include <filesystem>
+#include <future>
 #include <iostream>
 
 namespace clipguide::app {
@@ -35,12 +38,12 @@ at::ScalarType autocast_type(const RunSettings& s) { return s.precision == "bf16
 }  // namespace
 
 c10::Device run_device(const RunSettings& s) {
-  if (s.cuda_device.empty()) return clipnet::parse_device(s.device);
+  if (s.cuda_device.empty()) return clipguide::parse_device(s.device);
   if (s.cuda_device != "cpu" && !at::globalContext().hasCUDA()) {
     std::cerr << "warning: no CUDA device: --cuda_device " << s.cuda_device << " falls back to the CPU\n";
     return c10::kCPU;
   }
-  return clipnet::parse_device(s.cuda_device, "--cuda_device");
+  return clipguide::parse_device(s.cuda_device, "--cuda_device");
 }
 
 std::string generator_name(const RunSettings& s) {
@@ -120,6 +123,20 @@ std::vector<guidance::GuideMember> load_members(const RunSettings& s, c10::Devic
   return members;
 }
 
+RunModels load_models(const RunSettings& s, c10::Device device, uint64_t seed, const Status& note) {
+  auto members = std::async(std::launch::async, [&] { return load_members(s, device); });
+  RunModels models;
+  std::exception_ptr generator_error;
+  try {
+    models.generator = make_generator(s, device, seed, note);
+  } catch (...) {
+    generator_error = std::current_exception();
+  }
+  models.members = members.get();  // its error first, as in a sequential start
+  if (generator_error) std::rethrow_exception(generator_error);
+  return models;
+}
+
 const std::vector<guidance::GuideMember>& MemberCache::get(const RunSettings& s, c10::Device device,
                                                            const Status& status) {
   std::string key = s.vocab + "|" + device.str();
@@ -130,6 +147,33 @@ const std::vector<guidance::GuideMember>& MemberCache::get(const RunSettings& s,
     key_ = key;
   }
   return members_;
+}
+
+guidance::GuideLoop::ProcessSum process_sum(train::Communicator& comm) {
+  return [&comm](guidance::GuideReport& r, const std::vector<at::Tensor>& parameters) {
+    std::vector<double*> numbers = {&r.total, &r.prompt_loss, &r.tv, &r.symmetry, &r.saturation, &r.init};
+    for (auto& p : r.prompts) {
+      numbers.push_back(&p.loss);
+      numbers.push_back(&p.similarity);
+      for (auto& v : p.member_loss) numbers.push_back(&v);
+      for (auto& v : p.member_similarity) numbers.push_back(&v);
+    }
+    for (auto& m : r.members) numbers.push_back(&m.loss);
+    std::vector<double> values;
+    for (const double* n : numbers) values.push_back(*n);
+    at::Tensor packed = at::from_blob(values.data(), {static_cast<int64_t>(values.size())}, at::kDouble);
+    comm.all_reduce_sum_(packed);  // in place, into `values`
+    for (size_t i = 0; i < numbers.size(); ++i) *numbers[i] = values[i];
+    train::sum_gradients(comm, parameters);
+  };
+}
+
+std::map<std::string, std::string> image_metadata(const std::string& settings_toml, c10::Device device) {
+  return {{kSettingsKey, settings_toml},
+          {"clipguide:version", CLIPGUIDE_VERSION},
+          {"clipguide:torch", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+                                  std::to_string(TORCH_VERSION_PATCH)},
+          {"clipguide:device", device.str()}};
 }
 
 guidance::GuideOptions guide_options(const RunSettings& s, uint64_t seed) {

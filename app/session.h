@@ -6,6 +6,7 @@
 #pragma once
 
 #include "app/settings.h"
+#include "clipnet/train/distributed.h"
 #include "generators/generator.h"
 #include "guidance/guide.h"
 #include "guidance/guide_loop.h"
@@ -13,6 +14,7 @@
 #include <c10/core/Device.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,6 +57,15 @@ std::pair<int64_t, int64_t> image_size(const RunSettings& settings, const genera
 std::vector<guidance::GuideMember> load_members(const RunSettings& settings, c10::Device device,
                                                 const Status& status = {});
 
+// A batch run's models: load_members() and make_generator() at the same time, on two threads (reading the
+// weight files is memory copies out of the page cache, one core each: ViT-B/32 and a VQGAN f16 start in
+// 0.5 s less). Errors come as if one ran after the other: load_members' first.
+struct RunModels {
+  std::vector<guidance::GuideMember> members;
+  std::shared_ptr<generators::Generator> generator;
+};
+RunModels load_models(const RunSettings& settings, c10::Device device, uint64_t seed, const Status& note = {});
+
 // Members kept while the models, the vocabulary and the device stay the same (clip-studio's restarts for a
 // new size, seed or generator do not reload CLIP).
 class MemberCache {
@@ -66,6 +77,16 @@ class MemberCache {
   std::string key_;
   std::vector<guidance::GuideMember> members_;
 };
+
+// The GuideLoop's sum over processes (GuideLoop::set_sum_over_processes) through `comm`: every number of
+// the step's report and every gradient summed over the ranks (two all_reduce calls per step).
+guidance::GuideLoop::ProcessSum process_sum(train::Communicator& comm);
+
+// What a written image records besides its settings, so that it can be made again: clipguide's and
+// LibTorch's versions and the device it ran on (PNG text chunks clipguide:version, clipguide:torch,
+// clipguide:device), with the settings as TOML under clipguide:settings.
+std::map<std::string, std::string> image_metadata(const std::string& settings_toml, c10::Device device);
+constexpr const char* kSettingsKey = "clipguide:settings";  // the PNG text chunk clip-guide --from-png reads
 
 // The Guide's options from the settings (cutouts, augmentations, regularisers, precision, micro-batches);
 // no init image (the program decides what the init_weight anchor is).

@@ -4,8 +4,8 @@
 
 #include "app/toml_text.h"
 
-#include "clipnet/error.h"
 #include "clipnet/text_clean.h"
+#include "core/error.h"
 #include "guidance/cutouts.h"
 #include "guidance/guide_loop.h"
 #include "guidance/optimizers.h"
@@ -21,6 +21,7 @@ namespace {
 
 using S = RunSettings;
 
+// The table itself: one row per setting, data rather than logic (hence its length).
 std::vector<Setting> make_table() {
   // key, other names, field, help, studio label, values per occurrence, join character.
   return {
@@ -184,6 +185,14 @@ const Setting* find_setting(const std::string& name) {
     }
   }
   return nullptr;
+}
+
+void copy_settings(RunSettings& to, const RunSettings& from, const std::vector<std::string>& keys) {
+  for (const auto& key : keys) {
+    const Setting* row = find_setting(key);
+    if (!row) throw Error("copy_settings: no setting '" + key + "'");
+    std::visit([&](auto field) { to.*field = from.*field; }, row->field);
+  }
 }
 
 void check(RunSettings& s) {

@@ -100,6 +100,8 @@ const std::vector<Setting>& run_setting_table();
 // The row whose key or any name is `name` ("--cutn", "cutn", "-cuts"); nullptr when none.
 const Setting* find_setting(const std::string& name);
 
+// Copies the settings named by `keys` (table keys) from `from` to `to`; an unknown key is a clipguide::Error.
+void copy_settings(RunSettings& to, const RunSettings& from, const std::vector<std::string>& keys);
 // Checks values and brings the ones with several spellings to one (optimiser names in any case, cut-method
 // aliases, --cuda_device): a clipguide::Error naming the flag and what it expected.
 void check(RunSettings& settings);

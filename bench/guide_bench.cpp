@@ -11,15 +11,15 @@
 // rate.
 #include "app/session.h"
 #include "bench_util.h"
-#include "step_profile.h"
-#include "clipnet/autocast.h"
 #include "clipnet/checkpoint.h"
-#include "clipnet/error.h"
-#include "clipnet/device.h"
+#include "core/autocast.h"
+#include "core/device.h"
+#include "core/error.h"
 #include "generators/generator.h"
 #include "generators/vqgan/vqgan_generator.h"
 #include "guidance/guide.h"
 #include "guidance/guide_loop.h"
+#include "step_profile.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/ops/rand.h>
@@ -135,7 +135,7 @@ int main(int argc, char** argv) {
   if (random_weights) no_reference = true;
 
   try {
-    const c10::Device device = cn::parse_device(device_name);
+    const c10::Device device = clipguide::parse_device(device_name);
     const at::ScalarType autocast = bf16 ? at::kBFloat16 : at::kFloat;
     const std::string ref = python + " " CLIPGUIDE_BENCH_DIR "/reference/guide_ref.py";
     const bool have_vocab = std::filesystem::exists(vocab);

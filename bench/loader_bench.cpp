@@ -1,11 +1,11 @@
 // Training loader throughput (clipnet/train/loader.h): samples/s out of Loader::next() for the shapes
 // world and for a WebDataset tar shard of JPEGs, at a given output size and worker counts, plus the cost
 // of decoding an image from memory against going through a file. No Python reference: prints figures.
-#include "clipnet/error.h"
-#include "clipnet/image_io.h"
 #include "clipnet/train/dataset.h"
 #include "clipnet/train/loader.h"
 #include "clipnet/train/shapes_world.h"
+#include "core/error.h"
+#include "core/image_io.h"
 
 #include <ATen/ops/upsample_bilinear2d.h>
 #include <CLI/CLI.hpp>
@@ -73,7 +73,7 @@ void write_shard(const std::filesystem::path& path, int64_t count, int64_t side)
   for (int64_t i = 0; i < count; ++i) {
     tr::Sample s = world.get(i);
     auto big = at::upsample_bilinear2d(s.image.unsqueeze(0).to(at::kFloat) / 255, {side, side}, false).squeeze(0);
-    cn::write_image(tmp, big);
+    clipguide::write_image(tmp, big);
     char key[32];
     std::snprintf(key, sizeof(key), "%06lld", static_cast<long long>(i));
     tar.add(std::string(key) + ".jpg", read_bytes(tmp));
@@ -145,8 +145,8 @@ int main(int argc, char** argv) {
       auto encoded = reader->next();
       auto file = std::filesystem::temp_directory_path() / "loader_bench_decode.jpg";
       std::ofstream(file, std::ios::binary) << encoded->image_bytes;
-      auto mem = best_us([&] { cn::decode_image(encoded->image_bytes.data(), encoded->image_bytes.size(), "x.jpg"); });
-      auto disk = best_us([&] { cn::read_image(file); });
+      auto mem = best_us([&] { clipguide::decode_image(encoded->image_bytes.data(), encoded->image_bytes.size(), "x.jpg"); });
+      auto disk = best_us([&] { clipguide::read_image(file); });
       std::filesystem::remove(file);
       std::printf("decode one %lldx%lld JPEG: %.0f us from memory, %.0f us through a file (best of 5 x 50)\n",
                   static_cast<long long>(tar_side), static_cast<long long>(tar_side), mem, disk);

@@ -3,7 +3,8 @@
 the page cache: a random-weight ViT-B/32 CLIP state dict and a VQGAN f16 Lightning checkpoint with its
 optimizer states (~1.3 GB together), written by bench/reference/guide_ref.py. clip-guide runs one step
 (-i 1); its per-file read times come from CLIPGUIDE_LOG_LOADS. The Python VQGAN+CLIP reference loop
-(guide_ref.py --run, one step, no warm-up) is timed the same way, side by side.
+(guide_ref.py --run, one step, no warm-up) is timed the same way, side by side. clip-guide -i 0 (every
+step of a run before the first guidance step, then the start image written) gives the time to the first step.
 
   python bench/startup_bench.py --build build [--dir /tmp/clipguide-startup] [--runs 3] [--size 256]
 Prints one line per program (median wall seconds of the runs) and the ratio.
@@ -57,28 +58,30 @@ def main():
              "--num_cuts", str(args.cutn), "-p", "a painting of a lighthouse at dusk", "-i", "1", "-q",
              "-o", os.path.join(args.dir, "out.png"), "--seed", "0"]
     env = dict(os.environ, CLIPGUIDE_LOG_LOADS="1")
-    runs = []
-    for _ in range(args.runs):
-        warm(files)
-        seconds, stderr = timed(guide, env)
-        runs.append(seconds)
-    reads = re.findall(r"read weights '([^']+)' \(([^)]*)\) in ([\d.]+) s", stderr)
-    ours = statistics.median(runs)
-    print(f"clip-guide  to the end of step 1: {ours:.2f} s (median of {args.runs}: "
-          + ", ".join(f"{r:.2f}" for r in runs) + ")")
-    for path, what, secs in reads:
+
+    def median_run(what, cmd, env=None):
+        """Runs cmd args.runs times from a warm page cache; prints and returns the median and the last stderr."""
+        seconds, stderr = [], ""
+        for _ in range(args.runs):
+            warm(files)
+            t, stderr = timed(cmd, env)
+            seconds.append(t)
+        median = statistics.median(seconds)
+        print(f"{what}: {median:.2f} s (median of {args.runs}: " + ", ".join(f"{t:.2f}" for t in seconds) + ")")
+        return median, stderr
+
+    # To the first step: -i 0 does everything a run does before it (and writes the start image).
+    no_steps = list(guide)
+    no_steps[no_steps.index("-i") + 1] = "0"
+    median_run("clip-guide  to the first step (-i 0)", no_steps)
+    ours, stderr = median_run("clip-guide  to the end of step 1", guide, env)
+    for path, what, secs in re.findall(r"read weights '([^']+)' \(([^)]*)\) in ([\d.]+) s", stderr):
         print(f"  read {os.path.basename(path)} ({what}) in {float(secs):.2f} s")
     if args.no_reference:
         return
     ref = [sys.executable, os.path.join(HERE, "reference", "guide_ref.py"), "--run", args.dir, "--iters", "1",
            "--warmup", "0", "--size", str(args.size), "--cutn", str(args.cutn)]
-    runs = []
-    for _ in range(args.runs):
-        warm(files)
-        runs.append(timed(ref)[0])
-    theirs = statistics.median(runs)
-    print(f"Python reference to the end of step 1: {theirs:.2f} s (median of {args.runs}: "
-          + ", ".join(f"{r:.2f}" for r in runs) + ")")
+    theirs, _ = median_run("Python reference to the end of step 1", ref)
     print(f"ratio clip-guide / reference: {ours / theirs:.2f}")
 
 

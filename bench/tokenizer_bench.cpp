@@ -1,8 +1,8 @@
 // Benchmark: clipnet::Tokenizer::encode against openai-clip's SimpleTokenizer.encode (bench/reference/tokenizer_ref.py)
 // on the same corpus, same machine, one thread each; prints strings/s for both and the ratio (goal: >= 5x).
 // The corpus: CLIP's zero-shot prompt templates x class names, plus free-form prompts (Unicode, emoji, long ones).
-#include "clipnet/error.h"
 #include "clipnet/tokenizer.h"
+#include "core/error.h"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>

@@ -9,10 +9,10 @@
 // Shapes: K distinct batches, B batch, S image side, L context length.
 #include "bench_util.h"
 #include "clipnet/config.h"
-#include "clipnet/io/npy.h"
 #include "clipnet/train/loader.h"
 #include "clipnet/train/shapes_world.h"
 #include "clipnet/train/trainer.h"
+#include "core/io/npy.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/ops/cat.h>
@@ -137,8 +137,8 @@ int main(int argc, char** argv) {
       }
       loader_per_s = static_cast<double>(distinct * batch) / seconds_since(start);
     }
-    clipguide::clipnet::write_npy(fs::path(dir) / "images.npy", at::cat(images));
-    clipguide::clipnet::write_npy(fs::path(dir) / "tokens.npy", at::cat(tokens));
+    clipguide::write_npy(fs::path(dir) / "images.npy", at::cat(images));
+    clipguide::write_npy(fs::path(dir) / "tokens.npy", at::cat(tokens));
     {
       std::ofstream(fs::path(dir) / "config.json") << cfg.to_json_text();
       nlohmann::json meta = {{"batch_size", batch}, {"lr", o.lr},       {"wd", o.wd},

@@ -4,7 +4,8 @@
 // Shapes: B batch, H x W image, L tokens, C text width, E embed dim.
 #include "clipnet/clip_model.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
+#include "core/skip_init.h"
 
 #include <ATen/ops/arange.h>
 #include <ATen/ops/empty.h>
@@ -39,13 +40,14 @@ void ClipModelImpl::reset() {
   }
   transformer = register_module(
       "transformer", Transformer(TransformerOptions(t.width, t.layers, t.heads).mlp_ratio(t.mlp_ratio).activation(act)));
-  token_embedding = register_module("token_embedding", torch::nn::Embedding(t.vocab_size, t.width));
+  token_embedding = register_module("token_embedding", clipguide::embedding(t.vocab_size, t.width));
   positional_embedding = register_parameter("positional_embedding", at::empty({t.context_length, t.width}));
   ln_final = register_module("ln_final", LayerNormFp32(t.width));
   text_projection = register_parameter("text_projection", at::empty({t.width, config_.embed_dim}));
   logit_scale = register_parameter("logit_scale", at::ones({}) * std::log(1 / 0.07));
 
   // OpenAI's initialize_parameters for the text side, so an untrained model is well scaled.
+  if (init_skipped()) return;  // about to be loaded
   at::NoGradGuard no_grad;
   torch::nn::init::normal_(token_embedding->weight, 0.0, 0.02);
   torch::nn::init::normal_(positional_embedding, 0.0, 0.01);

@@ -1,7 +1,7 @@
 // ClipConfig JSON (open_clip's schema), the built-in OpenAI configs, and infer_config().
 #include "clipnet/config.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <nlohmann/json.hpp>
 

@@ -3,7 +3,7 @@
 // the nine OpenAI models are built in; infer_config() reads sizes off a state dict like OpenAI's build_model.
 #pragma once
 
-#include "clipnet/io/tensor_map.h"
+#include "core/io/tensor_map.h"
 
 #include <nlohmann/json_fwd.hpp>
 

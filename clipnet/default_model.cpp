@@ -2,7 +2,7 @@
 // source tree. The two folders come from CMake (default_model_dirs.cpp, generated).
 #include "clipnet/default_model.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <dlfcn.h>
 

@@ -3,7 +3,7 @@
 //      convert_clip_original_pytorch_to_hf.py for the correspondence.
 #include "clipnet/hf_clip.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <ATen/ops/cat.h>
 #include <nlohmann/json.hpp>

@@ -4,7 +4,7 @@
 #pragma once
 
 #include "clipnet/config.h"
-#include "clipnet/io/tensor_map.h"
+#include "core/io/tensor_map.h"
 
 #include <nlohmann/json_fwd.hpp>
 

@@ -4,7 +4,8 @@
 // Shapes: B batch, L tokens, C width, H heads, D = C / H.
 #include "clipnet/layers.h"
 
-#include "clipnet/grad_ops.h"
+#include "core/grad_ops.h"
+#include "core/skip_init.h"
 
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/cat.h>
@@ -58,7 +59,8 @@ void MultiheadAttentionImpl::reset() {
   TORCH_CHECK(c % options.heads() == 0, "attention width ", c, " is not divisible by heads ", options.heads());
   in_proj_weight = register_parameter("in_proj_weight", at::empty({3 * c, c}));
   in_proj_bias = register_parameter("in_proj_bias", at::zeros({3 * c}));
-  out_proj = register_module("out_proj", torch::nn::Linear(c, c));
+  out_proj = register_module("out_proj", clipguide::linear(c, c));
+  if (init_skipped()) return;  // about to be loaded
   at::NoGradGuard no_grad;
   torch::nn::init::xavier_uniform_(in_proj_weight);  // nn.MultiheadAttention's init
   out_proj->bias.zero_();
@@ -105,8 +107,8 @@ at::Tensor MultiheadAttentionImpl::attend(const at::Tensor& q, const at::Tensor&
 MlpImpl::MlpImpl(MlpOptions options_) : options(std::move(options_)) { reset(); }
 
 void MlpImpl::reset() {
-  c_fc = register_module("c_fc", torch::nn::Linear(options.width(), options.hidden()));
-  c_proj = register_module("c_proj", torch::nn::Linear(options.hidden(), options.width()));
+  c_fc = register_module("c_fc", clipguide::linear(options.width(), options.hidden()));
+  c_proj = register_module("c_proj", clipguide::linear(options.hidden(), options.width()));
 }
 
 at::Tensor MlpImpl::forward(const at::Tensor& x) { return c_proj(apply_activation(c_fc(x), options.activation())); }

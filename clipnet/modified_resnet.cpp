@@ -4,7 +4,8 @@
 // Shapes: B batch, H x W image, C channels, S final grid side, N = S*S + 1 tokens, E embed dim, D head width.
 #include "clipnet/modified_resnet.h"
 
-#include "clipnet/grad_ops.h"
+#include "core/grad_ops.h"
+#include "core/skip_init.h"
 
 #include <ATen/ops/avg_pool2d.h>
 #include <ATen/ops/cat.h>
@@ -21,7 +22,7 @@ namespace {
 at::Tensor avg_pool(const at::Tensor& x, int64_t k) { return k > 1 ? at::avg_pool2d(x, {k, k}) : x; }
 
 torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel) {
-  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel).padding(kernel / 2).bias(false));
+  return clipguide::conv2d(torch::nn::Conv2dOptions(in, out, kernel).padding(kernel / 2).bias(false));
 }
 
 }  // namespace
@@ -60,10 +61,10 @@ void AttentionPool2dImpl::reset() {
   TORCH_CHECK(c % options.heads() == 0, "attention pool width ", c, " is not divisible by heads ", options.heads());
   positional_embedding =
       register_parameter("positional_embedding", at::randn({s * s + 1, c}) / std::sqrt(static_cast<double>(c)));
-  k_proj = register_module("k_proj", torch::nn::Linear(c, c));
-  q_proj = register_module("q_proj", torch::nn::Linear(c, c));
-  v_proj = register_module("v_proj", torch::nn::Linear(c, c));
-  c_proj = register_module("c_proj", torch::nn::Linear(c, options.output_dim()));
+  k_proj = register_module("k_proj", clipguide::linear(c, c));
+  q_proj = register_module("q_proj", clipguide::linear(c, c));
+  v_proj = register_module("v_proj", clipguide::linear(c, c));
+  c_proj = register_module("c_proj", clipguide::linear(c, options.output_dim()));
 }
 
 at::Tensor AttentionPool2dImpl::forward(const at::Tensor& x) {
@@ -88,7 +89,7 @@ void ModifiedResNetImpl::reset() {
   const int64_t w = options.width();
   TORCH_CHECK(options.image_size() % 32 == 0, "ResNet image size must be a multiple of 32, got ", options.image_size());
   conv1 = register_module(
-      "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, w / 2, 3).stride(2).padding(1).bias(false)));
+      "conv1", clipguide::conv2d(torch::nn::Conv2dOptions(3, w / 2, 3).stride(2).padding(1).bias(false)));
   bn1 = register_module("bn1", torch::nn::BatchNorm2d(w / 2));
   conv2 = register_module("conv2", conv(w / 2, w / 2, 3));
   bn2 = register_module("bn2", torch::nn::BatchNorm2d(w / 2));

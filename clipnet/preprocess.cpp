@@ -2,8 +2,8 @@
 // torchvision 0.26 transforms.functional resize/center_crop.
 #include "clipnet/preprocess.h"
 
-#include "clipnet/error.h"
-#include "clipnet/image_io.h"
+#include "core/error.h"
+#include "core/image_io.h"
 
 #include <ATen/ops/cat.h>
 #include <ATen/ops/tensor.h>

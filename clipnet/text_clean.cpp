@@ -3,8 +3,8 @@
 // [SECTION] UTF-8  [SECTION] html.unescape  [SECTION] ftfy  [SECTION] clean_text
 #include "clipnet/text_clean.h"
 
-#include "clipnet/error.h"
 #include "clipnet/utf8.h"
+#include "core/error.h"
 
 #include <unicode/locid.h>
 #include <unicode/normalizer2.h>
@@ -33,57 +33,6 @@ struct CharrefEntry {
 // [SECTION] UTF-8
 // ============================================================================================
 
-// Offset of the first ill-formed byte, or npos; `why` says what is wrong there.
-size_t utf8_error(std::string_view s, const char** why) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const size_t n = s.size();
-  size_t i = 0;
-  while (i < n) {
-    unsigned char b = p[i];
-    if (b < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len;
-    char32_t min;
-    if (b >= 0xC2 && b <= 0xDF) {
-      len = 2, min = 0x80;
-    } else if ((b & 0xF0) == 0xE0) {
-      len = 3, min = 0x800;
-    } else if (b >= 0xF0 && b <= 0xF4) {
-      len = 4, min = 0x10000;
-    } else {
-      *why = (b & 0xC0) == 0x80 ? "unexpected continuation byte" : "byte that never starts a UTF-8 sequence";
-      return i;
-    }
-    if (i + len > n) {
-      *why = "truncated sequence at end of text";
-      return i;
-    }
-    char32_t c = b & (0xFF >> (len + 1));
-    for (size_t k = 1; k < len; ++k) {
-      if ((p[i + k] & 0xC0) != 0x80) {
-        *why = "sequence cut short by a byte that is not a continuation byte";
-        return i;
-      }
-      c = (c << 6) | (p[i + k] & 0x3F);
-    }
-    if (c < min) {
-      *why = "overlong encoding";
-      return i;
-    }
-    if (c >= 0xD800 && c <= 0xDFFF) {
-      *why = "encoded UTF-16 surrogate";
-      return i;
-    }
-    if (c > 0x10FFFF) {
-      *why = "code point above U+10FFFF";
-      return i;
-    }
-    i += len;
-  }
-  return std::string_view::npos;
-}
 
 // Decodes UTF-8 that check_utf8 accepted.
 std::u32string to_u32(std::string_view s) {
@@ -166,19 +115,32 @@ void append_charref(std::u32string& out, uint32_t num) {
   out.push_back(num);
 }
 
-// ref: CPython 3.11 Lib/html/__init__.py unescape, _charref =
-//   &(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)
-std::u32string html_unescape_u32(const std::u32string& s) {
+// Copies `s`, handing each '&' (at index i) to `at_ampersand(i, out)`, which appends what the reference there
+// stands for and returns the index after it: the scan both HTML unescapers share.
+template <class AtAmpersand>
+std::u32string replace_references(const std::u32string& s, AtAmpersand at_ampersand) {
   if (s.find(U'&') == std::u32string::npos) return s;
   std::u32string out;
   out.reserve(s.size());
-  const size_t n = s.size();
-  size_t i = 0;
-  while (i < n) {
-    if (s[i] != U'&') {
+  for (size_t i = 0; i < s.size();) {
+    if (s[i] == U'&') {
+      i = at_ampersand(i, out);
+    } else {
       out.push_back(s[i++]);
-      continue;
     }
+  }
+  return out;
+}
+
+// ref: CPython 3.11 Lib/html/__init__.py unescape, _charref =
+//   &(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)
+std::u32string html_unescape_u32(const std::u32string& s) {
+  return replace_references(s, [&](size_t i, std::u32string& out) -> size_t {
+    const size_t n = s.size();
+    auto keep = [&](size_t at) -> size_t {  // not a reference: the '&' as it is
+      out.push_back(s[at]);
+      return at + 1;
+    };
     const size_t j = i + 1;
     if (j < n && s[j] == U'#') {
       size_t k = j + 1;
@@ -189,8 +151,7 @@ std::u32string html_unescape_u32(const std::u32string& s) {
         hex = true;
         ++k;
       } else {
-        out.push_back(s[i++]);  // '&#' that starts no reference: the named form excludes '#'
-        continue;
+        return keep(i);  // '&#' that starts no reference: the named form excludes '#'
       }
       uint32_t num = 0;
       for (; k < n && (hex ? is_hex(s[k]) : is_digit(s[k])); ++k) {
@@ -199,8 +160,7 @@ std::u32string html_unescape_u32(const std::u32string& s) {
       if (num > 0x10FFFF) num = 0x110000;
       if (k < n && s[k] == U';') ++k;
       append_charref(out, num);
-      i = k;
-      continue;
+      return k;
     }
     size_t k = j;
     auto excluded = [](char32_t c) {
@@ -208,8 +168,7 @@ std::u32string html_unescape_u32(const std::u32string& s) {
     };
     while (k < n && k - j < 32 && !excluded(s[k])) ++k;
     if (k == j) {
-      out.push_back(s[i++]);
-      continue;
+      return keep(i);
     }
     const size_t end = (k < n && s[k] == U';') ? k + 1 : k;
     // Named reference: the whole name, else the longest prefix of at least 2 characters (only the legacy
@@ -237,9 +196,8 @@ std::u32string html_unescape_u32(const std::u32string& s) {
     } else {
       out.append(s, i, end - i);
     }
-    i = end;
-  }
-  return out;
+    return end;
+  });
 }
 
 // ============================================================================================
@@ -249,23 +207,18 @@ std::u32string html_unescape_u32(const std::u32string& s) {
 // ref: ftfy 6.3.1 fixes.py unescape_html: HTML_ENTITY_RE = &#?[0-9A-Za-z]{1,24};  Names ending in ';' from
 // html5 or ftfy's all-caps list; numeric references through html.unescape unless the result keeps a ';'.
 std::u32string ftfy_unescape_html(const std::u32string& s) {
-  if (s.find(U'&') == std::u32string::npos) return s;
-  std::u32string out;
-  out.reserve(s.size());
-  const size_t n = s.size();
-  size_t i = 0;
-  while (i < n) {
-    if (s[i] != U'&') {
-      out.push_back(s[i++]);
-      continue;
-    }
+  return replace_references(s, [&](size_t i, std::u32string& out) -> size_t {
+    const size_t n = s.size();
+    auto keep = [&](size_t at) -> size_t {  // not a reference: the '&' as it is
+      out.push_back(s[at]);
+      return at + 1;
+    };
     const bool numeric = i + 1 < n && s[i + 1] == U'#';
     const size_t k = i + 1 + (numeric ? 1 : 0);
     size_t run = 0;
     while (k + run < n && run <= 24 && is_ascii_alnum(s[k + run])) ++run;
     if (run < 1 || run > 24 || k + run >= n || s[k + run] != U';') {
-      out.push_back(s[i++]);
-      continue;
+      return keep(i);
     }
     const size_t end = k + run + 1;
     std::u32string match = s.substr(i, end - i);
@@ -283,9 +236,8 @@ std::u32string ftfy_unescape_html(const std::u32string& s) {
         out += match;
       }
     }
-    i = end;
-  }
-  return out;
+    return end;
+  });
 }
 
 // ref: ftfy 6.3.1 chardata.py LIGATURES
@@ -504,6 +456,57 @@ bool is_plain_ascii(std::string_view s) {
 }
 
 }  // namespace
+
+size_t utf8_error(std::string_view s, const char** why) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  size_t i = 0;
+  while (i < n) {
+    unsigned char b = p[i];
+    if (b < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len;
+    char32_t min;
+    if (b >= 0xC2 && b <= 0xDF) {
+      len = 2, min = 0x80;
+    } else if ((b & 0xF0) == 0xE0) {
+      len = 3, min = 0x800;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      len = 4, min = 0x10000;
+    } else {
+      *why = (b & 0xC0) == 0x80 ? "unexpected continuation byte" : "byte that never starts a UTF-8 sequence";
+      return i;
+    }
+    if (i + len > n) {
+      *why = "truncated sequence at end of text";
+      return i;
+    }
+    char32_t c = b & (0xFF >> (len + 1));
+    for (size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) {
+        *why = "sequence cut short by a byte that is not a continuation byte";
+        return i;
+      }
+      c = (c << 6) | (p[i + k] & 0x3F);
+    }
+    if (c < min) {
+      *why = "overlong encoding";
+      return i;
+    }
+    if (c >= 0xD800 && c <= 0xDFFF) {
+      *why = "encoded UTF-16 surrogate";
+      return i;
+    }
+    if (c > 0x10FFFF) {
+      *why = "code point above U+10FFFF";
+      return i;
+    }
+    i += len;
+  }
+  return std::string_view::npos;
+}
 
 void check_utf8(std::string_view utf8) {
   const char* why = "";

@@ -36,6 +36,9 @@ std::string fix_text(std::string_view utf8);
 // Differs only where Python raises: decimal references of more than 4300 digits (int() limit) are U+FFFD here.
 std::string html_unescape(std::string_view utf8);
 
+// The offset of the first byte of `s` that is not well-formed UTF-8, or npos; `why` says what is wrong there.
+size_t utf8_error(std::string_view s, const char** why);
+
 // Throws clipguide::Error "invalid UTF-8 at byte offset N (...)" unless `utf8` is well-formed UTF-8
 // (no overlong forms, surrogates or code points above U+10FFFF).
 void check_utf8(std::string_view utf8);

@@ -4,9 +4,9 @@
 // [SECTION] Tokenizer
 #include "clipnet/tokenizer.h"
 
-#include "clipnet/error.h"
-#include "clipnet/utf8.h"
 #include "clipnet/text_clean.h"
+#include "clipnet/utf8.h"
+#include "core/error.h"
 
 #include <ATen/ops/zeros.h>
 #include <nlohmann/json.hpp>
@@ -165,50 +165,42 @@ std::vector<int> bytes_in_vocab_order() {
   return order;
 }
 
+// The length of the maximal subpart of an ill-formed sequence at the start of `s` (Unicode's definition, which
+// Python's decoder follows): the lead byte and the continuation bytes that could still have completed it.
+size_t ill_formed_length(std::string_view s) {
+  const auto b = static_cast<unsigned char>(s[0]);
+  size_t len = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+  if (b >= 0xC2 && b <= 0xDF) {
+    len = 2;
+  } else if (b >= 0xE0 && b <= 0xEF) {
+    len = 3;
+    if (b == 0xE0) lo = 0xA0;
+    if (b == 0xED) hi = 0x9F;
+  } else if (b >= 0xF0 && b <= 0xF4) {
+    len = 4;
+    if (b == 0xF0) lo = 0x90;
+    if (b == 0xF4) hi = 0x8F;
+  }
+  size_t k = 1;
+  for (; k < len && k < s.size(); ++k) {
+    const auto c = static_cast<unsigned char>(s[k]);
+    if (k == 1 ? (c < lo || c > hi) : (c & 0xC0) != 0x80) break;
+  }
+  return k;
+}
+
 // Python's bytes.decode('utf-8', errors='replace'): one U+FFFD per maximal ill-formed subsequence.
 std::string utf8_replace_invalid(std::string_view s) {
   std::string out;
   out.reserve(s.size());
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const size_t n = s.size();
-  size_t i = 0;
-  while (i < n) {
-    unsigned char b = p[i];
-    if (b < 0x80) {
-      out.push_back(static_cast<char>(b));
-      ++i;
-      continue;
-    }
-    size_t len = 0;
-    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-    if (b >= 0xC2 && b <= 0xDF) {
-      len = 2;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-      len = 3;
-      if (b == 0xE0) lo = 0xA0;
-      if (b == 0xED) hi = 0x9F;
-    } else if (b >= 0xF0 && b <= 0xF4) {
-      len = 4;
-      if (b == 0xF0) lo = 0x90;
-      if (b == 0xF4) hi = 0x8F;
-    }
-    if (len == 0) {
-      out += "\xEF\xBF\xBD";
-      ++i;
-      continue;
-    }
-    size_t k = 1;
-    for (; k < len && i + k < n; ++k) {
-      unsigned char c = p[i + k];
-      if (k == 1 ? (c < lo || c > hi) : (c & 0xC0) != 0x80) break;
-    }
-    if (k == len) {
-      out.append(s.substr(i, len));
-    } else {
-      out += "\xEF\xBF\xBD";
-    }
-    i += k;
+  const char* why = "";
+  for (size_t at; (at = utf8_error(s, &why)) != std::string_view::npos;) {
+    out.append(s.substr(0, at));
+    out += "\xEF\xBF\xBD";
+    s.remove_prefix(at + ill_formed_length(s.substr(at)));
   }
+  out.append(s);
   return out;
 }
 

@@ -3,6 +3,7 @@
 //
 // Shapes: B batch, H x W image, P patch, G grid side, N = G*G + 1 tokens, C width, E embed dim.
 #include "clipnet/vision_transformer.h"
+#include "core/skip_init.h"
 
 #include <ATen/ops/cat.h>
 #include <ATen/ops/matmul.h>
@@ -23,7 +24,7 @@ void VisionTransformerImpl::reset() {
   const int64_t grid = options.image_size() / p;
   const double scale = std::pow(static_cast<double>(c), -0.5);
   // Registration order follows OpenAI's module so named_parameters() lists keys like its state dict.
-  conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, c, p).stride(p).bias(false)));
+  conv1 = register_module("conv1", clipguide::conv2d(torch::nn::Conv2dOptions(3, c, p).stride(p).bias(false)));
   class_embedding = register_parameter("class_embedding", scale * at::randn({c}));
   positional_embedding = register_parameter("positional_embedding", scale * at::randn({grid * grid + 1, c}));
   ln_pre = register_module("ln_pre", LayerNormFp32(c));

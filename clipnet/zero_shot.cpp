@@ -2,7 +2,7 @@
 // (zeroshot_classifier: mean of normalised template embeddings, renormalised).
 #include "clipnet/zero_shot.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <ATen/ops/linalg_vector_norm.h>
 #include <ATen/ops/softmax.h>

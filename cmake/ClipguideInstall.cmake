@@ -4,11 +4,11 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-install(TARGETS clipguide_clipnet clipguide_train clipguide_generators clipguide_guidance EXPORT clipguideTargets
+install(TARGETS clipguide_core clipguide_clipnet clipguide_train clipguide_generators clipguide_guidance EXPORT clipguideTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-install(DIRECTORY clipnet generators guidance DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/clipguide
+install(DIRECTORY core clipnet generators guidance DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/clipguide
         FILES_MATCHING PATTERN "*.h" PATTERN "*.inc")
 # The shipped default model (clipnet/default_model.h finds it here, relative to the library).
 install(DIRECTORY models/ DESTINATION ${CMAKE_INSTALL_DATADIR}/clipguide/models)

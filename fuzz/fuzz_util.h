@@ -4,7 +4,7 @@
 // get a clear Error, not whatever a library throws.
 #pragma once
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <unistd.h>
 

@@ -1,12 +1,12 @@
 // Fuzz target: the restricted pickle machine on raw bytes, persistent ids resolved to one small storage,
 // then the tensors listed as a checkpoint loader does.
-#include "clipnet/io/pickle.h"
-#include "clipnet/io/torch_archive.h"
+#include "core/io/pickle.h"
+#include "core/io/torch_archive.h"
 #include "fuzz_util.h"
 
 #include <ATen/ops/zeros.h>
 
-using namespace clipguide::clipnet;
+using namespace clipguide;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const PickleValuePtr storage = [] {

@@ -1,10 +1,10 @@
 // Fuzz target: torch.save zip archives and TorchScript archives through read_weights (the zip reader,
 // the restricted pickle machine, storages, flattening).
-#include "clipnet/io/weights.h"
+#include "core/io/weights.h"
 #include "fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto path = clipguide::fuzz::write_input(data, size, ".pt");
-  clipguide::fuzz::expect_clear_errors([&] { clipguide::clipnet::read_weights(path); });
+  clipguide::fuzz::expect_clear_errors([&] { clipguide::read_weights(path); });
   return 0;
 }

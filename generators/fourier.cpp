@@ -4,7 +4,7 @@
 // Shapes: B batch, H x W image, F = W / 2 + 1 rfft frequencies, 2 real and imaginary parts.
 #include "generators/fourier.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/ops/arange.h>

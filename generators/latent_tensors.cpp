@@ -1,7 +1,7 @@
 // LatentTensors (see latent_tensors.h).
 #include "generators/latent_tensors.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <torch/csrc/autograd/grad_mode.h>
 

@@ -1,7 +1,7 @@
 // The "pixel" generator: one logit per pixel and channel, rendered through a sigmoid. No model, no weights:
 // the fastest generator, for tests and for guidance experiments at small sizes.
 // Shapes: B batch, H x W image.
-#include "clipnet/error.h"
+#include "core/error.h"
 #include "generators/generator.h"
 #include "generators/latent_tensors.h"
 

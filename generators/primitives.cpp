@@ -2,7 +2,7 @@
 // Shapes: B batch, K primitives, H x W image.
 #include "generators/primitives.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/ops/arange.h>

@@ -4,7 +4,7 @@
 // The map is a function-local static so registrations from any translation unit see it constructed.
 #include "generators/generator.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <ATen/ops/_upsample_bicubic2d_aa.h>
 #include <torch/csrc/autograd/grad_mode.h>

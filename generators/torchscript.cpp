@@ -3,9 +3,9 @@
 // Shapes: B batch, H x W image, L... the latent's shape after the batch dimension.
 #include "generators/torchscript.h"
 
-#include "clipnet/error.h"
-#include "clipnet/grad_ops.h"
-#include "clipnet/io/weights.h"
+#include "core/error.h"
+#include "core/grad_ops.h"
+#include "core/io/weights.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/ops/mse_loss.h>
@@ -120,7 +120,7 @@ TorchScriptGenerator::TorchScriptGenerator(const GeneratorOptions& options)
   try {
     const auto start = std::chrono::steady_clock::now();
     module_ = std::make_unique<torch::jit::Module>(torch::jit::load(file_.string(), device_));
-    clipnet::log_weight_read(file_, "TorchScript module",
+    clipguide::log_weight_read(file_, "TorchScript module",
                              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   } catch (const std::exception& e) {
     throw Error(context() + ": cannot load it as a TorchScript archive: " + error_text(e));

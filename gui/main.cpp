@@ -2,8 +2,8 @@
 // context, Dear ImGui's frame loop around StudioApp, screenshots read back from the framebuffer. Exits
 // non-zero with one clear line when there is no display or no OpenGL.
 #include "app/cli.h"
-#include "clipnet/error.h"
-#include "clipnet/image_io.h"
+#include "core/error.h"
+#include "core/image_io.h"
 #include "generators/generator.h"
 #include "gui/studio_app.h"
 
@@ -35,7 +35,7 @@ void write_screenshot(GLFWwindow* window, const std::string& path) {
   glReadPixels(0, 0, w, h, GL_RGB, GL_UNSIGNED_BYTE, pixels.data());
   // GL rows run bottom-up: flip to (H, W, 3) top-down, then (3, H, W).
   auto image = at::from_blob(pixels.data(), {h, w, 3}, at::kByte).flip({0}).permute({2, 0, 1}).contiguous();
-  clipguide::clipnet::write_image(path, image);
+  clipguide::write_image(path, image);
 }
 
 }  // namespace

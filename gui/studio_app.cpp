@@ -1,19 +1,20 @@
 // clip-studio's application (see studio_app.h): the settings export, the actions shared by widgets and
-// script (the script's interpreter is gui/studio_script.cpp), and the immediate-mode panels (Dear ImGui)
-// drawn from StudioState.
+// script (the script's interpreter is gui/studio_script.cpp), and each frame: the panels
+// (gui/studio_panels.cpp, free functions over StudioState) drawn, then what they asked for performed.
 // Shapes: H x W pixels.
 //
 // [SECTION] index
 //   [SECTION] export: settings TOML and command line
 //   [SECTION] state and actions
-//   [SECTION] panels
-//   [SECTION] preview and curves
+//   [SECTION] drawing: the panels (gui/studio_panels.cpp) and what they ask for
 #include "gui/studio_app.h"
+
+#include "gui/studio_panels.h"
 
 #include "app/session.h"
 
-#include "clipnet/error.h"
-#include "clipnet/image_io.h"
+#include "core/error.h"
+#include "core/image_io.h"
 #include "generators/generator.h"
 #include "guidance/cutouts.h"
 #include "guidance/prompt.h"
@@ -62,6 +63,8 @@ std::string join_specs(const StudioState& state, bool image) {
   return out;
 }
 
+}  // namespace
+
 std::vector<std::string> model_lines(const std::string& text) {
   std::vector<std::string> out;
   std::istringstream in(text);
@@ -73,8 +76,6 @@ std::vector<std::string> model_lines(const std::string& text) {
   }
   return out;
 }
-
-}  // namespace
 
 // =====================================================================================================
 // [SECTION] export: settings TOML and command line
@@ -89,32 +90,14 @@ const std::vector<std::string>& studio_setting_keys() {
 }
 
 app::RunSettings run_settings(const StudioState& s, const std::string& output, int64_t iterations) {
-  const app::RunSettings& c = s.config;
-  auto tidy = [](float v) { return std::stod(number(v)); };  // 0.7f as 0.7, not 0.699999988
-  app::RunSettings r;
+  app::RunSettings r;  // clip-guide's defaults, and the studio's own settings from its state
+  app::copy_settings(r, s.config, studio_setting_keys());
   r.prompts = join_specs(s, false);
   r.image_prompts = join_specs(s, true);
+  r.clip_models = model_lines(s.models_text);
   r.iterations = iterations;
-  r.size = {s.size[0], s.size[1]};
-  r.seed = s.seed;
   r.output = output;
   r.save_every = 50;
-  r.learning_rate = s.settings.learning_rate;
-  r.optimiser = s.settings.optimizer;
-  r.num_cuts = s.cutn;
-  r.cut_power = tidy(s.cut_pow);
-  r.cut_min = tidy(s.cut_min);
-  r.cut_method = s.cut_method;
-  r.augments = s.augments;
-  r.tv_weight = tidy(s.tv_weight);
-  r.clip_models = model_lines(s.models_text);
-  r.vocab = c.vocab;
-  r.generator = c.generator;
-  r.vqgan_checkpoint = c.vqgan_checkpoint;
-  r.vqgan_config = c.vqgan_config;
-  r.generator_weights = c.generator_weights;
-  r.generator_options = c.generator_options;
-  r.device = c.device;
   return r;
 }
 
@@ -139,19 +122,9 @@ StudioApp::StudioApp(StudioOptions options) : options_(std::move(options)) {
   for (const auto& m : run.clip_models) {
     if (!m.empty()) s.models_text += m + "\n";
   }
-  s.config = run;  // the run part (models, generator and its files, device) is what config is read for
+  s.config = run;
   s.config.generator = app::generator_name(run);
-  s.size[0] = static_cast<int>(run.size.at(0));
-  s.size[1] = static_cast<int>(run.size.at(1));
-  s.seed = static_cast<int>(std::max<int64_t>(run.seed, 0));
-  s.settings.learning_rate = run.learning_rate;
-  s.settings.optimizer = run.optimiser;
-  s.cutn = static_cast<int>(run.num_cuts);
-  s.cut_pow = static_cast<float>(run.cut_power);
-  s.cut_min = static_cast<float>(run.cut_min);
-  s.cut_method = run.cut_method;
-  s.augments = run.augments;
-  s.tv_weight = static_cast<float>(run.tv_weight);
+  s.config.seed = std::max<int64_t>(run.seed, 0);
   try {
     for (const auto& spec : guidance::parse_prompts(run.prompts)) {
       s.prompts.push_back({false, spec.text, static_cast<float>(spec.weight), std::isfinite(spec.stop),
@@ -195,8 +168,8 @@ std::string StudioApp::resolve(const std::string& path) const {
   return p.is_absolute() ? path : (std::filesystem::path(options_.output_dir) / p).string();
 }
 
-int64_t StudioApp::image_width() const { return frame_.rgb.defined() ? frame_.rgb.size(1) : state_.size[0]; }
-int64_t StudioApp::image_height() const { return frame_.rgb.defined() ? frame_.rgb.size(0) : state_.size[1]; }
+int64_t StudioApp::image_width() const { return frame_.rgb.defined() ? frame_.rgb.size(1) : state_.config.size.at(0); }
+int64_t StudioApp::image_height() const { return frame_.rgb.defined() ? frame_.rgb.size(0) : state_.config.size.at(1); }
 
 std::vector<guidance::GuidePrompt> StudioApp::guide_prompts() const {
   std::vector<guidance::GuidePrompt> out;
@@ -214,18 +187,17 @@ std::vector<guidance::GuidePrompt> StudioApp::guide_prompts() const {
 
 guidance::GuideOptions StudioApp::guide_options() const {
   // The studio's controls as clip-guide's settings, mapped to the Guide as clip-guide maps them.
-  return app::guide_options(run_settings(state_, "", 0), static_cast<uint64_t>(std::max(0, state_.seed)));
+  return app::guide_options(run_settings(state_, "", 0), static_cast<uint64_t>(std::max<int64_t>(0, state_.config.seed)));
 }
 
 void StudioApp::start() {
   StudioState& s = state_;
   s.config.clip_models = model_lines(s.models_text);
-  s.config.size = {s.size[0], s.size[1]};
-  s.config.seed = std::max(0, s.seed);
+  s.config.seed = std::max<int64_t>(0, s.config.seed);
   guidance::GuideOptions options;
   try {
-    if (s.size[0] <= 0 || s.size[1] <= 0) throw Error("size must be positive");
-    if (s.cutn < 1) throw Error("cutn must be >= 1");
+    if (s.config.size.at(0) <= 0 || s.config.size.at(1) <= 0) throw Error("size must be positive");
+    if (s.config.num_cuts < 1) throw Error("cutn must be >= 1");
     options = guide_options();
   } catch (const std::exception& e) {
     message("error: start: " + error_text(e));
@@ -238,9 +210,9 @@ void StudioApp::start() {
   history_ = History{};
   frame_ = Frame{};
   texture_w_ = texture_h_ = 0;  // "building the run..." until its first image
-  worker_.restart(s.config, guide_prompts(), s.settings, options, /*running=*/true);
-  message("started: " + s.config.generator + " " + std::to_string(s.size[0]) + "x" + std::to_string(s.size[1]) +
-          ", seed " + std::to_string(s.seed));
+  worker_.restart(s.config, guide_prompts(), app::loop_settings(s.config), options, /*running=*/true);
+  message("started: " + s.config.generator + " " + std::to_string(s.config.size[0]) + "x" +
+          std::to_string(s.config.size[1]) + ", seed " + std::to_string(s.config.seed));
 }
 
 void StudioApp::restart_if_running() {
@@ -263,7 +235,7 @@ void StudioApp::add_prompt() {
   p.image = s.new_prompt_image;
   try {
     guidance::PromptSpec spec = guidance::parse_prompt(s.new_prompt);
-    if (p.image) clipnet::read_image(spec.text);  // a file CLIP cannot read is reported here, not added
+    if (p.image) clipguide::read_image(spec.text);  // a file CLIP cannot read is reported here, not added
     p.text = spec.text;
     p.weight = static_cast<float>(spec.weight);
     p.use_stop = std::isfinite(spec.stop);
@@ -316,9 +288,9 @@ void StudioApp::sync_prompts() {
 void StudioApp::apply_optimisation() {
   try {
     guidance::GuideOptions o = guide_options();
-    if (!(state_.settings.learning_rate > 0)) throw Error("learning rate must be > 0");
+    if (!(state_.config.learning_rate > 0)) throw Error("learning rate must be > 0");
     worker_.update_guide_options(o);
-    worker_.update_settings(state_.settings);
+    worker_.update_settings(app::loop_settings(state_.config));
   } catch (const std::exception& e) {
     message("error: settings: " + error_text(e));
   }
@@ -411,7 +383,8 @@ void StudioApp::save_png(const std::string& path) {
   const std::string out = resolve(path);
   try {
     at::Tensor chw = frame_.rgb.permute({2, 0, 1}).contiguous();  // (3, H, W) uint8
-    clipnet::write_image(out, chw, {{kSettingsKey, settings_toml(state_, out, std::max<int64_t>(frame_.step, 1))}});
+    clipguide::write_image(out, chw, app::image_metadata(settings_toml(state_, out, std::max<int64_t>(frame_.step, 1)),
+                                                         app::run_device(state_.active)));
     message("saved " + out + " (step " + std::to_string(frame_.step) + ")");
   } catch (const std::exception& e) {
     message("error: save " + out + ": " + error_text(e));
@@ -502,7 +475,7 @@ double StudioApp::wait_seconds() const {
 }
 
 // =====================================================================================================
-// [SECTION] panels
+// [SECTION] drawing: the panels (gui/studio_panels.cpp) and what they ask for
 // =====================================================================================================
 
 void StudioApp::draw(int window_width, int window_height) {
@@ -514,296 +487,64 @@ void StudioApp::draw(int window_width, int window_height) {
   const float W = static_cast<float>(window_width), H = static_cast<float>(window_height);
   const ImGuiWindowFlags fixed = ImGuiWindowFlags_NoMove | ImGuiWindowFlags_NoResize | ImGuiWindowFlags_NoCollapse;
 
+  UiRequests asked;
+  const RunView run{worker_.has_run(), worker_.running(), worker_.busy(), frame_.step, frame_.its_per_second,
+                    frame_.report.total, worker_.status()};
   ImGui::SetNextWindowPos(ImVec2(0, 0), ImGuiCond_Always);
   ImGui::SetNextWindowSize(ImVec2(side, H), ImGuiCond_Always);
   ImGui::Begin("clip-studio", nullptr, fixed);
-  draw_run_panel();
-  draw_prompts_panel();
-  draw_optimisation_panel();
-  draw_brush_panel();
-  draw_snapshots_panel();
-  draw_output_panel();
-  draw_setup_panel();
-  draw_messages_panel();
+  run_panel(run, asked);
+  prompts_panel(state_, panel_requests_, asked);
+  optimisation_panel(state_.config, panel_requests_, asked);
+  brush_panel(state_, state_.brush, panel_requests_, asked);
+  snapshots_panel(worker_.snapshots(), panel_requests_, asked);
+  output_panel(state_, panel_requests_, asked);
+  setup_panel(state_, run.has_run, panel_requests_, asked);
+  messages_panel(state_, panel_requests_);
   ImGui::End();
-
-  draw_preview(side, 0, W - side, H - curves_h);
-  draw_curves(side, H - curves_h, W - side, curves_h);
+  preview_window(side, 0, W - side, H - curves_h, PreviewView{texture_, texture_w_, texture_h_}, state_.brush,
+                 run.busy, asked);
+  curves_window(side, H - curves_h, W - side, curves_h, history_, state_.prompts);
+  perform(asked);
 }
 
-bool StudioApp::header(const char* label, const std::string& key, bool default_open) {
-  auto it = panel_requests_.find(key);
-  if (it != panel_requests_.end()) {
-    ImGui::SetNextItemOpen(it->second);
-    panel_requests_.erase(it);
-  }
-  return ImGui::CollapsingHeader(label, default_open ? ImGuiTreeNodeFlags_DefaultOpen : 0);
-}
-
-void StudioApp::draw_run_panel() {
-  const bool has_run = worker_.has_run(), running = worker_.running();
-  if (ImGui::Button(has_run ? "Reset" : "Start")) start();
-  ImGui::SameLine();
-  if (running) {
-    if (ImGui::Button("Pause")) pause();
-  } else if (ImGui::Button("Resume")) {
-    resume();
-  }
-  ImGui::SameLine();
-  if (ImGui::Button("Step")) single_step();
-  ImGui::SameLine();
-  if (ImGui::Button("Snapshot")) take_snapshot();
-  ImGui::Text("step %lld   %.2f it/s   loss %.4f", static_cast<long long>(frame_.step), frame_.its_per_second,
-              frame_.report.total);
-  ImGui::TextDisabled("%s", worker_.status().c_str());
-  ImGui::Separator();
-}
-
-void StudioApp::draw_prompts_panel() {
-  if (!header("Prompts", "prompts", true)) return;
-  StudioState& s = state_;
-  for (int i = 0; i < static_cast<int>(s.prompts.size()); ++i) {
-    PromptState& p = s.prompts[i];
-    ImGui::PushID(i);
-    ImGui::Text("%d %s", i, p.image ? "[image]" : "");
-    ImGui::SameLine();
-    ImGui::SetNextItemWidth(-60);
-    if (ImGui::InputText("##text", &p.text, ImGuiInputTextFlags_EnterReturnsTrue)) edit_prompt(i);
-    ImGui::SameLine();
-    if (ImGui::SmallButton("remove")) {
-      remove_prompt(i);
-      ImGui::PopID();
-      break;
-    }
-    ImGui::SetNextItemWidth(150);
-    float w = p.weight;
-    if (ImGui::SliderFloat("weight", &w, -2.0f, 2.0f, "%.2f")) set_prompt_weight(i, w);
-    ImGui::SameLine();
-    if (ImGui::Checkbox("stop", &p.use_stop)) set_prompt_weight(i, p.weight);
-    if (p.use_stop) {
-      ImGui::SameLine();
-      ImGui::SetNextItemWidth(60);
-      if (ImGui::DragFloat("##stop", &p.stop, 0.01f, -1.0f, 2.0f, "%.2f")) set_prompt_weight(i, p.weight);
-    }
-    if (!p.mask.empty()) ImGui::TextColored(ImVec4(1, 0.5f, 0.5f, 1), "  masked to a painted region");
-    ImGui::PopID();
-  }
-  ImGui::SetNextItemWidth(-110);
-  bool enter = ImGui::InputTextWithHint("##new", s.new_prompt_image ? "image path[:w]" : "text[:weight[:stop]]",
-                                        &s.new_prompt, ImGuiInputTextFlags_EnterReturnsTrue);
-  ImGui::SameLine();
-  ImGui::Checkbox("img", &s.new_prompt_image);
-  ImGui::SameLine();
-  if (ImGui::Button("Add") || enter) add_prompt();
-}
-
-void StudioApp::draw_optimisation_panel() {
-  if (!header("Optimisation", "optimisation", true)) return;
-  StudioState& s = state_;
-  bool changed = false;
-  float lr = static_cast<float>(s.settings.learning_rate);
-  ImGui::SetNextItemWidth(200);
-  if (ImGui::DragFloat("learning rate", &lr, 0.001f, 0.0001f, 10.0f, "%.4f", ImGuiSliderFlags_Logarithmic)) {
-    s.settings.learning_rate = lr;
-    changed = true;
-  }
-  ImGui::SetNextItemWidth(200);
-  changed |= ImGui::SliderInt("cutn", &s.cutn, 1, 128);
-  ImGui::SetNextItemWidth(200);
-  changed |= ImGui::SliderFloat("cut_pow", &s.cut_pow, 0.1f, 3.0f, "%.2f");
-  ImGui::SetNextItemWidth(200);
-  changed |= ImGui::SliderFloat("cut_min", &s.cut_min, 0.0f, 1.0f, "%.2f");
-  const char* methods[] = {"random", "latest", "disco"};
-  ImGui::SetNextItemWidth(200);
-  if (ImGui::BeginCombo("cut method", s.cut_method.c_str())) {
-    for (const char* m : methods) {
-      if (ImGui::Selectable(m, s.cut_method == m)) {
-        s.cut_method = m;
-        changed = true;
-      }
-    }
-    ImGui::EndCombo();
-  }
-  ImGui::SetNextItemWidth(200);
-  changed |= ImGui::InputText("augments", &s.augments, ImGuiInputTextFlags_EnterReturnsTrue);
-  ImGui::SetNextItemWidth(200);
-  changed |= ImGui::DragFloat("tv weight", &s.tv_weight, 0.01f, 0.0f, 10.0f, "%.3f");
-  if (changed) apply_optimisation();
-}
-
-void StudioApp::draw_setup_panel() {
-  if (!header("Model, generator, size (restart)", "setup", false)) return;
-  StudioState& s = state_;
-  ImGui::TextUnformatted("CLIP models, one 'path[:weight]' per line:");
-  ImGui::InputTextMultiline("##models", &s.models_text, ImVec2(-1, 50));
-  ImGui::SetNextItemWidth(-80);
-  ImGui::InputText("vocab", &s.config.vocab);
-  ImGui::SetNextItemWidth(200);
-  if (ImGui::BeginCombo("generator", s.config.generator.c_str())) {
-    for (const auto& n : generators::GeneratorRegistry::names()) {
-      if (ImGui::Selectable(n.c_str(), s.config.generator == n) && s.config.generator != n) {
-        s.config.generator = n;
-        restart_if_running();
-      }
-    }
-    ImGui::EndCombo();
-  }
-  ImGui::SetNextItemWidth(-80);
-  // The files this generator declared (vqgan: its checkpoint and YAML); none for the pixel generator's kind.
-  ImGui::InputText("weights", app::generator_weights_setting(s.config));
-  if (std::string* config = app::generator_config_setting(s.config)) {
-    ImGui::SetNextItemWidth(-80);
-    ImGui::InputText("config", config);
-  }
-  ImGui::SetNextItemWidth(200);
-  if (ImGui::InputInt2("size", s.size, ImGuiInputTextFlags_EnterReturnsTrue)) restart_if_running();
-  ImGui::SetNextItemWidth(200);
-  if (ImGui::InputInt("seed", &s.seed, 1, 100, ImGuiInputTextFlags_EnterReturnsTrue)) restart_if_running();
-  ImGui::TextDisabled("generator, size (Enter) and seed (Enter) restart the run");
-  const bool differs = model_lines(s.models_text) != s.active.clip_models || s.config.vocab != s.active.vocab ||
-                       s.config.generator != s.active.generator ||
-                       *app::generator_weights_setting(s.config) != *app::generator_weights_setting(s.active) ||
-                       s.size[0] != s.active.size.at(0) || s.size[1] != s.active.size.at(1) ||
-                       std::max(0, s.seed) != s.active.seed;
-  if (differs && worker_.has_run()) ImGui::TextColored(ImVec4(1, 0.8f, 0.3f, 1), "changed: restart to apply");
-  if (ImGui::Button("Restart with these settings")) start();
-}
-
-void StudioApp::draw_brush_panel() {
-  if (!header("Mask brush", "brush", true)) return;
-  BrushState& b = state_.brush;
-  int target = static_cast<int>(b.target);
-  bool changed = ImGui::RadioButton("off", &target, 0);
-  ImGui::SameLine();
-  changed |= ImGui::RadioButton("prompt region", &target, 1);
-  ImGui::SameLine();
-  changed |= ImGui::RadioButton("freeze", &target, 2);
-  if (changed) {
-    send_masks();
-    b.target = static_cast<BrushTarget>(target);
+// What the panels asked for, with the actions the script uses too, in the order the widgets are drawn.
+void StudioApp::perform(const UiRequests& asked) {
+  if (asked.start) start();
+  if (asked.pause) pause();
+  if (asked.resume) resume();
+  if (asked.single_step) single_step();
+  if (asked.take_snapshot) take_snapshot();
+  for (int i : asked.edited_prompts) edit_prompt(i);
+  for (const auto& [i, weight] : asked.prompt_weights) set_prompt_weight(i, weight);
+  if (asked.removed_prompt) remove_prompt(*asked.removed_prompt);
+  if (asked.add_prompt) add_prompt();
+  if (asked.apply_optimisation) apply_optimisation();
+  if (asked.brush_target) {
+    send_masks();  // what was painted for the old target
+    state_.brush.target = *asked.brush_target;
     preview_dirty_ = true;
   }
-  if (b.target == BrushTarget::kPromptMask) {
-    ImGui::SetNextItemWidth(100);
-    if (ImGui::InputInt("prompt", &b.prompt)) {
-      b.prompt = std::clamp(b.prompt, 0, std::max(0, static_cast<int>(state_.prompts.size()) - 1));
-      preview_dirty_ = true;
-    }
-  }
-  ImGui::SetNextItemWidth(150);
-  ImGui::SliderFloat("radius", &b.radius, 1.0f, 64.0f, "%.0f px");
-  ImGui::SameLine();
-  ImGui::Checkbox("erase", &b.erase);
-  if (b.target != BrushTarget::kNone && ImGui::Button("Clear mask")) clear_mask(b.target, b.prompt);
-  ImGui::TextDisabled("drag on the preview to paint");
+  if (asked.preview_dirty) preview_dirty_ = true;
+  if (asked.clear_mask) clear_mask(*asked.clear_mask, state_.brush.prompt);
+  if (asked.restore_snapshot) restore_snapshot(*asked.restore_snapshot);
+  if (asked.save_png) save_png(*asked.save_png);
+  if (asked.export_setup) export_setup(*asked.export_setup);
+  if (asked.restart_if_running && !asked.start) restart_if_running();
+  for (const auto& [x, y] : asked.paint) paint(x, y);
+  if (asked.send_masks) send_masks();
 }
 
-void StudioApp::draw_snapshots_panel() {
-  if (!header("Snapshots", "snapshots", false)) return;
-  auto snaps = worker_.snapshots();
-  if (snaps.empty()) ImGui::TextDisabled("none yet: press Snapshot");
-  for (const auto& s : snaps) {
-    ImGui::PushID(static_cast<int>(s.id));
-    ImGui::Text("#%zu  step %lld", s.id, static_cast<long long>(s.step));
-    ImGui::SameLine();
-    if (ImGui::SmallButton("go back")) restore_snapshot(s.id);
-    ImGui::PopID();
-  }
-}
 
-void StudioApp::draw_output_panel() {
-  if (!header("Save and export", "output", true)) return;
-  StudioState& s = state_;
-  ImGui::SetNextItemWidth(-110);
-  ImGui::InputText("##save", &s.save_path);
-  ImGui::SameLine();
-  if (ImGui::Button("Save PNG")) save_png(s.save_path);
-  ImGui::SetNextItemWidth(-110);
-  ImGui::InputText("##export", &s.export_stem);
-  ImGui::SameLine();
-  if (ImGui::Button("Export setup")) export_setup(s.export_stem);
-  if (!s.exported_command.empty()) {
-    ImGui::PushStyleColor(ImGuiCol_Text, ImVec4(0.75f, 0.85f, 1.0f, 1.0f));
-    ImGui::TextWrapped("%s", s.exported_command.c_str());
-    ImGui::PopStyleColor();
-    if (ImGui::SmallButton("Copy command")) ImGui::SetClipboardText(s.exported_command.c_str());
-  }
-}
 
-void StudioApp::draw_messages_panel() {
-  if (!header("Messages", "messages", true)) return;
-  ImGui::BeginChild("##messages", ImVec2(0, std::max(90.0f, ImGui::GetContentRegionAvail().y)), true);
-  for (const auto& m : state_.messages) {
-    if (m.rfind("error:", 0) == 0) {
-      ImGui::TextColored(ImVec4(1, 0.4f, 0.4f, 1), "%s", m.c_str());
-    } else {
-      ImGui::TextWrapped("%s", m.c_str());
-    }
-  }
-  if (ImGui::GetScrollY() >= ImGui::GetScrollMaxY()) ImGui::SetScrollHereY(1.0f);
-  ImGui::EndChild();
-}
 
-// =====================================================================================================
-// [SECTION] preview and curves
-// =====================================================================================================
 
-void StudioApp::draw_preview(float x, float y, float w, float h) {
-  ImGui::SetNextWindowPos(ImVec2(x, y), ImGuiCond_Always);
-  ImGui::SetNextWindowSize(ImVec2(w, h), ImGuiCond_Always);
-  ImGui::Begin("Preview", nullptr, ImGuiWindowFlags_NoMove | ImGuiWindowFlags_NoResize | ImGuiWindowFlags_NoCollapse);
-  ImVec2 avail = ImGui::GetContentRegionAvail();
-  if (texture_ && texture_w_ > 0) {
-    const float scale = std::max(0.01f, std::min(avail.x / texture_w_, avail.y / texture_h_));
-    const ImVec2 size(texture_w_ * scale, texture_h_ * scale);
-    ImVec2 pos = ImGui::GetCursorPos();
-    ImGui::SetCursorPos(ImVec2(pos.x + (avail.x - size.x) * 0.5f, pos.y + (avail.y - size.y) * 0.5f));
-    const ImVec2 origin = ImGui::GetCursorScreenPos();
-    ImGui::Image(reinterpret_cast<ImTextureID>(static_cast<intptr_t>(texture_)), size);
-    if (state_.brush.target != BrushTarget::kNone && ImGui::IsItemHovered()) {
-      const ImVec2 m = ImGui::GetMousePos();
-      const float r = state_.brush.radius * scale;
-      ImGui::GetWindowDrawList()->AddCircle(m, r, IM_COL32(255, 255, 255, 200));
-      if (ImGui::IsMouseDown(ImGuiMouseButton_Left)) {
-        paint(static_cast<int>((m.x - origin.x) / scale), static_cast<int>((m.y - origin.y) / scale));
-      }
-    }
-    if (state_.brush.dirty && !ImGui::IsMouseDown(ImGuiMouseButton_Left)) send_masks();  // on release
-  } else {
-    ImGui::SetCursorPos(ImVec2(avail.x * 0.5f - 120, avail.y * 0.5f));
-    ImGui::TextDisabled(worker_.busy() ? "building the run..." : "add a prompt and press Start");
-  }
-  ImGui::End();
-}
 
-void StudioApp::draw_curves(float x, float y, float w, float h) {
-  ImGui::SetNextWindowPos(ImVec2(x, y), ImGuiCond_Always);
-  ImGui::SetNextWindowSize(ImVec2(w, h), ImGuiCond_Always);
-  ImGui::Begin("Loss and similarity", nullptr,
-               ImGuiWindowFlags_NoMove | ImGuiWindowFlags_NoResize | ImGuiWindowFlags_NoCollapse);
-  const float plot_w = (ImGui::GetContentRegionAvail().x - 10) * 0.5f;
-  auto plot = [&](const char* id, const std::vector<float>& v, const std::string& overlay) {
-    if (v.empty()) return;
-    ImGui::PlotLines(id, v.data(), static_cast<int>(v.size()), 0, overlay.c_str(), FLT_MAX, FLT_MAX, ImVec2(plot_w, 40));
-  };
-  char text[128];
-  std::snprintf(text, sizeof text, "total loss %.4f", history_.total.empty() ? 0.0 : history_.total.back());
-  plot("##total", history_.total, text);
-  if (history_.total.empty()) ImGui::TextDisabled("curves appear when steps complete");
-  int i = 0;
-  for (const auto& p : state_.prompts) {
-    const std::string& label = p.text;  // GuidePrompt::label(): the text, or the image path
-    auto l = history_.loss.find(label), s = history_.similarity.find(label);
-    if (l == history_.loss.end()) continue;
-    ImGui::PushID(i++);
-    std::snprintf(text, sizeof text, "%.28s  loss %.4f", label.c_str(), l->second.back());
-    plot("##loss", l->second, text);
-    ImGui::SameLine();
-    std::snprintf(text, sizeof text, "similarity %.4f", s->second.back());
-    plot("##sim", s->second, text);
-    ImGui::PopID();
-  }
-  ImGui::End();
-}
+
+
+
+
+
+
 
 }  // namespace clipguide::studio

@@ -18,8 +18,6 @@
 
 namespace clipguide::studio {
 
-constexpr const char* kSettingsKey = "clipguide:settings";  // PNG text chunk, as clip-guide writes it
-
 // What clip-studio starts from: the run settings it shares with clip-guide (flags and --config TOML through
 // app/settings.h's table) and its own window and script options.
 struct StudioOptions {
@@ -58,21 +56,14 @@ struct BrushState {
 // Everything the UI edits; the widgets and the script both change it through StudioApp's actions.
 struct StudioState {
   // What the next (re)start builds: the models, generator (with its files), size, seed and device of these
-  // run settings (app/session.h; models_text, size and seed below are copied in at the start).
+  // run settings (app/session.h), and the optimiser and cutout settings the controls edit live: the controls
+  // are bound to these fields and labelled by the settings table. Prompts and models are held below in the
+  // UI's own form and written into it at the start (models_text) and at export (prompts).
   app::RunSettings config;
   app::RunSettings active;                  // what the current run was built from
   std::vector<PromptState> prompts;
   std::string new_prompt;                   // the "add prompt" field: "text[:weight[:stop]]" or a path
   bool new_prompt_image = false;
-  guidance::LoopSettings settings;          // optimiser
-  int cutn = 32;
-  float cut_pow = 1.0f;
-  float cut_min = 0.0f;
-  std::string cut_method = "latest";
-  std::string augments = "Af,Pe,Ji,Er";
-  float tv_weight = 0.0f;
-  int seed = 0;
-  int size[2] = {256, 256};
   std::string models_text;                  // one "path[:weight]" per line
   BrushState brush;
   std::vector<float> freeze_mask;           // H x W; empty: nothing frozen
@@ -97,7 +88,11 @@ std::string settings_toml(const StudioState& state, const std::string& output, i
 // The same settings as a clip-guide command line (shell-quoted).
 std::string command_line(const StudioState& state, const std::string& output, int64_t iterations);
 
+// The non-empty lines of a models field, trimmed: "path[:weight]" each.
+std::vector<std::string> model_lines(const std::string& text);
+
 struct ScriptCommand;  // gui/studio_script.cpp
+struct UiRequests;     // gui/studio_panels.h
 
 // Steady-clock seconds: the script's waits and the frame pacing.
 double now_seconds();
@@ -166,18 +161,7 @@ class StudioApp {
   int64_t image_height() const;
   std::vector<float>* brush_mask(BrushTarget target, int prompt);
 
-  // [SECTION] widgets, one function per panel
-  bool header(const char* label, const std::string& key, bool default_open);  // CollapsingHeader + script requests
-  void draw_run_panel();
-  void draw_prompts_panel();
-  void draw_optimisation_panel();
-  void draw_setup_panel();
-  void draw_brush_panel();
-  void draw_snapshots_panel();
-  void draw_output_panel();
-  void draw_messages_panel();
-  void draw_preview(float x, float y, float w, float h);
-  void draw_curves(float x, float y, float w, float h);
+  void perform(const UiRequests& asked);  // what the panels asked for in a frame
 
   StudioOptions options_;
   StudioState state_;
@@ -200,7 +184,7 @@ class StudioApp {
   int64_t count_step_from_ = 0;    // the run's step when it began
   double wait_started_ = 0.0;      // for the script timeout
   std::optional<std::string> screenshot_;
-  std::map<std::string, bool> panel_requests_;  // open_panel / close_panel, applied at the next draw
+  std::map<std::string, bool> panel_requests_;  // open_panel / close_panel, applied at the next draw (PanelRequests)
   bool quit_ = false;
   int exit_code_ = 0;
 };

@@ -3,7 +3,7 @@
 // a new command is one row. A script error, or a wait longer than 600 s, quits with exit status 1.
 #include "gui/studio_app.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -40,6 +40,7 @@ struct ScriptCommand {
   bool (*run)(StudioApp& app, const ScriptLine& line);  // false: not done yet, called again next frame
 };
 
+// The command table: one row per script command, data rather than logic (hence its length).
 const std::map<std::string, ScriptCommand>& StudioApp::script_commands() {
   using A = StudioApp;
   using L = ScriptLine;
@@ -56,14 +57,13 @@ const std::map<std::string, ScriptCommand>& StudioApp::script_commands() {
       {"resume", {0, "", [](A& a, const L&) { return a.resume(), true; }}},
       {"step", {0, "(one step while paused)", [](A& a, const L&) { return a.single_step(), true; }}},
       // optimisation (live) and setup (restarts a running run)
-      {"set_lr", {1, "X", [](A& a, const L& l) { return a.state_.settings.learning_rate = l.num(1), a.apply_optimisation(), true; }}},
-      {"set_cutn", {1, "N", [](A& a, const L& l) { return a.state_.cutn = l.integer(1), a.apply_optimisation(), true; }}},
-      {"set_cut_pow", {1, "X", [](A& a, const L& l) { return a.state_.cut_pow = static_cast<float>(l.num(1)), a.apply_optimisation(), true; }}},
-      {"set_augments", {-1, "LIST", [](A& a, const L& l) { return a.state_.augments = l.rest, a.apply_optimisation(), true; }}},
-      {"set_seed", {1, "N", [](A& a, const L& l) { return a.state_.seed = l.integer(1), a.restart_if_running(), true; }}},
+      {"set_lr", {1, "X", [](A& a, const L& l) { return a.state_.config.learning_rate = l.num(1), a.apply_optimisation(), true; }}},
+      {"set_cutn", {1, "N", [](A& a, const L& l) { return a.state_.config.num_cuts = l.integer(1), a.apply_optimisation(), true; }}},
+      {"set_cut_pow", {1, "X", [](A& a, const L& l) { return a.state_.config.cut_power = l.num(1), a.apply_optimisation(), true; }}},
+      {"set_augments", {-1, "LIST", [](A& a, const L& l) { return a.state_.config.augments = l.rest, a.apply_optimisation(), true; }}},
+      {"set_seed", {1, "N", [](A& a, const L& l) { return a.state_.config.seed = l.integer(1), a.restart_if_running(), true; }}},
       {"set_size", {2, "W H", [](A& a, const L& l) {
-         a.state_.size[0] = l.integer(1);
-         a.state_.size[1] = l.integer(2);
+         a.state_.config.size = {l.integer(1), l.integer(2)};
          return a.restart_if_running(), true;
        }}},
       {"set_generator", {1, "NAME", [](A& a, const L& l) { return a.state_.config.generator = l.words[1], a.restart_if_running(), true; }}},

@@ -1,10 +1,11 @@
-// clip-studio's optimisation thread (see worker.h): a task queue drained between steps, a step when
-// running (or asked for one), and the latest frame published under a mutex for the UI to poll.
+// clip-studio's optimisation thread (see worker.h): builds runs, steps the GuideLoop when running (or asked
+// for one step), runs the tasks posted to the loop also while paused, and publishes the latest frame under a
+// mutex for the UI to poll. Edits of a run are GuideLoop tasks: the loop is their one queue.
 // Shapes: H x W pixels.
 #include "gui/worker.h"
 
-#include "clipnet/device.h"
-#include "clipnet/error.h"
+#include "core/device.h"
+#include "core/error.h"
 
 #include <c10/core/GradMode.h>
 
@@ -31,12 +32,12 @@ void Worker::restart(app::RunSettings run, std::vector<guidance::GuidePrompt> pr
   busy_.store(true);
   running_.store(running);
   std::lock_guard<std::mutex> lock(mutex_);
-  tasks_.clear();  // edits meant for the old run
+  early_.clear();  // edits meant for a run that was never built
   step_requests_ = 0;
   Frame fresh;     // the old run's image is not shown while the new one builds
   fresh.version = frame_.version + 1;
   frame_ = fresh;
-  tasks_.push_back([this, run = std::move(run), prompts = std::move(prompts), settings, options]() mutable {
+  restart_ = [this, run = std::move(run), prompts = std::move(prompts), settings, options]() mutable {
     try {
       build(run, std::move(prompts), settings, options);
     } catch (const std::exception& e) {
@@ -44,8 +45,12 @@ void Worker::restart(app::RunSettings run, std::vector<guidance::GuidePrompt> pr
       set_status("no run: the last start failed");
       report_error("start", e);
     }
-    busy_.store(false);
-  });
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!restart_) {
+      early_.clear();  // a failed build: its edits have no run
+      busy_.store(false);
+    }
+  };
   wake_.notify_all();
 }
 
@@ -61,11 +66,13 @@ void Worker::single_step() {
 }
 
 void Worker::post(Task task) {
+  guidance::GuideLoop::LoopTask loop_task = [task = std::move(task)](guidance::GuideLoop& loop) { task(loop, loop.guide()); };
   std::lock_guard<std::mutex> lock(mutex_);
-  tasks_.push_back([this, task = std::move(task)] {
-    if (!loop_) return;
-    task(*loop_, *guide_);
-  });
+  if (busy_.load()) {
+    early_.push_back(std::move(loop_task));  // for the run being built: handed to its loop by build()
+  } else if (loop_) {
+    loop_->post(std::move(loop_task));
+  }
   wake_.notify_all();
 }
 
@@ -157,7 +164,10 @@ void Worker::report_error(const std::string& what, const std::exception& e) {
 
 void Worker::build(const app::RunSettings& run, std::vector<guidance::GuidePrompt> prompts,
                    const guidance::LoopSettings& settings, const guidance::GuideOptions& options) {
-  loop_.reset();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    loop_.reset();
+  }
   guide_.reset();
   generator_.reset();
   has_run_.store(false);
@@ -186,7 +196,15 @@ void Worker::build(const app::RunSettings& run, std::vector<guidance::GuidePromp
   auto loop = std::make_unique<guidance::GuideLoop>(generator, guide, settings);
   generator_ = generator;
   guide_ = guide;
-  loop_ = std::move(loop);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    loop_ = std::move(loop);
+    if (!restart_) {  // else the edits are for the newer run asked for meanwhile
+      for (auto& task : early_) loop_->post(std::move(task));
+      early_.clear();
+      busy_.store(false);  // from here on post() goes to the loop itself
+    }
+  }
   its_ = 0.0;
   has_run_.store(true);
   set_status("ready");
@@ -208,40 +226,39 @@ void Worker::publish(const at::Tensor& image, const guidance::GuideReport* repor
 void Worker::thread_main() {
   using Clock = std::chrono::steady_clock;
   for (;;) {
-    std::deque<std::function<void()>> tasks;
+    std::function<void()> restart;
     bool do_step = false;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait_for(lock, std::chrono::milliseconds(200), [&] {
-        return quit_ || !tasks_.empty() || step_requests_ > 0 || (running_.load() && loop_ != nullptr);
+        return quit_ || restart_ || step_requests_ > 0 || (loop_ && (running_.load() || loop_->has_posted()));
       });
       if (quit_) return;
-      tasks.swap(tasks_);
+      restart = std::exchange(restart_, nullptr);
     }
-    for (auto& task : tasks) {
-      try {
-        task();
-      } catch (const std::exception& e) {
-        report_error("edit", e);
-      }
+    if (restart) {
+      restart();
+      if (!running_.load()) wake_ui();
+      continue;
     }
-    if (!tasks.empty() && !running_.load()) wake_ui();  // a paused UI shows the task's outcome
+    if (!loop_) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      step_requests_ = 0;
+      continue;
+    }
+    const size_t edits = loop_->run_posted([this](const std::exception& e) { report_error("edit", e); });
+    if (edits > 0 && !running_.load()) wake_ui();  // a paused UI shows the edit's outcome
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (!loop_) {
-        step_requests_ = 0;
-        continue;
-      }
       if (running_.load()) {
         do_step = true;
       } else if (step_requests_ > 0) {
         --step_requests_;
         do_step = true;
       }
-      if (!tasks_.empty() && !do_step) continue;
     }
     if (!do_step) {
-      if (loop_ && status() != "paused") {
+      if (status() != "paused") {
         set_status("paused");
         wake_ui();
       }

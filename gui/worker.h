@@ -1,6 +1,7 @@
 // clip-studio's optimisation thread: owns the CLIP members, the generator, the Guide and the GuideLoop, and
-// steps them while the UI thread draws. The UI never waits on it: it posts tasks (prompt edits, masks,
-// snapshots, restarts) that run between steps, and polls the latest Frame (image, report, speed).
+// steps them while the UI thread draws. The UI never waits on it: it asks for restarts, posts edits (prompts,
+// masks, snapshots), which go to the GuideLoop's own task queue and run between steps, and polls the latest
+// Frame (image, report, speed).
 // Shapes: H x W pixels.
 #pragma once
 
@@ -14,7 +15,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -56,7 +56,7 @@ class Worker {
                guidance::GuideOptions options, bool running);
   void set_running(bool running);      // step continuously, or stay paused
   void single_step();                  // one step (while paused)
-  void post(Task task);                // runs between steps; ignored when there is no run
+  void post(Task task);                // GuideLoop::post; while a run builds, kept for it; no run: ignored
   void update_settings(const guidance::LoopSettings& settings);   // GuideLoop::update_settings
   void update_guide_options(const guidance::GuideOptions& options);
   void take_snapshot();
@@ -87,7 +87,8 @@ class Worker {
   mutable std::mutex mutex_;   // guards everything below except the atomics and the run objects
   std::condition_variable wake_;
   bool quit_ = false;
-  std::deque<std::function<void()>> tasks_;
+  std::function<void()> restart_;                    // a run to build (restart()), taken by the thread
+  std::vector<guidance::GuideLoop::LoopTask> early_;  // posted while that run builds
   int64_t step_requests_ = 0;
   std::vector<std::string> errors_;
   std::string status_ = "idle: press Start";
@@ -101,11 +102,11 @@ class Worker {
   std::atomic<bool> has_run_{false};
   std::atomic<bool> busy_{false};
 
+  std::unique_ptr<guidance::GuideLoop> loop_;  // replaced by the worker thread under mutex_; post() reads it
   // Owned by the worker thread.
   app::MemberCache members_;
   std::shared_ptr<generators::Generator> generator_;
   std::shared_ptr<guidance::Guide> guide_;
-  std::unique_ptr<guidance::GuideLoop> loop_;
   double its_ = 0.0;
 
   std::thread thread_;  // last: started in the constructor body, once every member above exists

@@ -3,7 +3,7 @@
 //      Disco Diffusion v5 MakeCutoutsDango (overview + inner cuts).
 #include "guidance/cutouts.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/ops/adaptive_avg_pool2d.h>
@@ -116,14 +116,11 @@ std::string to_string(CutMethod method) {
 
 namespace {
 
-// --- augmentations: one table row each; parse_augments reads the names from augment_names() -------------
+// --- augmentations: one row each in augments() below; parse_augments reads the names from it ------------
 
 // Geometric augmentations compose an (N, 3, 3) matrix into each cutout's homography, in the cutout's own
 // coordinates (after the flip the placement draws).
-struct GeometricAugment {
-  double AugmentOptions::*probability;
-  at::Tensor (*draw)(at::Generator& gen, int64_t n, const AugmentOptions& a);  // (N, 3, 3)
-};
+using DrawGeometric = at::Tensor (*)(at::Generator& gen, int64_t n, const AugmentOptions& a);  // (N, 3, 3)
 
 at::Tensor draw_affine(at::Generator& gen, int64_t n, const AugmentOptions& a) {
   auto on = coin(gen, n, a.affine).to(at::kDouble);
@@ -172,22 +169,10 @@ at::Tensor draw_resized_crop(at::Generator& gen, int64_t n, const AugmentOptions
   return part_matrices(gen, on, (area * ratio).sqrt().clamp_max(1.0), (area / ratio).sqrt().clamp_max(1.0));
 }
 
-const std::vector<GeometricAugment>& geometric_augments() {
-  static const std::vector<GeometricAugment> table = {{&AugmentOptions::affine, draw_affine},
-                                                      {&AugmentOptions::perspective, draw_perspective},
-                                                      {&AugmentOptions::rotation, draw_rotation},
-                                                      {&AugmentOptions::crop, draw_crop},
-                                                      {&AugmentOptions::resized_crop, draw_resized_crop}};
-  return table;
-}
-
 // Pixel augmentations act on the sampled cutouts: every cutout's parameters are drawn for the whole step
 // (CPU tensors, first dimension N), then a slice of them is applied to a slice of the cutouts.
-struct PixelAugment {
-  double AugmentOptions::*probability;
-  std::vector<at::Tensor> (*draw)(at::Generator& gen, int64_t n, int64_t size, const AugmentOptions& a);
-  at::Tensor (*apply)(const at::Tensor& out, const std::vector<at::Tensor>& params);  // out (n, 3, S, S)
-};
+using DrawPixel = std::vector<at::Tensor> (*)(at::Generator& gen, int64_t n, int64_t size, const AugmentOptions& a);
+using ApplyPixel = at::Tensor (*)(const at::Tensor& out, const std::vector<at::Tensor>& params);  // out (n, 3, S, S)
 
 // A CPU tensor (a plan's draws) on `device` without waiting for the device: a plain copy from pageable
 // memory synchronises the stream, which costs a CUDA step its overlap of launching and running (and one
@@ -318,16 +303,33 @@ at::Tensor apply_warp(const at::Tensor& out, const std::vector<at::Tensor>& p) {
   return at::grid_sampler(out, upload(p[0], out.options()), /*bilinear*/ 0, /*border*/ 1, /*align_corners=*/false);
 }
 
-// In the order they are drawn and applied: warps first, then colour and noise.
-const std::vector<PixelAugment>& pixel_augments() {
-  static const std::vector<PixelAugment> table = {
-      {&AugmentOptions::elastic, draw_elastic, apply_warp},
-      {&AugmentOptions::thin_plate, draw_thin_plate, apply_warp},
-      {&AugmentOptions::color_jitter, draw_jitter, apply_jitter},
-      {&AugmentOptions::sharpness, draw_sharpness, apply_sharpness},
-      {&AugmentOptions::gaussian_noise, draw_gaussian, apply_noise},
-      {&AugmentOptions::erasing, draw_erasing, apply_erasing},
-      {&AugmentOptions::noise, draw_noise, apply_noise},
+// Every augmentation, one row each, in the order a step draws them (the random stream depends on it): flip
+// (drawn with the placement), the geometric rows, then the pixel rows. Adding an augmentation is its
+// AugmentOptions field (probability and strengths) and its row here; parse_augments and augment_names()
+// read the names and codes from this table.
+struct Augment {
+  AugmentName name;
+  DrawGeometric geometric = nullptr;  // set for a geometric augmentation
+  DrawPixel draw = nullptr;           // set, with apply, for a pixel augmentation
+  ApplyPixel apply = nullptr;
+};
+
+const std::vector<Augment>& augments() {
+  using A = AugmentOptions;
+  static const std::vector<Augment> table = {
+      {{"flip", "Hf", &A::flip}},
+      {{"affine", "Af", &A::affine}, draw_affine},
+      {{"perspective", "Pe", &A::perspective}, draw_perspective},
+      {{"rotation", "Ro", &A::rotation}, draw_rotation},
+      {{"crop", "Cr", &A::crop}, draw_crop},
+      {{"resized_crop", "Re", &A::resized_crop}, draw_resized_crop},
+      {{"elastic", "Et", &A::elastic}, nullptr, draw_elastic, apply_warp},
+      {{"thin_plate", "Ts", &A::thin_plate}, nullptr, draw_thin_plate, apply_warp},
+      {{"jitter", "Ji", &A::color_jitter}, nullptr, draw_jitter, apply_jitter},
+      {{"sharpness", "Sh", &A::sharpness}, nullptr, draw_sharpness, apply_sharpness},
+      {{"gaussian", "Gn", &A::gaussian_noise}, nullptr, draw_gaussian, apply_noise},
+      {{"erasing", "Er", &A::erasing}, nullptr, draw_erasing, apply_erasing},
+      {{"noise", "", &A::noise}, nullptr, draw_noise, apply_noise},
   };
   return table;
 }
@@ -335,15 +337,11 @@ const std::vector<PixelAugment>& pixel_augments() {
 }  // namespace
 
 const std::vector<AugmentName>& augment_names() {
-  static const std::vector<AugmentName> names = {
-      {"flip", "Hf", &AugmentOptions::flip},           {"affine", "Af", &AugmentOptions::affine},
-      {"perspective", "Pe", &AugmentOptions::perspective}, {"jitter", "Ji", &AugmentOptions::color_jitter},
-      {"sharpness", "Sh", &AugmentOptions::sharpness}, {"gaussian", "Gn", &AugmentOptions::gaussian_noise},
-      {"erasing", "Er", &AugmentOptions::erasing},     {"noise", "", &AugmentOptions::noise},
-      {"rotation", "Ro", &AugmentOptions::rotation},   {"crop", "Cr", &AugmentOptions::crop},
-      {"resized_crop", "Re", &AugmentOptions::resized_crop}, {"elastic", "Et", &AugmentOptions::elastic},
-      {"thin_plate", "Ts", &AugmentOptions::thin_plate},
-  };
+  static const std::vector<AugmentName> names = [] {
+    std::vector<AugmentName> out;
+    for (const auto& a : augments()) out.push_back(a.name);
+    return out;
+  }();
   return names;
 }
 
@@ -439,13 +437,14 @@ CutoutPlan Cutouts::plan(const at::Tensor& image, int64_t size) {
   plan.size = size;
   plan.pooled = cut_.method == CutMethod::kLatest;
   at::Tensor transform = placement(image, size, plan.count, plan);
-  for (const auto& g : geometric_augments()) {
-    if (augment_.*g.probability > 0) transform = transform.bmm(g.draw(gen_, plan.count, augment_));
+  for (const auto& a : augments()) {
+    if (a.geometric && augment_.*a.name.probability > 0) transform = transform.bmm(a.geometric(gen_, plan.count, augment_));
   }
   plan.transforms = transform;
   last_transforms_ = transform;
-  for (const auto& a : pixel_augments()) {
-    plan.pixel.push_back(augment_.*a.probability > 0 ? a.draw(gen_, plan.count, size, augment_) : std::vector<at::Tensor>{});
+  for (const auto& a : augments()) {
+    if (!a.draw) continue;
+    plan.pixel.push_back(augment_.*a.name.probability > 0 ? a.draw(gen_, plan.count, size, augment_) : std::vector<at::Tensor>{});
   }
   return plan;
 }
@@ -477,12 +476,14 @@ at::Tensor Cutouts::sample(const at::Tensor& image, const CutoutPlan& plan, int6
   at::Tensor out = at::grid_sampler(input, grid.to(input.scalar_type()), /*bilinear*/ 0, padding_mode(cut_.padding),
                                     /*align_corners=*/false);
   if (plan.supersample > 1) out = at::avg_pool2d(out, {plan.supersample, plan.supersample});  // (n, 3, S, S)
-  const auto& table = pixel_augments();
-  for (size_t i = 0; i < table.size(); ++i) {
-    if (plan.pixel[i].empty()) continue;
+  size_t i = 0;  // plan.pixel holds one entry per pixel row of augments(), in its order
+  for (const auto& a : augments()) {
+    if (!a.apply) continue;
+    const auto& drawn = plan.pixel[i++];
+    if (drawn.empty()) continue;
     std::vector<at::Tensor> params;
-    for (const auto& t : plan.pixel[i]) params.push_back(t.narrow(0, begin, count));
-    out = table[i].apply(out, params);
+    for (const auto& t : drawn) params.push_back(t.narrow(0, begin, count));
+    out = a.apply(out, params);
   }
   return out;
 }

@@ -5,8 +5,8 @@
 // Shapes: N cutouts, S the member's input size, E embedding width.
 #include "guidance/graphed_encoder.h"
 
-#include "clipnet/autocast.h"
-#include "clipnet/error.h"
+#include "core/autocast.h"
+#include "core/error.h"
 
 #if CLIPGUIDE_WITH_CUDA
 #include <ATen/autocast_mode.h>
@@ -38,7 +38,7 @@ namespace {
 constexpr int kWarmup = 3;  // make_graphed_callables' num_warmup_iters
 
 at::Tensor encode(clipnet::ClipModel& model, const at::Tensor& pixels, at::ScalarType autocast) {
-  clipnet::AutocastGuard guard(c10::kCUDA, autocast);
+  clipguide::AutocastGuard guard(c10::kCUDA, autocast);
   return model->encode_image(pixels).to(at::kFloat);  // (N, E)
 }
 

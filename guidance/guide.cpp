@@ -6,9 +6,9 @@
 // Shapes: B images, H x W pixels, N = B * cutn cutouts, S a member's input size, E embedding width.
 #include "guidance/guide.h"
 
-#include "clipnet/autocast.h"
-#include "clipnet/error.h"
 #include "clipnet/preprocess.h"
+#include "core/autocast.h"
+#include "core/error.h"
 #include "guidance/graphed_encoder.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -362,6 +362,10 @@ Guide::Pass Guide::begin_pass(const at::Tensor& x, int64_t step) {
     pass.entries = entries_;
   }
   if (pass.opt.cutn_batches < 1) throw Error("Guide: cutn_batches must be >= 1, got " + std::to_string(pass.opt.cutn_batches));
+  if (pass.opt.shards < 1 || pass.opt.shard < 0 || pass.opt.shard >= pass.opt.shards) {
+    throw Error("Guide: shard " + std::to_string(pass.opt.shard) + " of " + std::to_string(pass.opt.shards) +
+                ": expected 0 <= shard < shards");
+  }
   const int64_t height = x.size(2), width = x.size(3);
   std::map<const void*, size_t> group_of_mask;
   for (size_t p = 0; p < pass.entries.size(); ++p) {
@@ -411,7 +415,7 @@ at::Tensor Guide::score_cutouts(Pass& pass, int64_t begin, int64_t count, const 
       if (pass.opt.cuda_graphs && member_device.is_cuda() && pass.groups.size() == 1) {  // one encode per member and call
         embeds = graphed(m, pass.opt.autocast)(clipnet::normalize(cut.to(member_device), pre.mean, pre.std));
       } else {
-        clipnet::AutocastGuard autocast(member_device.type(), pass.opt.autocast);  // no-op for kFloat
+        clipguide::AutocastGuard autocast(member_device.type(), pass.opt.autocast);  // no-op for kFloat
         embeds = member.model->encode_image(clipnet::normalize(cut.to(member_device), pre.mean, pre.std)).to(at::kFloat);
       }
       const at::Tensor embeds_unit = unit(embeds.detach());  // (n, E)
@@ -455,13 +459,21 @@ Guide::Regularisers Guide::regularisers(const at::Tensor& x, const GuideOptions&
   return r;
 }
 
+// This process's cutouts of the pass: [begin, end) of its `shards` contiguous parts (all of them for one).
+std::pair<int64_t, int64_t> Guide::shard_range(const Pass& pass) const {
+  const int64_t n = pass.plans.empty() ? 0 : pass.plans.begin()->second.count;
+  const int64_t part = (n + pass.opt.shards - 1) / pass.opt.shards;
+  const int64_t begin = std::min(n, pass.opt.shard * part);
+  return {begin, std::min(n, begin + part)};
+}
+
 at::Tensor Guide::loss(const at::Tensor& image, int64_t step, GuideReport* report) {
   check_image(image);
   at::Tensor x = hooks_.attach_to_image(image, step);  // (B, 3, H, W): image hooks see d loss / d x
   Pass pass = begin_pass(x, step);
-  const int64_t n = pass.plans.empty() ? 0 : pass.plans.begin()->second.count;
-  const at::Tensor prompt_total = n > 0 ? score_cutouts(pass, 0, n, image.device()) : at::Tensor();
-  const Regularisers reg = regularisers(x, pass.opt, step);
+  const auto [begin, end] = shard_range(pass);
+  const at::Tensor prompt_total = end > begin ? score_cutouts(pass, begin, end - begin, image.device()) : at::Tensor();
+  const Regularisers reg = pass.opt.shard == 0 ? regularisers(x, pass.opt, step) : Regularisers{};
   at::Tensor total = prompt_total.defined() ? prompt_total : (x.sum() * 0.0).to(at::kFloat);
   if (reg.total.defined()) total = total + reg.total;
   if (pass.opt.report || report) finish_report(pass, total, reg, step, report);
@@ -485,13 +497,13 @@ at::Tensor Guide::backward(const at::Tensor& image, int64_t step, GuideReport* r
   at::Tensor x = hooks_.attach_to_image(image, step);
   const at::Tensor leaf = x.detach().requires_grad_(true);
   Pass pass = begin_pass(leaf, step);
-  const int64_t n = pass.plans.empty() ? 0 : pass.plans.begin()->second.count;
-  const int64_t chunk = (n + batches - 1) / std::max<int64_t>(batches, 1);
-  for (int64_t begin = 0; begin < n; begin += chunk) {
-    const at::Tensor part = score_cutouts(pass, begin, std::min(chunk, n - begin), image.device());
+  const auto [first, end] = shard_range(pass);
+  const int64_t chunk = std::max<int64_t>(1, (end - first + batches - 1) / std::max<int64_t>(batches, 1));
+  for (int64_t begin = first; begin < end; begin += chunk) {
+    const at::Tensor part = score_cutouts(pass, begin, std::min(chunk, end - begin), image.device());
     if (part.defined()) part.backward();
   }
-  const Regularisers reg = regularisers(x, pass.opt, step);
+  const Regularisers reg = pass.opt.shard == 0 ? regularisers(x, pass.opt, step) : Regularisers{};
   std::vector<at::Tensor> outputs, grads;
   if (leaf.grad().defined()) outputs.push_back(x), grads.push_back(leaf.grad());
   if (reg.total.defined()) outputs.push_back(reg.total), grads.push_back(at::ones_like(reg.total));

@@ -96,6 +96,11 @@ struct GuideOptions {
                                            // backpropagated before the next. Ignored on the CPU
   int64_t cutn_batches = 1;                // backward(): the step's cutouts in this many micro-batches, CLIP's
                                            // activations held for one at a time (Disco's name); same gradient
+  // Several processes on one image (clip-guide under torchrun): this process scores part `shard` of `shards`
+  // contiguous parts of each step's cutouts (the same cutouts one process draws), and only part 0 adds the
+  // regularisers, so the losses, reports and gradients of all parts summed are the one-process ones.
+  int64_t shard = 0;
+  int64_t shards = 1;
 };
 
 // Per prompt: its weighted loss summed over members (member weights applied) and its mean cosine
@@ -178,6 +183,7 @@ class Guide {
     at::Tensor tv, symmetry, saturation, init, total;  // weighted; undefined when their weight is 0
   };
   Pass begin_pass(const at::Tensor& x, int64_t step);
+  std::pair<int64_t, int64_t> shard_range(const Pass& pass) const;
   // Scores cutouts [begin, begin + count) of the pass's plans: the weighted prompt losses (a differentiable
   // scalar on `device`, undefined with no prompts), their detached parts added to the pass's sums.
   at::Tensor score_cutouts(Pass& pass, int64_t begin, int64_t count, const c10::Device& device);

@@ -1,14 +1,15 @@
 // GuideLoop (see guide_loop.h): optimiser construction by name, the step, run() with pause/stop and
-// progress callbacks, pending settings applied between steps, snapshots (generator state + the optimiser's
+// progress callbacks, posted tasks run between steps, snapshots (generator state + the optimiser's
 // state serialised through LibTorch's archives, so moments are real copies), and the exact region freeze
 // (a composite with the image as it was, so no optimiser or generator can move the frozen pixels).
 // Shapes: B images, H x W pixels.
 #include "guidance/guide_loop.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 #include "guidance/hooks.h"
 #include "guidance/optimizers.h"
 
+#include <ATen/ops/zeros_like.h>
 #include <c10/core/GradMode.h>
 
 #include <torch/optim/optimizer.h>
@@ -66,29 +67,61 @@ void GuideLoop::build_optimizer(const LoopSettings& s) {
   settings_ = s;
 }
 
-void GuideLoop::apply_pending() {
-  Pending pending;
-  {
-    std::lock_guard<std::mutex> lock(pending_mutex_);
-    std::swap(pending, pending_);
+// Settings changed between steps: the same optimiser keeps its state (moments) and takes the new rate; a
+// different optimiser, momentum or weight decay starts afresh.
+void GuideLoop::apply_settings(const LoopSettings& s) {
+  LoopSettings current = settings();
+  if (s.optimizer != current.optimizer || s.momentum != current.momentum || s.weight_decay != current.weight_decay) {
+    build_optimizer(s);
+    return;
   }
-  if (pending.restore) restore(*pending.restore);
-  if (pending.freeze) apply_freeze(*pending.freeze);
-  if (pending.guide_options) guide_->set_options(std::move(*pending.guide_options));
-  if (pending.settings) {
-    const LoopSettings& s = *pending.settings;
-    LoopSettings current = settings();
-    if (s.optimizer != current.optimizer || s.momentum != current.momentum) {
-      build_optimizer(s);  // a different optimiser: its state starts afresh
-    } else {
-      check_settings(s);
-      for (auto& group : optimizer_->param_groups()) group.options().set_lr(s.learning_rate);
-      if (s.weight_decay != current.weight_decay) {
-        build_optimizer(s);
-      } else {
-        std::lock_guard<std::mutex> lock(state_mutex_);
-        settings_ = s;
-      }
+  check_settings(s);
+  for (auto& group : optimizer_->param_groups()) group.options().set_lr(s.learning_rate);
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  settings_ = s;
+}
+
+void GuideLoop::set_sum_over_processes(ProcessSum sum) { sum_over_processes_ = std::move(sum); }
+
+void GuideLoop::post(LoopTask task) {
+  std::function<void()> listener;
+  {
+    std::lock_guard<std::mutex> lock(posted_mutex_);
+    posted_.push_back(std::move(task));
+    listener = post_listener_;
+  }
+  if (listener) listener();
+}
+
+void GuideLoop::set_post_listener(std::function<void()> listener) {
+  std::lock_guard<std::mutex> lock(posted_mutex_);
+  post_listener_ = std::move(listener);
+}
+
+bool GuideLoop::has_posted() const {
+  std::lock_guard<std::mutex> lock(posted_mutex_);
+  return !posted_.empty();
+}
+
+size_t GuideLoop::run_posted(const std::function<void(const std::exception&)>& on_error) {
+  size_t ran = 0;
+  for (;;) {
+    LoopTask task;
+    {
+      std::lock_guard<std::mutex> lock(posted_mutex_);
+      if (posted_.empty()) return ran;
+      task = std::move(posted_.front());
+      posted_.pop_front();
+    }
+    ++ran;
+    if (!on_error) {
+      task(*this);  // throws on: the tasks after it stay queued
+      continue;
+    }
+    try {
+      task(*this);
+    } catch (const std::exception& e) {
+      on_error(e);
     }
   }
 }
@@ -99,12 +132,19 @@ NonFiniteLoss::NonFiniteLoss(int64_t step, double loss)
       step(step) {}
 
 GuideReport GuideLoop::step() {
-  apply_pending();
+  run_posted();
   const int64_t step = step_.load();
   optimizer_->zero_grad();
   at::Tensor image = composite(generator_->render());  // (B, 3, H, W) in [0, 1]
   GuideReport report;
   guide_->backward(image, step, &report);
+  if (sum_over_processes_) {
+    // Every parameter takes part, with a zero gradient where this process's cutouts gave none.
+    for (auto& p : parameters_) {
+      if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+    }
+    sum_over_processes_(report, parameters_);  // before the NaN check: every process decides alike
+  }
   if (!std::isfinite(report.total)) throw NonFiniteLoss(step + 1, report.total);
   guide_->hooks().apply_to_parameters(parameters_, step);
   optimizer_->step();
@@ -169,30 +209,25 @@ void GuideLoop::request_stop() {
 
 void GuideLoop::update_settings(LoopSettings settings) {
   check_settings(settings);  // reject bad values here, in the caller's thread
-  std::lock_guard<std::mutex> lock(pending_mutex_);
-  pending_.settings = std::move(settings);
+  post([settings = std::move(settings)](GuideLoop& loop) { loop.apply_settings(settings); });
 }
 
 void GuideLoop::update_guide_options(GuideOptions options) {
-  std::lock_guard<std::mutex> lock(pending_mutex_);
-  pending_.guide_options = std::move(options);
+  post([options = std::move(options)](GuideLoop& loop) { loop.guide_->set_options(options); });
 }
 
 void GuideLoop::request_restore(LoopSnapshot snapshot) {
-  std::lock_guard<std::mutex> lock(pending_mutex_);
-  pending_.restore = std::move(snapshot);
+  post([snapshot = std::move(snapshot)](GuideLoop& loop) { loop.restore(snapshot); });
 }
 
 void GuideLoop::freeze_region(const at::Tensor& mask) {
   check_mask(mask, "freeze_region");
   at::Tensor copy = mask.detach().clone();  // the caller may go on painting into its own tensor
-  std::lock_guard<std::mutex> lock(pending_mutex_);
-  pending_.freeze = std::move(copy);
+  post([copy = std::move(copy)](GuideLoop& loop) { loop.apply_freeze(copy); });
 }
 
 void GuideLoop::clear_freeze() {
-  std::lock_guard<std::mutex> lock(pending_mutex_);
-  pending_.freeze = at::Tensor();
+  post([](GuideLoop& loop) { loop.apply_freeze(at::Tensor()); });
 }
 
 // The freeze's new snapshot is the current image with the old freeze still applied, so pixels frozen

@@ -1,12 +1,13 @@
 // GuideLoop: one guidance run, the object the batch CLI, the GUI and user programs all drive. It owns the
 // optimiser over a Generator's parameters (seen only through generators/generator.h) and does each step:
 // render → freeze composite → guide loss (image hooks inside) → backward → parameter hooks → optimiser step →
-// post_step. Pause/stop work from any thread; settings changed from another thread are applied at the next
-// step; snapshots (generator + optimiser state) let a run go back; a frozen region stays exactly as it was.
+// post_step. The loop is the one owner of cross-thread control of a run: pause/stop work from any thread,
+// and every other change from another thread (settings, options, restores, freezes, a host's own edits) is a
+// task posted to the loop and run on the stepping thread before the next step, in the order posted; snapshots (generator + optimiser state) let a run go back; a frozen region stays exactly as it was.
 // Shapes: B images, H x W pixels.
 #pragma once
 
-#include "clipnet/error.h"
+#include "core/error.h"
 #include "generators/generator.h"
 #include "guidance/guide.h"
 
@@ -15,11 +16,11 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -73,7 +74,7 @@ class GuideLoop {
   GuideLoop(const GuideLoop&) = delete;
   GuideLoop& operator=(const GuideLoop&) = delete;
 
-  // One step; returns its report. Applies pending settings/restores first. Call from one thread at a time.
+  // One step; returns its report. Runs the posted tasks first. Call from one thread at a time.
   // A loss that is not finite throws NonFiniteLoss before the optimiser steps (run() passes it on).
   GuideReport step();
   // Up to `iterations` steps (fewer when stopped); calls `callback` after every `every`-th step and after
@@ -81,13 +82,27 @@ class GuideLoop {
   // is forgotten: run() clears it.
   int64_t run(int64_t iterations, const LoopCallback& callback = {}, int64_t every = 1);
 
+  // Several processes on one image (GuideOptions::shard/shards): called after each backward, before the
+  // optimiser steps, with the step's report and the parameters (each with a defined gradient); it sums the
+  // report's numbers and the gradients over the processes in place, so every process takes the same step.
+  using ProcessSum = std::function<void(GuideReport& report, const std::vector<at::Tensor>& parameters)>;
+  void set_sum_over_processes(ProcessSum sum);
+
   // --- from any thread ---------------------------------------------------------------------------------
   void pause();
   void resume();
   void request_stop();  // ends run() after the current step; also releases a paused run
   bool paused() const { return paused_.load(); }
   bool stop_requested() const { return stop_.load(); }
-  // Applied at the start of the next step (changing the optimiser name or rebuilding resets its state).
+  // Runs `task` on the stepping thread before the next step (or at the next run_posted()), after the tasks
+  // posted before it. The updates below are such tasks.
+  using LoopTask = std::function<void(GuideLoop&)>;
+  void post(LoopTask task);
+  // Called by post() after queueing, on the posting thread: a host that sleeps between steps wakes on it.
+  void set_post_listener(std::function<void()> listener);
+  bool has_posted() const;
+  // Applied before the next step (a different optimiser, momentum or weight decay starts its state afresh;
+  // the same optimiser keeps its moments and takes the new learning rate). Bad values throw here.
   void update_settings(LoopSettings settings);
   void update_guide_options(GuideOptions options);
   void request_restore(LoopSnapshot snapshot);
@@ -96,19 +111,22 @@ class GuideLoop {
   // `frozen` is the image as it was when the freeze took effect. Exact for every generator and optimiser
   // (a gradient hook is not: Adam's momentum, and generators whose parameters are not per-pixel, still
   // move a region whose gradient is zero); gradients reach the generator only through 1 - m. Calling it
-  // again replaces the mask; pixels frozen before keep their frozen values. Applied after a pending
-  // restore. A bad mask throws Error here, in the caller's thread.
+  // again replaces the mask; pixels frozen before keep their frozen values. A bad mask throws Error here, in
+  // the caller's thread.
   void freeze_region(const at::Tensor& mask);
   // Ends the freeze at the next step: the region shows what the generator renders now, and is optimised
   // again. Snapshots neither carry nor change the freeze.
   void clear_freeze();
-  LoopSettings settings() const;  // the settings in use (pending ones not yet included)
+  LoopSettings settings() const;  // the settings in use (posted ones not yet included)
   int64_t steps_done() const { return step_.load(); }
   // The last step's image (B, 3, H, W) detached, and report; undefined / empty before the first step.
   at::Tensor last_image() const;
   GuideReport last_report() const;
 
   // --- between steps, from the stepping thread (between step() calls, or inside run()'s callback) -----
+  // Runs the posted tasks now, in order; returns how many ran. A task that throws: with `on_error`, it is
+  // told and the next task runs; without, the exception leaves here and the tasks after it stay queued.
+  size_t run_posted(const std::function<void(const std::exception&)>& on_error = {});
   LoopSnapshot snapshot() const;
   void restore(const LoopSnapshot& snapshot);  // other threads: request_restore()
   // The current image (B, 3, H, W) in [0, 1], detached: render() with the freeze in effect applied. What
@@ -119,13 +137,7 @@ class GuideLoop {
   Guide& guide() { return *guide_; }
 
  private:
-  struct Pending {
-    std::optional<LoopSettings> settings;
-    std::optional<GuideOptions> guide_options;
-    std::optional<LoopSnapshot> restore;
-    std::optional<at::Tensor> freeze;  // a checked mask, or undefined: clear the freeze
-  };
-  void apply_pending();
+  void apply_settings(const LoopSettings& settings);
   void apply_freeze(const at::Tensor& mask);
   at::Tensor composite(const at::Tensor& image) const;  // the freeze applied to a render, (B, 3, H, W)
   void build_optimizer(const LoopSettings& settings);
@@ -134,6 +146,7 @@ class GuideLoop {
   std::shared_ptr<Guide> guide_;
   std::vector<at::Tensor> parameters_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  ProcessSum sum_over_processes_;
   LoopSettings settings_;
   at::Tensor freeze_mask_;    // (1, 1, H, W) in [0, 1] on the image's device; undefined: nothing frozen
   at::Tensor frozen_image_;   // (B, 3, H, W) detached: the image when the freeze took effect
@@ -144,8 +157,9 @@ class GuideLoop {
   std::mutex pause_mutex_;
   std::condition_variable pause_cv_;
 
-  mutable std::mutex pending_mutex_;  // guards pending_
-  Pending pending_;
+  mutable std::mutex posted_mutex_;  // guards posted_ and post_listener_
+  std::deque<LoopTask> posted_;
+  std::function<void()> post_listener_;
   mutable std::mutex state_mutex_;    // guards settings_ (for settings()), last_image_, last_report_
   at::Tensor last_image_;
   GuideReport last_report_;

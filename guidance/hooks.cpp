@@ -3,7 +3,7 @@
 // Shapes: B images, H x W pixels.
 #include "guidance/hooks.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <ATen/ops/upsample_bilinear2d.h>
 #include <torch/csrc/autograd/grad_mode.h>

@@ -1,8 +1,8 @@
 // Guidance losses (see loss.h). ref: nerdyrodent/VQGAN-CLIP generate.py (spherical_dist_loss, Prompt).
 #include "guidance/loss.h"
 
-#include "clipnet/error.h"
-#include "clipnet/grad_ops.h"
+#include "core/error.h"
+#include "core/grad_ops.h"
 
 #include <ATen/ops/asin.h>
 #include <ATen/ops/linalg_vector_norm.h>

@@ -3,7 +3,7 @@
 // matches); comments name the reference's variables where ours differ.
 #include "guidance/optimizers.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <ATen/ops/abs.h>
 #include <ATen/ops/cosine_similarity.h>

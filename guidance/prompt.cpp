@@ -2,7 +2,7 @@
 // ':' inside a text or path is kept unless what follows is a number.
 #include "guidance/prompt.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <cerrno>
 #include <cmath>

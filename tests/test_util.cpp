@@ -1,7 +1,7 @@
 // Shared test helpers (see test_util.h).
 #include "test_util.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <cstdio>
 #include <cstdlib>

@@ -1,7 +1,7 @@
 // Helpers shared by the tests: tensor comparison that prints the max difference, fixture paths.
 #pragma once
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

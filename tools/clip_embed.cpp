@@ -4,12 +4,12 @@
 #include "app/cli.h"
 #include "clipnet/checkpoint.h"
 #include "clipnet/default_model.h"
-#include "clipnet/device.h"
-#include "clipnet/error.h"
-#include "clipnet/io/npy.h"
 #include "clipnet/preprocess.h"
 #include "clipnet/tokenizer.h"
 #include "clipnet/zero_shot.h"
+#include "core/device.h"
+#include "core/error.h"
+#include "core/io/npy.h"
 
 #include <ATen/ops/cat.h>
 #include <ATen/ops/stack.h>
@@ -73,7 +73,7 @@ int run(Options opt) {
   std::optional<cn::LoadedClip> clip;
   cn::ClipLoadOptions load;
   load.config = opt.config;
-  load.device = cn::parse_device(opt.device);
+  load.device = clipguide::parse_device(opt.device);
   if (!opt.tokens_only) {
     clip = cn::load_clip(opt.model, load);
   } else if (!opt.images.empty() || !opt.labels.empty()) {
@@ -161,7 +161,7 @@ int run(Options opt) {
     } else {
       std::filesystem::create_directories(opt.npy_dir);
       auto path = std::filesystem::path(opt.npy_dir) / (name + ".npy");
-      cn::write_npy(path, tensor.detach().to(at::kFloat).cpu());
+      clipguide::write_npy(path, tensor.detach().to(at::kFloat).cpu());
       out[name] = path.string();
     }
   }

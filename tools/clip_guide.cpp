@@ -6,9 +6,10 @@
 #include "app/session.h"
 #include "app/settings.h"
 #include "clipnet/default_model.h"
-#include "clipnet/device.h"
-#include "clipnet/error.h"
-#include "clipnet/image_io.h"
+#include "clipnet/train/distributed.h"
+#include "core/device.h"
+#include "core/error.h"
+#include "core/image_io.h"
 #include "generators/generator.h"
 #include "guidance/guide.h"
 #include "guidance/guide_loop.h"
@@ -32,6 +33,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -45,7 +47,6 @@ namespace gen = clipguide::generators;
 
 namespace {
 
-constexpr const char* kSettingsKey = "clipguide:settings";  // PNG text chunk holding the run's TOML settings
 
 using Options = cg::app::RunSettings;  // every setting, its flags and TOML keys: app/settings.h
 
@@ -66,7 +67,7 @@ at::Tensor noise_image(const std::string& kind, int64_t w, int64_t h, uint64_t s
 
 at::Tensor load_init_image(const std::string& path, int64_t w, int64_t h) {
   namespace F = torch::nn::functional;
-  auto image = cn::read_image(path).unsqueeze(0).to(at::kFloat).div(255);  // (1, 3, H', W')
+  auto image = clipguide::read_image(path).unsqueeze(0).to(at::kFloat).div(255);  // (1, 3, H', W')
   return F::interpolate(image, F::InterpolateFuncOptions()
                                    .size(std::vector<int64_t>{h, w})
                                    .mode(torch::kBicubic)
@@ -130,9 +131,9 @@ std::string progress_line(const gd::LoopProgress& p, int64_t iterations) {
 
 // One image (and its video) from prompts with '^' phases: `generator` (built once per program) starts afresh from `seed`.
 void render(const Options& opt, const std::string& prompt_specs, const std::filesystem::path& output,
-            const std::filesystem::path& video_path, const std::string& settings_toml,
+            const std::filesystem::path& video_path, const std::map<std::string, std::string>& metadata,
             const std::vector<gd::GuideMember>& members, const std::shared_ptr<gen::Generator>& generator,
-            c10::Device device, uint64_t seed) {
+            c10::Device device, uint64_t seed, cg::train::Communicator& processes) {
   generator->init_random(seed);
   const auto [w, h] = cg::app::image_size(opt, *generator);
   at::Tensor init;
@@ -147,17 +148,25 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
     at::NoGradGuard no_grad;
     options.init_image = init.defined() ? init.to(device) : generator->render().detach();
   }
+  // Under torchrun every process renders the same image and scores its part of each step's cutouts; the
+  // gradients are summed before the optimiser steps, so all take the same steps. Rank 0 writes.
+  options.shard = processes.rank();
+  options.shards = processes.world_size();
+  const bool writer = processes.rank() == 0;
   auto guide = std::make_shared<gd::Guide>(members, options);
 
   const auto phases = cg::app::prompt_phases(opt, prompt_specs);
   guide->set_prompts(phases[0]);
 
   gd::GuideLoop loop(generator, guide, cg::app::loop_settings(opt));
+  if (processes.world_size() > 1) loop.set_sum_over_processes(cg::app::process_sum(processes));
 
-  const std::map<std::string, std::string> metadata = {{kSettingsKey, settings_toml}};
-  const bool bar = !opt.quiet && isatty(STDERR_FILENO);
+  const bool quiet = opt.quiet || !writer;
+  const bool bar = !quiet && isatty(STDERR_FILENO);
   size_t phase = 0;
-  auto save = [&](const at::Tensor& image) { cn::write_image(output, image[0].cpu(), metadata); };
+  auto save = [&](const at::Tensor& image) {
+    if (writer) clipguide::write_image(output, image[0].cpu(), metadata);
+  };
 
   // Video: every step's image (--video), or the zoom video's frames at the start, before each zoom and at the end.
   auto current_image = [&] {  // (1, 3, H, W): what the generator renders now
@@ -166,7 +175,7 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
   };
   std::unique_ptr<cg::tools::VideoWriter> video;
   const bool every_step = opt.video;
-  if (opt.video || opt.zoom_video) {
+  if (writer && (opt.video || opt.zoom_video)) {
     const at::Tensor first = current_image();  // the frame size is what the generator renders
     const int64_t n = opt.iterations;
     const int64_t frames = every_step ? std::max<int64_t>(n, 1) : (n == 0 ? 1 : 2 + (n - 1) / opt.zoom_frequency);
@@ -178,7 +187,7 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
   auto zoom_event = [&](int64_t i) {
     if (!opt.zoom_video || i % opt.zoom_frequency != 0) return;
     at::Tensor image = current_image();
-    if (!every_step) {
+    if (!every_step && video) {
       video->write(image);
       last_frame = i;
     }
@@ -198,7 +207,7 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
                                          [&](const gd::LoopProgress&) {
                                            if (g_interrupted.load()) loop.request_stop();
                                          });
-    if (!opt.quiet) {
+    if (!quiet) {
       std::cerr << "clip-guide: " << choice.scores.size() << " trials of " << steps << " steps, losses";
       for (double score : choice.scores) std::cerr << " " << std::fixed << std::setprecision(4) << score;
       std::cerr << "; continuing trial " << choice.best << " (seed " << gd::trial_seed(seed, choice.best) << ")\n";
@@ -207,12 +216,12 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
   try {
     loop.run(opt.iterations - loop.steps_done(), [&](const gd::LoopProgress& p) {
       if (g_interrupted.load()) loop.request_stop();
-      if (every_step) video->write(p.image);
+      if (every_step && video) video->write(p.image);
       if (opt.change_prompt_every > 0 && p.step % opt.change_prompt_every == 0 && phase + 1 < phases.size()) {
         guide->set_prompts(phases[++phase]);
       }
       if (opt.save_every > 0 && p.step % opt.save_every == 0) save(p.image);
-      if (bar || (!opt.quiet && (p.step % std::max<int64_t>(opt.save_every, 1) == 0 || p.step == opt.iterations))) {
+      if (bar || (!quiet && (p.step % std::max<int64_t>(opt.save_every, 1) == 0 || p.step == opt.iterations))) {
         std::cerr << (bar ? "\r" : "") << progress_line(p, opt.iterations) << (bar ? "" : "\n") << std::flush;
       }
       zoom_event(p.step);
@@ -232,7 +241,7 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
   if (!last.defined()) last = current_image();  // no step done (0 iterations)
   save(last);
   const char* interrupted = g_interrupted.load() ? " (interrupted)" : "";
-  std::cerr << "clip-guide: wrote " << output.string() << interrupted << "\n";
+  if (writer) std::cerr << "clip-guide: wrote " << output.string() << interrupted << "\n";
   if (video) {
     if (!every_step && last_frame != loop.steps_done()) video->write(current_image());
     if (every_step && video->frames() == 0) video->write(last);
@@ -258,9 +267,9 @@ std::vector<std::filesystem::path> style_frames(const std::string& dir) {
   return frames;
 }
 
-int run(Options opt, const std::string& settings_toml) {
+int run(Options opt) {
   cg::app::check(opt);
-  cn::check_image_output(opt.output, "--output");  // a missing or read-only folder fails now, not after the run
+  clipguide::check_image_output(opt.output, "--output");  // a missing or read-only folder fails now, not after the run
   // Video output: known before anything is loaded, so a missing ffmpeg stops the run before it starts.
   std::filesystem::path video_path;
   if (opt.video || opt.zoom_video) {
@@ -274,15 +283,29 @@ int run(Options opt, const std::string& settings_toml) {
   }
   std::vector<std::filesystem::path> frames;
   if (!opt.video_style_dir.empty()) frames = style_frames(opt.video_style_dir);
-  if (opt.deterministic) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
+  // torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT): several processes on one image;
+  // without it, a single process.
+  const auto processes = cg::train::init_distributed(cg::train::DistributedEnv::from_environment());
+  if (processes->world_size() > 1 && opt.trials > 1) {
+    throw cg::Error("--trials: not supported with several processes (each scores only its part of the cutouts)");
+  }
+  if (opt.deterministic) {
+    // Deterministic kernels everywhere (an op without one is an error, not a silent difference); cuBLAS
+    // needs its fixed workspace for that, set before its first handle exists.
+    setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
+    at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
+  }
   const c10::Device device = cg::app::run_device(opt);
   uint64_t seed = opt.seed >= 0 ? static_cast<uint64_t>(opt.seed) : std::random_device{}();
   if (opt.seed < 0) std::cerr << "clip-guide: seed " << seed << "\n";
+  // The images record the settings with the seed actually drawn, and where they ran: enough to make them again.
+  Options stored = opt;
+  stored.seed = static_cast<int64_t>(seed);  // a drawn seed is 32 bits
+  const auto metadata = cg::app::image_metadata(cg::app::to_toml(stored), device);
 
   // Built once: every render (each --prompts_file line, each styled frame) reuses the loaded weights.
-  const std::vector<gd::GuideMember> members = cg::app::load_members(opt, device);
-  const auto generator =
-      cg::app::make_generator(opt, device, seed, [](const std::string& note) { std::cerr << "clip-guide: " << note << "\n"; });
+  const auto [members, generator] =
+      cg::app::load_models(opt, device, seed, [](const std::string& note) { std::cerr << "clip-guide: " << note << "\n"; });
   std::signal(SIGINT, on_sigint);
   if (!frames.empty()) {
     // Each frame styled in turn from itself (generate.py's video styling): <output stem>/<frame name>.png,
@@ -296,9 +319,9 @@ int run(Options opt, const std::string& settings_toml) {
     for (size_t i = 0; i < frames.size() && !g_interrupted.load(); ++i) {
       frame_opt.init_image = frames[i].string();
       const auto styled = out_dir / frames[i].filename().replace_extension(".png");
-      render(frame_opt, opt.prompts, styled, {}, settings_toml, members, generator, device, seed);
+      render(frame_opt, opt.prompts, styled, {}, metadata, members, generator, device, seed, *processes);
       if (!video_path.empty()) {
-        at::Tensor image = cn::read_image(styled.string()).to(at::kFloat).div(255);
+        at::Tensor image = clipguide::read_image(styled.string()).to(at::kFloat).div(255);
         if (!video) {
           cg::tools::VideoOptions vo;
           vo.width = image.size(2);
@@ -324,19 +347,19 @@ int run(Options opt, const std::string& settings_toml) {
       if (line.find_first_not_of(" \t\r") == std::string::npos || line[line.find_first_not_of(" \t")] == '#') continue;
       const int64_t i = index++;
       render(opt, line, numbered(opt.output, i), video_path.empty() ? video_path : numbered(video_path, i),
-             settings_toml, members, generator, device, seed);
+             metadata, members, generator, device, seed, *processes);
     }
     if (index == 0) throw cg::Error("--prompts_file '" + opt.prompts_file + "' has no prompts");
   } else {
-    render(opt, opt.prompts, opt.output, video_path, settings_toml, members, generator, device, seed);
+    render(opt, opt.prompts, opt.output, video_path, metadata, members, generator, device, seed, *processes);
   }
   return g_interrupted.load() ? 130 : 0;
 }
 
 // --from-png FILE: the settings the PNG stores, as a temporary TOML file (removed by the caller).
 std::filesystem::path png_settings_file(const std::string& png) {
-  auto meta = cn::read_image_metadata(png);
-  auto it = meta.find(kSettingsKey);
+  auto meta = clipguide::read_image_metadata(png);
+  auto it = meta.find(cg::app::kSettingsKey);
   if (it == meta.end()) throw cg::Error("--from-png '" + png + "' has no clip-guide settings in its metadata");
   auto path = std::filesystem::temp_directory_path() / ("clip-guide-" + std::to_string(getpid()) + ".toml");
   std::ofstream(path) << it->second;
@@ -386,7 +409,7 @@ int main(int argc, char** argv) {
   if (parsed) return *parsed;
   try {
     cg::app::check(opt);
-    return run(opt, cg::app::to_toml(opt));
+    return run(opt);
   } catch (const std::exception& e) {
     return cg::app::report("clip-guide", e);
   }

@@ -4,11 +4,11 @@
 // and prints a progress line per logged step on stderr.
 #include "app/cli.h"
 #include "clipnet/checkpoint.h"
-#include "clipnet/error.h"
 #include "clipnet/train/distributed.h"
 #include "clipnet/train/evaluation.h"
 #include "clipnet/train/shapes_world.h"
 #include "clipnet/train/trainer.h"
+#include "core/error.h"
 
 #include <CLI/CLI.hpp>
 

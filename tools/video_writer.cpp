@@ -2,7 +2,7 @@
 // its stderr in a log file whose tail goes into errors; H.264 into a temporary file renamed on success.
 #include "tools/video_writer.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <fcntl.h>
 #include <spawn.h>

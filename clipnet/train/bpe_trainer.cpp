@@ -2,10 +2,10 @@
 // ref: openai/CLIP clip/simple_tokenizer.py (bytes_to_unicode, the vocabulary's order, "</w>" word ends)
 #include "clipnet/train/bpe_trainer.h"
 
-#include "clipnet/error.h"
-#include "clipnet/io/file_util.h"
 #include "clipnet/text_clean.h"
 #include "clipnet/tokenizer.h"
+#include "core/error.h"
+#include "core/io/file_util.h"
 
 #include <nlohmann/json.hpp>
 
@@ -111,7 +111,7 @@ void write_bpe_vocabulary(const BpeVocabulary& vocabulary, const std::filesystem
   std::string merges = "#version: 0.2\n";
   for (const auto& [a, b] : vocabulary.merges) merges += a + " " + b + "\n";
   for (const auto& [name, text] : {std::pair{"vocab.json", v.dump()}, std::pair{"merges.txt", merges}}) {
-    clipnet::io::AtomicFile file(folder / name);
+    clipguide::io::AtomicFile file(folder / name);
     file.write(text);
     file.commit();
   }

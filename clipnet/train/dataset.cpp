@@ -3,8 +3,8 @@
 // [SECTION] Dataset defaults  [SECTION] CSV  [SECTION] shard lists  [SECTION] tar  [SECTION] image folders
 #include "clipnet/train/dataset.h"
 
-#include "clipnet/error.h"
-#include "clipnet/image_io.h"
+#include "core/error.h"
+#include "core/image_io.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -165,7 +165,7 @@ Sample CsvDataset::get(int64_t index) const {
   }
   const Row& row = rows_[static_cast<size_t>(index)];
   try {
-    return {clipnet::read_image(row.image), row.caption, manifest_.filename().string() + ":" + std::to_string(row.line)};
+    return {clipguide::read_image(row.image), row.caption, manifest_.filename().string() + ":" + std::to_string(row.line)};
   } catch (const std::exception& e) {
     throw Error(manifest_.string() + ":" + std::to_string(row.line) + ": " + error_text(e));
   }
@@ -397,7 +397,7 @@ std::unique_ptr<ShardReader> TarDataset::open_shard(int64_t shard) const {
 }
 
 Sample TarDataset::decode(const EncodedSample& encoded) const {
-  return {clipnet::decode_image(encoded.image_bytes.data(), encoded.image_bytes.size(), encoded.image_name),
+  return {clipguide::decode_image(encoded.image_bytes.data(), encoded.image_bytes.size(), encoded.image_name),
           encoded.caption, encoded.key};
 }
 
@@ -434,7 +434,7 @@ Sample ImageFolderDataset::get(int64_t index) const {
   caption.replace_extension(".txt");
   std::filesystem::path key = image.lexically_relative(root_);
   key.replace_extension();
-  return {clipnet::read_image(image), trim(read_text_file(caption)), key.generic_string()};
+  return {clipguide::read_image(image), trim(read_text_file(caption)), key.generic_string()};
 }
 
 std::string ImageFolderDataset::describe() const {

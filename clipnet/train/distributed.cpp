@@ -3,7 +3,7 @@
 // this file compiles the Gloo path only when CMake found gloo's headers (Debian: libgloo-dev).
 #include "clipnet/train/distributed.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
@@ -160,7 +160,10 @@ at::Tensor gather_rows(Communicator& comm, const at::Tensor& x, bool with_grad) 
   return at::cat(parts, 0);
 }
 
-void average_gradients(Communicator& comm, const std::vector<at::Tensor>& parameters) {
+namespace {
+
+// One flattened all_reduce of the defined gradients of `parameters`, then divided by `divisor`.
+void reduce_gradients(Communicator& comm, const std::vector<at::Tensor>& parameters, double divisor) {
   if (comm.world_size() == 1) return;
   std::vector<at::Tensor> grads;
   for (const auto& p : parameters)
@@ -170,13 +173,23 @@ void average_gradients(Communicator& comm, const std::vector<at::Tensor>& parame
   for (const auto& g : grads) flat_parts.push_back(g.reshape({-1}));
   at::Tensor flat = at::cat(flat_parts).contiguous();
   comm.all_reduce_sum_(flat);
-  flat.div_(static_cast<double>(comm.world_size()));
+  if (divisor != 1.0) flat.div_(divisor);
   int64_t offset = 0;
   for (auto& g : grads) {
     const int64_t n = g.numel();
     g.copy_(flat.narrow(0, offset, n).view_as(g));
     offset += n;
   }
+}
+
+}  // namespace
+
+void average_gradients(Communicator& comm, const std::vector<at::Tensor>& parameters) {
+  reduce_gradients(comm, parameters, static_cast<double>(comm.world_size()));
+}
+
+void sum_gradients(Communicator& comm, const std::vector<at::Tensor>& parameters) {
+  reduce_gradients(comm, parameters, 1.0);
 }
 
 }  // namespace clipguide::train

@@ -77,5 +77,7 @@ at::Tensor gather_rows(Communicator& comm, const at::Tensor& x, bool with_grad);
 
 // Sums then divides by W every defined .grad() (one flattened all_reduce per call).
 void average_gradients(Communicator& comm, const std::vector<at::Tensor>& parameters);
+// Sums every defined .grad() over ranks (one flattened all_reduce; every rank must have the same ones defined).
+void sum_gradients(Communicator& comm, const std::vector<at::Tensor>& parameters);
 
 }  // namespace clipguide::train

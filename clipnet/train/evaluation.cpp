@@ -3,10 +3,10 @@
 // Shapes: N images, K classes, E embedding width, S image side, T templates.
 #include "clipnet/train/evaluation.h"
 
-#include "clipnet/error.h"
 #include "clipnet/preprocess.h"
 #include "clipnet/train/shapes_world.h"
 #include "clipnet/zero_shot.h"
+#include "core/error.h"
 
 #include <ATen/ops/argmax.h>
 #include <ATen/ops/cat.h>

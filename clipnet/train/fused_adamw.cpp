@@ -3,7 +3,7 @@
 // gets float copies, so a checkpoint is the same whichever step() wrote it.
 #include "clipnet/train/fused_adamw.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <ATen/ops/_fused_adamw.h>
 #include <ATen/ops/full.h>

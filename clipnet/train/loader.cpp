@@ -4,8 +4,8 @@
 // number. Claims stop `capacity_` jobs ahead of the consumer, which bounds memory.
 #include "clipnet/train/loader.h"
 
-#include "clipnet/error.h"
 #include "clipnet/train/random.h"
+#include "core/error.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/ops/_upsample_bicubic2d_aa.h>

@@ -3,7 +3,7 @@
 // Shapes: B per-rank batch, W world size, N = W*B, E embedding width.
 #include "clipnet/train/losses.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <ATen/ops/arange.h>
 #include <ATen/ops/clamp.h>

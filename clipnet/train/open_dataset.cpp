@@ -1,7 +1,7 @@
 // open_dataset (open_dataset.h): picks the source kind from the spec's form.
 #include "clipnet/train/open_dataset.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <algorithm>
 #include <filesystem>

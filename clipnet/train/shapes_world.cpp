@@ -2,8 +2,8 @@
 // caption templates. All randomness comes from Rng streams keyed by (seed, split, index, purpose).
 #include "clipnet/train/shapes_world.h"
 
-#include "clipnet/error.h"
 #include "clipnet/train/random.h"
+#include "core/error.h"
 
 #include <ATen/ops/empty.h>
 

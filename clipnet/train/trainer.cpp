@@ -9,13 +9,13 @@
 #include "clipnet/train/trainer.h"
 
 #include "clipnet/checkpoint.h"
-#include "clipnet/error.h"
-#include "clipnet/io/file_util.h"
-#include "clipnet/io/safetensors.h"
 #include "clipnet/train/bpe_trainer.h"
 #include "clipnet/train/fused_adamw.h"
 #include "clipnet/train/loader.h"
 #include "clipnet/train/open_dataset.h"
+#include "core/error.h"
+#include "core/io/file_util.h"
+#include "core/io/safetensors.h"
 
 #include <ATen/autocast_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -58,7 +58,7 @@ std::string read_text(const fs::path& path) {
 }
 
 void write_text_atomic(const fs::path& path, const std::string& text) {
-  clipnet::io::AtomicFile file(path);
+  clipguide::io::AtomicFile file(path);
   file.write(text);
   file.commit();
 }
@@ -269,10 +269,10 @@ Trainer::Trainer(TrainOptions options, std::shared_ptr<Communicator> comm)
   }
   model_ = clipnet::ClipModel(config_);
   if (start.model) {  // same config, so the same names and shapes (load_state_dict checks both)
-    clipnet::TensorMap weights;
+    clipguide::TensorMap weights;
     for (const auto& item : start.model->named_parameters(true)) weights[item.key()] = item.value();
     for (const auto& item : start.model->named_buffers(true)) weights[item.key()] = item.value();
-    clipnet::load_state_dict(*model_, weights);
+    clipguide::load_state_dict(*model_, weights);
   }
   model_->set_grad_checkpointing(options_.grad_checkpointing);
   if (options_.loss.siglip) {
@@ -546,11 +546,11 @@ fs::path Trainer::save_checkpoint(const std::function<void(const std::string&)>&
     if (after_file) after_file(file);
   };
 
-  clipnet::TensorMap weights, optim;
+  clipguide::TensorMap weights, optim;
   for (const auto& item : model_->named_parameters(true)) weights[item.key()] = item.value().detach();
   for (const auto& item : model_->named_buffers(true)) weights[item.key()] = item.value().detach();
   if (options_.loss.siglip) weights["logit_bias"] = logit_bias_.detach();
-  clipnet::write_safetensors(tmp / "model.safetensors", weights);
+  clipguide::write_safetensors(tmp / "model.safetensors", weights);
   written("model.safetensors");
 
   auto& states = impl_->optimizer->state();
@@ -567,7 +567,7 @@ fs::path Trainer::save_checkpoint(const std::function<void(const std::string&)>&
     std::lock_guard<std::mutex> lock(gen.mutex());
     optim["rng/cpu"] = at::Tensor(gen.get_state());
   }
-  clipnet::write_safetensors(tmp / "optimizer.safetensors", optim);
+  clipguide::write_safetensors(tmp / "optimizer.safetensors", optim);
   written("optimizer.safetensors");
 
   write_text_atomic(tmp / "config.json", config_.to_json_text());
@@ -618,7 +618,7 @@ void Trainer::load_checkpoint(const fs::path& folder) {
                 " and batch size " + std::to_string(batch_size) + "; exact resume needs the same");
 
   const fs::path weights_file = folder / "model.safetensors";
-  clipnet::TensorMap weights = clipnet::read_safetensors(weights_file).tensors;
+  clipguide::TensorMap weights = clipguide::read_safetensors(weights_file).tensors;
   try {
     if (auto it = weights.find("logit_bias"); it != weights.end()) {
       if (it->second.numel() != 1) throw Error("logit_bias: expected one value, got " + shape_str(it->second.sizes()));
@@ -626,13 +626,13 @@ void Trainer::load_checkpoint(const fs::path& folder) {
       logit_bias_.copy_(it->second.reshape({}));
       weights.erase(it);
     }
-    clipnet::load_state_dict(*model_, weights, true);
+    clipguide::load_state_dict(*model_, weights, true);
   } catch (const Error& e) {
     throw Error("checkpoint weights " + weights_file.string() + ": " + e.what());
   }
 
   const fs::path optim_file = folder / "optimizer.safetensors";
-  const clipnet::TensorMap optim = clipnet::read_safetensors(optim_file).tensors;
+  const clipguide::TensorMap optim = clipguide::read_safetensors(optim_file).tensors;
   auto entry = [&](const std::string& key, const at::Tensor& like) {
     auto it = optim.find(key);
     if (it == optim.end()) throw Error("optimiser state " + optim_file.string() + ": no tensor '" + key + "'");

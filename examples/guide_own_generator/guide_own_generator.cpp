@@ -4,8 +4,8 @@
 // the parameters), implementing clipguide's Generator interface without registering it. Prints the loss of
 // every step, then "loss first3 <mean of the first 3 steps> last3 <mean of the last 3>", and writes OUT.png.
 // Shapes: K blobs, H x W pixels.
-#include <clipnet/error.h>
-#include <clipnet/image_io.h>
+#include <core/error.h>
+#include <core/image_io.h>
 #include <generators/generator.h>
 #include <guidance/guide.h>
 #include <guidance/guide_loop.h>
@@ -145,7 +145,7 @@ int main(int argc, char** argv) {
                   (losses[n - 3] + losses[n - 2] + losses[n - 1]) / 3);
     }
     at::NoGradGuard no_grad;
-    clipguide::clipnet::write_image(argv[3], generator->render()[0], {{"prompt", prompt}});
+    clipguide::write_image(argv[3], generator->render()[0], {{"prompt", prompt}});
     std::printf("wrote %s\n", argv[3]);
   } catch (const std::exception& e) {
     std::cerr << "guide_own_generator: " << clipguide::error_text(e) << "\n";

@@ -2,7 +2,7 @@
 //   zero_shot MODEL VOCAB IMAGE LABEL [LABEL...]
 // prints one "label probability" line per label, most likely first.
 #include <clipnet/checkpoint.h>
-#include <clipnet/error.h>
+#include <core/error.h>
 #include <clipnet/preprocess.h>
 #include <clipnet/tokenizer.h>
 #include <clipnet/zero_shot.h>

@@ -3,7 +3,8 @@
 // Shapes: B batch, C channels, H x W spatial.
 #include "generators/vqgan/autoencoder.h"
 
-#include "clipnet/grad_ops.h"
+#include "core/grad_ops.h"
+#include "core/skip_init.h"
 
 #include <ATen/ops/avg_pool2d.h>
 #include <ATen/ops/bmm.h>
@@ -22,7 +23,7 @@ namespace {
 torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1) {
   // 3x3 convs pad by 1, except the strided one in Downsample, which pads by hand.
   const int64_t padding = kernel == 3 && stride == 1 ? 1 : 0;
-  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding));
+  return clipguide::conv2d(torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding));
 }
 
 }  // namespace

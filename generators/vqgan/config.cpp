@@ -2,7 +2,7 @@
 // ref: taming-transformers-rom1504 0.0.6 taming/modules/diffusionmodules/model.py (Encoder, Decoder __init__)
 #include "generators/vqgan/config.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -192,7 +192,7 @@ VqganConfig read_config(const YamlReader& r, const YAML::Node& root) {
 // ---------------------------------------------------------------------------------------------------------
 // Inference from shapes
 
-VqganConfig infer_vqgan_config(const clipnet::TensorMap& sd) {
+VqganConfig infer_vqgan_config(const clipguide::TensorMap& sd) {
   auto has = [&](const std::string& key) { return sd.count(key) != 0; };
   auto get = [&](const std::string& key) -> const at::Tensor& {
     auto it = sd.find(key);

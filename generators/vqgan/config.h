@@ -3,7 +3,7 @@
 // Attention placement is kept per level (taming derives it from `resolution` and `attn_resolutions`).
 #pragma once
 
-#include "clipnet/io/tensor_map.h"
+#include "core/io/tensor_map.h"
 
 #include <cstdint>
 #include <filesystem>
@@ -52,6 +52,6 @@ VqganConfig read_vqgan_yaml(const std::filesystem::path& path);
 
 // Infers the architecture from taming state-dict keys and shapes (loss.* keys ignored). Throws
 // clipguide::Error when the tensors are not a taming VQGAN.
-VqganConfig infer_vqgan_config(const clipnet::TensorMap& state_dict);
+VqganConfig infer_vqgan_config(const clipguide::TensorMap& state_dict);
 
 }  // namespace clipguide::generators::vqgan

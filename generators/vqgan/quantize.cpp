@@ -4,8 +4,9 @@
 // Shapes: B batch, E embed_dim, N n_embed, h x w latent grid, M = B*h*w.
 #include "generators/vqgan/quantize.h"
 
-#include "clipnet/error.h"
-#include "clipnet/grad_ops.h"
+#include "core/error.h"
+#include "core/grad_ops.h"
+#include "core/skip_init.h"
 
 #include <ATen/ops/argmax.h>
 #include <ATen/ops/argmin.h>
@@ -36,7 +37,7 @@ at::Tensor vector_quantize(const at::Tensor& z, const at::Tensor& codebook) {
 
 // ---------------------------------------------------------------------------------------------------------
 VectorQuantizerImpl::VectorQuantizerImpl(int64_t n_embed, int64_t embed_dim, double beta) : beta(beta) {
-  embedding = register_module("embedding", torch::nn::Embedding(n_embed, embed_dim));
+  embedding = register_module("embedding", clipguide::embedding(n_embed, embed_dim));
 }
 
 Quantized VectorQuantizerImpl::forward(const at::Tensor& z_in) {
@@ -54,8 +55,8 @@ Quantized VectorQuantizerImpl::forward(const at::Tensor& z_in) {
 
 // ---------------------------------------------------------------------------------------------------------
 GumbelQuantizeImpl::GumbelQuantizeImpl(int64_t num_hiddens, int64_t embed_dim, int64_t n_embed) {
-  proj = register_module("proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(num_hiddens, n_embed, 1)));
-  embed = register_module("embed", torch::nn::Embedding(n_embed, embed_dim));
+  proj = register_module("proj", clipguide::conv2d(torch::nn::Conv2dOptions(num_hiddens, n_embed, 1)));
+  embed = register_module("embed", clipguide::embedding(n_embed, embed_dim));
 }
 
 Quantized GumbelQuantizeImpl::forward(const at::Tensor& z) {

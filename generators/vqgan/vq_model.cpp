@@ -3,9 +3,10 @@
 // Shapes: B batch, H x W image, h x w latent grid, E embed_dim, N n_embed.
 #include "generators/vqgan/vq_model.h"
 
-#include "clipnet/checkpoint.h"
-#include "clipnet/error.h"
-#include "clipnet/io/weights.h"
+#include "core/error.h"
+#include "core/io/weights.h"
+#include "core/skip_init.h"
+#include "core/state_dict.h"
 
 #include <torch/csrc/autograd/grad_mode.h>
 
@@ -28,9 +29,9 @@ VQModelImpl::VQModelImpl(VqganConfig config) : config_(std::move(config)) {
     quantize = register_module("quantize", std::make_shared<VectorQuantizerImpl>(config_.n_embed, config_.embed_dim));
   }
   quant_conv = register_module(
-      "quant_conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(config_.z_channels, config_.embed_dim, 1)));
+      "quant_conv", clipguide::conv2d(torch::nn::Conv2dOptions(config_.z_channels, config_.embed_dim, 1)));
   post_quant_conv = register_module(
-      "post_quant_conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(config_.embed_dim, config_.z_channels, 1)));
+      "post_quant_conv", clipguide::conv2d(torch::nn::Conv2dOptions(config_.embed_dim, config_.z_channels, 1)));
 }
 
 at::Tensor VQModelImpl::encode_prequant(const at::Tensor& x) {
@@ -64,12 +65,12 @@ std::string join_some(const std::vector<std::string>& items, size_t max_shown = 
 
 }  // namespace
 
-clipnet::TensorMap read_vqgan_weights(const std::filesystem::path& path) {
-  auto file = clipnet::read_weights(path);
+clipguide::TensorMap read_vqgan_weights(const std::filesystem::path& path) {
+  auto file = clipguide::read_weights(path);
   const std::string kFirstStage = "first_stage_model.";
   const bool first_stage = file.tensors.count("encoder.conv_in.weight") == 0 &&
                            file.tensors.count(kFirstStage + "encoder.conv_in.weight") != 0;
-  clipnet::TensorMap out;
+  clipguide::TensorMap out;
   for (auto& [key, tensor] : file.tensors) {
     std::string name = key;
     if (first_stage) {
@@ -82,9 +83,11 @@ clipnet::TensorMap read_vqgan_weights(const std::filesystem::path& path) {
   return out;
 }
 
-void load_vq_weights(VQModelImpl& model, const clipnet::TensorMap& state_dict, const std::string& source) {
-  // clipnet's state-dict path (shapes, finiteness, copies), with the VQGAN's wording for what does not match.
-  auto refuse_mismatch = [&](const clipnet::LoadReport& report) {
+void load_vq_weights(VQModelImpl& model, const clipguide::TensorMap& state_dict, const std::string& source,
+                     bool adopt) {
+  // The one state-dict path (core/state_dict.h: shapes, finiteness, copies), with the VQGAN's wording for what
+  // does not match.
+  auto refuse_mismatch = [&](const clipguide::LoadReport& report) {
     if (!report.missing_keys.empty()) {
       std::map<std::string, at::Tensor> expected;
       for (const auto& item : model.named_parameters(/*recurse=*/true)) expected[item.key()] = item.value();
@@ -105,7 +108,7 @@ void load_vq_weights(VQModelImpl& model, const clipnet::TensorMap& state_dict, c
     }
   };
   try {
-    clipnet::load_state_dict(model, state_dict, /*strict=*/true, refuse_mismatch);
+    clipguide::load_state_dict(model, state_dict, /*strict=*/true, refuse_mismatch, adopt);
   } catch (const Error& e) {
     throw Error("VQGAN weights " + source + ": " + e.what());
   }
@@ -114,8 +117,12 @@ void load_vq_weights(VQModelImpl& model, const clipnet::TensorMap& state_dict, c
 VQModel load_vq_model(const std::filesystem::path& weights, const VqganLoadOptions& options) {
   auto state_dict = read_vqgan_weights(weights);
   VqganConfig config = options.config.empty() ? infer_vqgan_config(state_dict) : read_vqgan_yaml(options.config);
-  VQModel model(config);
-  load_vq_weights(*model, state_dict, weights.string());
+  VQModel model{nullptr};
+  {
+    SkipInit skip;  // loaded strictly next: every value comes from the file
+    model = VQModel(config);
+  }
+  load_vq_weights(*model, state_dict, weights.string(), /*adopt=*/true);  // read just now
   model->to(options.device);
   model->eval();
   for (auto& p : model->parameters()) p.set_requires_grad(false);

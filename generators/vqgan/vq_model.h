@@ -1,11 +1,11 @@
 // taming's VQModel / GumbelVQ autoencoder for inference: encode (encoder -> quant_conv -> quantize) and
 // decode (post_quant_conv -> decoder), with strict loading of taming checkpoints (Lightning .ckpt through
-// clipnet's restricted reader, or safetensors). Module names are taming's state-dict keys.
+// core/io's restricted reader, or safetensors). Module names are taming's state-dict keys.
 //
 // Shapes: B batch, H x W image, h x w latent grid (H / f, W / f), E embed_dim, N n_embed.
 #pragma once
 
-#include "clipnet/io/tensor_map.h"
+#include "core/io/tensor_map.h"
 #include "generators/vqgan/autoencoder.h"
 #include "generators/vqgan/config.h"
 #include "generators/vqgan/quantize.h"
@@ -47,12 +47,13 @@ TORCH_MODULE(VQModel);
 // Reads a taming weight file (.ckpt/.pt torch.save zip, or safetensors; detected by content) into
 // state-dict tensors: Lightning's {"state_dict": ...} unwrapped, loss.* (LPIPS, discriminator) dropped,
 // and a "first_stage_model." prefix (Net2NetTransformer checkpoints) stripped.
-clipnet::TensorMap read_vqgan_weights(const std::filesystem::path& path);
+clipguide::TensorMap read_vqgan_weights(const std::filesystem::path& path);
 
 // Copies `state_dict` into `model` strictly: every parameter present with its exact shape, no leftover
 // keys. Casts to each parameter's dtype and device. Throws clipguide::Error naming `source` and the keys
 // ("missing 'quant_conv.weight' (expected [16, 16, 1, 1])", "'x': got [..], expected [..]", unexpected keys).
-void load_vq_weights(VQModelImpl& model, const clipnet::TensorMap& state_dict, const std::string& source);
+void load_vq_weights(VQModelImpl& model, const clipguide::TensorMap& state_dict, const std::string& source,
+                     bool adopt = false);  // adopt: see clipguide::load_state_dict
 
 struct VqganLoadOptions {
   std::filesystem::path config;    // taming YAML; empty: infer the architecture from the weights' shapes

@@ -3,9 +3,9 @@
 // Shapes: B batch, H x W image, h x w latent grid, E embed_dim, N n_embed.
 #include "generators/vqgan/vqgan_generator.h"
 
-#include "clipnet/autocast.h"
-#include "clipnet/error.h"
-#include "clipnet/grad_ops.h"
+#include "core/autocast.h"
+#include "core/error.h"
+#include "core/grad_ops.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/ops/embedding.h>
@@ -60,7 +60,7 @@ at::Tensor VqganGenerator::render() {
   if (channels_last_) z_q = z_q.contiguous(at::MemoryFormat::ChannelsLast);
   at::Tensor x;  // (B, 3, H, W) roughly in [-1, 1]
   {
-    clipnet::AutocastGuard autocast(z_q.device().type(), autocast_);  // no-op for kFloat
+    clipguide::AutocastGuard autocast(z_q.device().type(), autocast_);  // no-op for kFloat
     x = model_->decode(z_q);
   }
   return clamp_with_grad(x.to(at::kFloat).add(1).div(2), 0.0, 1.0);  // (B, 3, H, W) in [0, 1]

@@ -1,7 +1,7 @@
 // Building a run from its settings (app/session.h): which generator, with which files, at which size; the
 // vocabulary rule; the members cache.
 #include "app/session.h"
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // The run-settings table and the command line bound to it (app/settings.h, app/cli.h).
 #include "app/cli.h"
 #include "app/settings.h"
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <gtest/gtest.h>
 

@@ -7,9 +7,9 @@
 #include "clipnet/checkpoint.h"
 #include "clipnet/clip_model.h"
 #include "clipnet/config.h"
-#include "clipnet/error.h"
 #include "clipnet/hf_clip.h"
-#include "clipnet/io/safetensors.h"
+#include "core/error.h"
+#include "core/io/safetensors.h"
 #include "test_util.h"
 
 #include <ATen/ATen.h>

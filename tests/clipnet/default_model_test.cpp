@@ -4,9 +4,9 @@
 #include "clipnet/default_model.h"
 
 #include "clipnet/checkpoint.h"
-#include "clipnet/io/safetensors.h"
 #include "clipnet/tokenizer.h"
 #include "clipnet/train/evaluation.h"
+#include "core/io/safetensors.h"
 #include "test_util.h"
 
 #include <cmath>

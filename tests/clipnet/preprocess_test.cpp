@@ -2,9 +2,9 @@
 // (fixture tests/reference/preprocess.py), plus round trips, atomic writes and error messages.
 #include "clipnet/preprocess.h"
 
-#include "clipnet/error.h"
-#include "clipnet/image_io.h"
-#include "clipnet/io/safetensors.h"
+#include "core/error.h"
+#include "core/image_io.h"
+#include "core/io/safetensors.h"
 #include "test_util.h"
 
 #include <ATen/ops/rand.h>

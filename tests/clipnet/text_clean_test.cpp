@@ -2,7 +2,7 @@
 // with Python's whitespace_clean(basic_clean(text)).lower() on the tokenizer fixture's corpus.
 #include "clipnet/text_clean.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>

@@ -2,7 +2,7 @@
 // invalid UTF-8, threads, and parity with openai-clip's SimpleTokenizer on the fixture corpus for every file layout.
 #include "clipnet/tokenizer.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>

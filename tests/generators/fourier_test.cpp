@@ -2,8 +2,8 @@
 // (tests/reference/fourier.py, a numpy transcription), closed-form checks of the scaling and the inverse FFT,
 // gradients, init_from_image, seeds, state and a short optimisation.
 // Shapes: B batch, H x W image, F = W / 2 + 1 rfft frequencies, 2 real and imaginary parts.
-#include "clipnet/error.h"
-#include "clipnet/io/safetensors.h"
+#include "core/error.h"
+#include "core/io/safetensors.h"
 #include "generators/fourier.h"
 #include "generators/generator.h"
 #include "test_util.h"
@@ -50,7 +50,7 @@ TEST(FourierGenerator, RegisteredRendersInUnitRange) {
 }
 
 TEST(FourierGenerator, MatchesLucid) {
-  auto expected = clipnet::read_safetensors(fixture_dir("fourier") / "expected.safetensors").tensors;
+  auto expected = clipguide::read_safetensors(fixture_dir("fourier") / "expected.safetensors").tensors;
   std::cout << "color_correlation max abs diff "
             << max_abs_diff(FourierGenerator::color_correlation(), expected.at("color_correlation")) << "\n";
   EXPECT_TENSOR_CLOSE(FourierGenerator::color_correlation(), expected.at("color_correlation"), 1e-7, 0);

@@ -23,32 +23,32 @@ using guidance::test::tiny_member;
 using guidance::test::tiny_options;
 using test::fixture_dir;
 
-struct Setup {
+struct GeneratorSetup {
   GeneratorOptions options;  // 32 x 32, batch 1
-  double learning_rate;      // what makes a visible difference in `steps` steps
-  int64_t steps;
+  double learning_rate = 0;  // what makes a visible difference in `steps` steps
+  int64_t steps = 0;
 };
 
 // The test setup per generator name; nothing for a name this test does not know yet.
-std::optional<Setup> setup_for(const std::string& name) {
+std::optional<GeneratorSetup> setup_for(const std::string& name) {
   GeneratorOptions o;
   o.width = o.height = 32;
   o.seed = 11;
-  if (name == "pixel") return Setup{o, 0.05, 12};
-  if (name == "fourier") return Setup{o, 0.05, 12};
+  if (name == "pixel") return GeneratorSetup{o, 0.05, 12};
+  if (name == "fourier") return GeneratorSetup{o, 0.05, 12};
   if (name == "primitives") {
     o.extra = {{"count", "2"}, {"fit_steps", "20"}};
-    return Setup{o, 0.05, 12};
+    return GeneratorSetup{o, 0.05, 12};
   }
   if (name == "vqgan") {
     o.weights = fixture_dir("vqgan") / "vq.ckpt";
     o.config = fixture_dir("vqgan") / "vq.yaml";
-    return Setup{o, 0.1, 12};
+    return GeneratorSetup{o, 0.1, 12};
   }
   if (name == "torchscript") {
     o.weights = fixture_dir("torchscript_generators") / "decoder_scripted.pt";
     o.extra = {{"latent_shape", "1,16"}, {"output_range", "-1,1"}};
-    return Setup{o, 0.1, 12};
+    return GeneratorSetup{o, 0.1, 12};
   }
   return std::nullopt;
 }
@@ -69,37 +69,40 @@ double probe(Generator& generator, guidance::Guide& guide) {
   return sum / 4;
 }
 
-class GeneratorsGuided : public ::testing::TestWithParam<std::string> {};
+// Each test's registered generator (GetParam()) from its setup, at the setup's seed, and the tiny guide.
+class GeneratorsGuided : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    CLIPGUIDE_REQUIRE_VOCABULARY();
+    name = GetParam();
+    auto found = setup_for(name);
+    ASSERT_TRUE(found) << "registered generator '" << name << "' has no setup in " << __FILE__ << ": add one";
+    setup = *found;
+    generator = GeneratorRegistry::create(name, setup.options);
+    generator->init_random(setup.options.seed);
+    guide = tiny_guide();
+  }
+  std::string name;
+  GeneratorSetup setup;
+  std::shared_ptr<Generator> generator;
+  std::shared_ptr<guidance::Guide> guide;
+};
 
 TEST_P(GeneratorsGuided, LowersTheGuidanceLoss) {
-  CLIPGUIDE_REQUIRE_VOCABULARY();
-  const std::string name = GetParam();
-  auto setup = setup_for(name);
-  ASSERT_TRUE(setup) << "registered generator '" << name << "' has no setup in " << __FILE__ << ": add one";
-  std::shared_ptr<Generator> generator = GeneratorRegistry::create(name, setup->options);
-  generator->init_random(setup->options.seed);
-  auto guide = tiny_guide();
   const double before = probe(*generator, *guide);
-  guidance::GuideLoop loop(generator, guide, guidance::LoopSettings{"adam", setup->learning_rate});
-  EXPECT_EQ(loop.run(setup->steps), setup->steps);
+  guidance::GuideLoop loop(generator, guide, guidance::LoopSettings{"adam", setup.learning_rate});
+  EXPECT_EQ(loop.run(setup.steps), setup.steps);
   const double after = probe(*generator, *guide);
   std::printf("%s: probe loss %.5f -> %.5f after %lld steps\n", name.c_str(), before, after,
-              static_cast<long long>(setup->steps));
+              static_cast<long long>(setup.steps));
   EXPECT_LT(after, before) << name << " did not lower the loss";
 }
 
 // clip-guide --zoom_video: mid-run the generator is re-initialised from a (shifted) image and the optimiser
 // restarts (a LoopSnapshot without optimiser state); the run goes on and lowers the loss again.
 TEST_P(GeneratorsGuided, RestartsFromAnImageAndLowersTheLossAgain) {
-  CLIPGUIDE_REQUIRE_VOCABULARY();
-  const std::string name = GetParam();
-  auto setup = setup_for(name);
-  ASSERT_TRUE(setup) << "registered generator '" << name << "' has no setup in " << __FILE__ << ": add one";
-  std::shared_ptr<Generator> generator = GeneratorRegistry::create(name, setup->options);
-  generator->init_random(setup->options.seed);
-  auto guide = tiny_guide();
-  guidance::GuideLoop loop(generator, guide, guidance::LoopSettings{"adam", setup->learning_rate});
-  loop.run(setup->steps / 2);
+  guidance::GuideLoop loop(generator, guide, guidance::LoopSettings{"adam", setup.learning_rate});
+  loop.run(setup.steps / 2);
   at::Tensor image;
   {
     at::NoGradGuard no_grad;
@@ -112,10 +115,10 @@ TEST_P(GeneratorsGuided, RestartsFromAnImageAndLowersTheLossAgain) {
   fresh.settings = loop.settings();
   loop.restore(fresh);
   const double before = probe(*generator, *guide);
-  EXPECT_EQ(loop.run(setup->steps), setup->steps);
+  EXPECT_EQ(loop.run(setup.steps), setup.steps);
   const double after = probe(*generator, *guide);
   std::printf("%s: after restart, probe loss %.5f -> %.5f\n", name.c_str(), before, after);
-  EXPECT_EQ(loop.steps_done(), setup->steps / 2 + setup->steps);
+  EXPECT_EQ(loop.steps_done(), setup.steps / 2 + setup.steps);
   EXPECT_LT(after, before) << name << " did not lower the loss after the restart";
 }
 

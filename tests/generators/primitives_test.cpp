@@ -1,7 +1,7 @@
 // Tests for the "primitives" generator (generators/primitives.cpp): rendered areas against the superellipse
 // area formula, position and rotation, gradients, init_from_image, seeds, state and bad settings.
 // Shapes: B batch, K primitives, H x W image.
-#include "clipnet/error.h"
+#include "core/error.h"
 #include "generators/generator.h"
 #include "generators/primitives.h"
 #include "test_util.h"

@@ -1,6 +1,6 @@
 // Tests for generators/registry.cpp and the "pixel" generator (generators/pixel.cpp).
 // Shapes: B batch, H x W image.
-#include "clipnet/error.h"
+#include "core/error.h"
 #include "generators/generator.h"
 #include "test_util.h"
 

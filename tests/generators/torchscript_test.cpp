@@ -2,8 +2,8 @@
 // Python (tests/reference/torchscript_generators.py): output and latent gradient parity, frozen module weights,
 // latent shape from options or the module, errors for bad files and shapes, state, clamp, init_from_image.
 // Shapes: B batch (2), H x W image (32 x 32; 16 x 16 for attr_shape.pt), latent (B, 16) or (B, 2, 8).
-#include "clipnet/error.h"
-#include "clipnet/io/safetensors.h"
+#include "core/error.h"
+#include "core/io/safetensors.h"
 #include "generators/generator.h"
 #include "generators/torchscript.h"
 #include "test_util.h"
@@ -25,8 +25,8 @@ using test::error_of;
 using test::fixture_dir;
 using test::max_abs_diff;
 
-clipnet::TensorMap expected_tensors() {
-  return clipnet::read_safetensors(fixture_dir("torchscript_generators") / "expected.safetensors").tensors;
+clipguide::TensorMap expected_tensors() {
+  return clipguide::read_safetensors(fixture_dir("torchscript_generators") / "expected.safetensors").tensors;
 }
 
 // The decoder fixtures: (B, 16) -> (B, 3, 32, 32) in [-1, 1].

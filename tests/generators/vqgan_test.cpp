@@ -2,9 +2,9 @@
 // (tests/reference/vqgan.py) for every file format and config source, then config inference, loader errors
 // and the "vqgan" generator's behaviour.
 // Shapes: B batch, H x W image (32 x 48 in the fixture), h x w latent grid, E embed_dim (16), N n_embed (64).
-#include "clipnet/error.h"
-#include "clipnet/io/safetensors.h"
-#include "clipnet/io/weights.h"
+#include "core/error.h"
+#include "core/io/safetensors.h"
+#include "core/io/weights.h"
 #include "generators/generator.h"
 #include "generators/vqgan/config.h"
 #include "generators/vqgan/vq_model.h"
@@ -27,8 +27,8 @@ using test::max_abs_diff;
 
 constexpr double kAtol = 1e-4;  // fp32 on CPU; differences come from summation order only
 
-clipnet::TensorMap expected_tensors() {
-  return clipnet::read_safetensors(fixture_dir("vqgan") / "expected.safetensors").tensors;
+clipguide::TensorMap expected_tensors() {
+  return clipguide::read_safetensors(fixture_dir("vqgan") / "expected.safetensors").tensors;
 }
 
 // The message of the clipguide::Error `fn` throws ("" and a test failure when it throws none).
@@ -171,9 +171,9 @@ TEST(VqganConfig, ReleasedArchitecturesHaveTamingKeys) {
   auto dir = fixture_dir("vqgan");
   for (std::string name : {"imagenet_f16_16384", "gumbel_f8_8192"}) {
     SCOPED_TRACE(name);
-    auto shapes = clipnet::read_safetensors(dir / (name + ".shapes.safetensors")).tensors;
+    auto shapes = clipguide::read_safetensors(dir / (name + ".shapes.safetensors")).tensors;
     auto config = read_vqgan_yaml(dir / (name + ".yaml"));
-    clipnet::TensorMap meta;  // shape-only stand-ins for inference
+    clipguide::TensorMap meta;  // shape-only stand-ins for inference
     for (const auto& [key, shape] : shapes) {
       auto dims = shape.to(at::kLong).contiguous();
       meta[key] = at::empty(c10::IntArrayRef(dims.data_ptr<int64_t>(), dims.numel()), at::device(at::kMeta));
@@ -243,8 +243,8 @@ TEST(VqganConfig, SectionsThatAreNotMappingsAreNamed) {
 
 TEST(VqganLoad, CheckpointForeignClassesAreNotInstantiated) {
   // hyper_parameters holds omegaconf DictConfigs: the restricted reader records them, never builds them.
-  auto file = clipnet::read_weights(fixture_dir("vqgan") / "vq.ckpt");
-  EXPECT_EQ(file.format, clipnet::WeightFormat::kTorchZip);
+  auto file = clipguide::read_weights(fixture_dir("vqgan") / "vq.ckpt");
+  EXPECT_EQ(file.format, clipguide::WeightFormat::kTorchZip);
   bool saw_dictconfig = false;
   for (const auto& name : file.skipped_classes) saw_dictconfig |= name.find("DictConfig") != std::string::npos;
   EXPECT_TRUE(saw_dictconfig);
@@ -290,7 +290,7 @@ TEST(VqganLoad, WrongShapeAndUnexpectedKeysAreNamed) {
 }
 
 TEST(VqganLoad, NotAVqganIsReported) {
-  clipnet::TensorMap tensors{{"visual.conv1.weight", at::zeros({8, 3, 4, 4})}};
+  clipguide::TensorMap tensors{{"visual.conv1.weight", at::zeros({8, 3, 4, 4})}};
   auto message = error_of([&] { infer_vqgan_config(tensors); });
   EXPECT_NE(message.find("'encoder.conv_in.weight'"), std::string::npos) << message;
 }

@@ -21,10 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import script_tests  # noqa: E402  (tests/script_tests.py)
 
 BIN_DIR = os.environ["CLIPGUIDE_BINARY_DIR"]
 BIN = os.path.join(BIN_DIR, "gui", "clip-studio")
@@ -429,22 +431,7 @@ def test_no_display_is_a_clear_error():
 
 
 def main():
-    if not os.path.exists(VOCAB):
-        print(f"FAIL: no vocabulary at {VOCAB} (tests/data is part of the repository)")
-        return 1
-    tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
-    failed = 0
-    for name, fn in tests:
-        print(f"[ RUN  ] {name}", flush=True)
-        try:
-            fn()
-            print(f"[  OK  ] {name}", flush=True)
-        except Exception:
-            failed += 1
-            traceback.print_exc()
-            print(f"[ FAIL ] {name}", flush=True)
-    print(f"{len(tests) - failed} passed, {failed} failed (files in {TMP})")
-    return 1 if failed else 0
+    return script_tests.run_tests(globals(), VOCAB, sort=False, where=f" (files in {TMP})")
 
 
 if __name__ == "__main__":

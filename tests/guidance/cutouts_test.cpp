@@ -2,7 +2,7 @@
 // and average pooling reproduce), methods, determinism, batching, gradients and augmentation parsing.
 #include "guidance/cutouts.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 #include "test_util.h"
 
 #include <ATen/ops/arange.h>

@@ -5,8 +5,8 @@
 // Shapes: N cutouts, S input size, E embedding width.
 #include "guidance/graphed_encoder.h"
 
-#include "clipnet/autocast.h"
-#include "clipnet/error.h"
+#include "core/autocast.h"
+#include "core/error.h"
 #include "guidance/random_clip.h"
 #include "test_util.h"
 
@@ -35,14 +35,14 @@ TEST(GraphedImageEncoder, MatchesEagerOnCuda) {
       at::Tensor eager_in = pixels.clone().requires_grad_(true), graph_in = pixels.clone().requires_grad_(true);
       at::Tensor eager;
       {
-        clipnet::AutocastGuard guard(at::kCUDA, autocast);
+        clipguide::AutocastGuard guard(at::kCUDA, autocast);
         eager = member.model->encode_image(eager_in).to(at::kFloat);
       }
       at::Tensor graphed = encoder(graph_in);
       (eager * weights).sum().backward();
       (graphed * weights).sum().backward();
       std::printf("%s N=%lld: features max diff %.2e, gradient max diff %.2e\n",
-                  clipnet::precision_name(autocast).c_str(), static_cast<long long>(n),
+                  clipguide::precision_name(autocast).c_str(), static_cast<long long>(n),
                   clipguide::test::max_abs_diff(graphed, eager), clipguide::test::max_abs_diff(graph_in.grad(), eager_in.grad()));
       const double tol = autocast == at::kFloat ? 1e-5 : 1e-2;
       EXPECT_TENSOR_CLOSE(graphed, eager, tol, tol);

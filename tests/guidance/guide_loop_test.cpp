@@ -7,7 +7,7 @@
 #include "guidance/guide_loop.h"
 #include "guidance/optimizers.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 #include "generators/generator.h"
 #include "guidance/tiny_clip.h"
 #include "test_util.h"
@@ -149,6 +149,39 @@ TEST(GuideLoop, PauseAndStopFromAnotherThread) {
   EXPECT_EQ(done, loop.steps_done());
   EXPECT_LT(done, 100000);
   std::printf("stopped after %lld steps\n", static_cast<long long>(done));
+}
+
+TEST(GuideLoop, PostedTasksRunInOrderOnTheSteppingThreadBeforeTheNextStep) {
+  CLIPGUIDE_REQUIRE_VOCABULARY();
+  GuideLoop loop(pixel_generator(16), tiny_guide());
+  std::vector<std::string> ran;
+  int woken = 0;
+  loop.set_post_listener([&] { ++woken; });
+  loop.post([&](GuideLoop& l) { ran.push_back("a@" + std::to_string(l.steps_done())); });
+  loop.update_settings(LoopSettings{"sgd", 0.5});  // a task like any other, after "a"
+  loop.post([&](GuideLoop& l) { ran.push_back("b:" + l.settings().optimizer); });
+  EXPECT_EQ(woken, 3);
+  EXPECT_TRUE(loop.has_posted());
+  EXPECT_TRUE(ran.empty());  // nothing runs on the posting thread
+  loop.step();
+  EXPECT_EQ(ran, (std::vector<std::string>{"a@0", "b:sgd"}));
+  EXPECT_FALSE(loop.has_posted());
+
+  // A task that throws: with a handler the next one still runs; without, run_posted stops there and keeps the rest.
+  loop.post([](GuideLoop&) { throw Error("bad edit"); });
+  loop.post([&](GuideLoop&) { ran.push_back("c"); });
+  std::vector<std::string> errors;
+  EXPECT_EQ(loop.run_posted([&](const std::exception& e) { errors.push_back(e.what()); }), 2u);
+  EXPECT_EQ(errors, std::vector<std::string>{"bad edit"});
+  EXPECT_EQ(ran.back(), "c");
+  loop.post([](GuideLoop&) { throw Error("bad edit"); });
+  loop.post([&](GuideLoop&) { ran.push_back("d"); });
+  EXPECT_THROW(loop.step(), Error);  // before stepping: the step did not happen
+  EXPECT_EQ(loop.steps_done(), 1);
+  EXPECT_TRUE(loop.has_posted());
+  loop.step();
+  EXPECT_EQ(ran.back(), "d");
+  EXPECT_EQ(loop.steps_done(), 2);
 }
 
 TEST(GuideLoop, PromptsEditedFromAnotherThreadWhileRunning) {

@@ -4,8 +4,8 @@
 // Shapes: B images, H x W pixels, E embedding width.
 #include "guidance/guide.h"
 
-#include "clipnet/error.h"
-#include "clipnet/image_io.h"
+#include "core/error.h"
+#include "core/image_io.h"
 #include "guidance/tiny_clip.h"
 #include "test_util.h"
 
@@ -161,12 +161,12 @@ TEST(Guide, PromptsCanBeAddedEditedAndRemoved) {
 
 TEST(Guide, ImagePromptFromFileMatchesPreprocessedTensor) {
   CLIPGUIDE_REQUIRE_VOCABULARY();
-  if (!clipnet::image_io_available()) GTEST_SKIP() << "built without image file support";
+  if (!clipguide::image_io_available()) GTEST_SKIP() << "built without image file support";
   Guide guide({tiny_member("hf_clip")}, tiny_options());
   // 32 px image: the model's size, so the file path (8-bit) and the tensor path agree up to rounding.
   at::Tensor pixels = (test_image(32)[0] * 255).round().to(at::kByte);  // (3, 32, 32) uint8
   auto path = clipguide::test::temp_dir() / "prompt.png";
-  clipnet::write_image(path, pixels);
+  clipguide::write_image(path, pixels);
   guide.set_prompts({GuidePrompt::from_image_file(path), GuidePrompt::from_image(pixels.to(at::kFloat) / 255)});
   EXPECT_TENSOR_CLOSE(guide.prompt_embedding(0), guide.prompt_embedding(1), 1e-4, 1e-4);
   EXPECT_THROW(guide.add_prompt(GuidePrompt::from_image_file(path.parent_path() / "missing.png")), Error);

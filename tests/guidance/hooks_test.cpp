@@ -4,7 +4,7 @@
 // Shapes: B images, H x W pixels.
 #include "guidance/hooks.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 #include "guidance/guide.h"
 #include "guidance/tiny_clip.h"
 #include "test_util.h"

@@ -2,7 +2,7 @@
 // and finite-difference gradient checks of the spherical prompt loss and the regularisers.
 #include "guidance/loss.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 #include "test_util.h"
 
 #include <ATen/ops/full.h>

@@ -80,6 +80,47 @@ TEST(CutoutMicroBatches, SameLossReportAndGradientAsOneBatch) {
   EXPECT_GT(reference_grad.abs().max().item<double>(), 1e-4) << "the gradient is not trivially zero";
 }
 
+// Several processes on one image: shard k of n scores its part of the step's cutouts (and part 0 the
+// regularisers); the parts' losses, reports and gradients summed are the one-process ones, also with
+// micro-batches inside a part and with more parts than cutouts.
+TEST(CutoutShards, PartsSumToTheWholeLossReportAndGradient) {
+  auto gen = at::detail::createCPUGenerator(4);
+  const at::Tensor image = at::rand({1, 3, 40, 48}, gen);
+  std::vector<GuidePrompt> prompts = {GuidePrompt::from_image(at::rand({3, 32, 32}, gen)),
+                                      GuidePrompt::from_image(at::rand({3, 32, 32}, gen), -0.5)};
+  auto run = [&](int64_t shard, int64_t shards, int64_t batches, GuideReport* report) {
+    GuideOptions options = busy_options();
+    options.shard = shard, options.shards = shards, options.cutn_batches = batches;
+    Guide guide(two_members(), options);
+    guide.set_prompts(prompts);
+    at::Tensor x = image.clone().requires_grad_(true);
+    guide.backward(x * 1.0, 3, report);
+    return x.grad().defined() ? x.grad().clone() : at::zeros_like(image);
+  };
+  GuideReport whole;
+  const at::Tensor whole_grad = run(0, 1, 1, &whole);
+  for (const auto& [shards, batches] : std::vector<std::pair<int64_t, int64_t>>{{2, 1}, {3, 2}, {20, 1}}) {
+    SCOPED_TRACE(std::to_string(shards) + " parts, " + std::to_string(batches) + " micro-batches");
+    at::Tensor grad = at::zeros_like(image);
+    double total = 0, tv = 0, loss0 = 0, similarity1 = 0;
+    for (int64_t k = 0; k < shards; ++k) {
+      GuideReport part;
+      grad += run(k, shards, batches, &part);
+      total += part.total, tv += part.tv, loss0 += part.prompts[0].loss, similarity1 += part.prompts[1].similarity;
+    }
+    EXPECT_NEAR(total, whole.total, 1e-5);
+    EXPECT_NEAR(tv, whole.tv, 1e-7);
+    EXPECT_NEAR(loss0, whole.prompts[0].loss, 1e-5);
+    EXPECT_NEAR(similarity1, whole.prompts[1].similarity, 1e-5);
+    EXPECT_TENSOR_CLOSE(grad, whole_grad, 1e-5, 0);
+  }
+  GuideOptions bad = busy_options();
+  bad.shard = 2, bad.shards = 2;
+  Guide guide(two_members(), bad);
+  guide.set_prompts(prompts);
+  EXPECT_THROW(guide.loss(image, 0), Error);
+}
+
 TEST(CutoutMicroBatches, PlanSlicesAreItsCutouts) {
   auto gen = at::detail::createCPUGenerator(5);
   const at::Tensor image = at::rand({2, 3, 30, 44}, gen);

@@ -3,8 +3,8 @@
 // both taken and not), an exact resume through save/load, and make_optimizer's names.
 #include "guidance/optimizers.h"
 
-#include "clipnet/error.h"
-#include "clipnet/io/safetensors.h"
+#include "core/error.h"
+#include "core/io/safetensors.h"
 #include "test_util.h"
 
 #include <ATen/ATen.h>
@@ -21,8 +21,8 @@ namespace {
 constexpr int kSteps = 12;
 const char* const kParams[] = {"a", "b", "c"};
 
-clipnet::TensorMap reference() {
-  return clipnet::read_safetensors(test::fixture_dir("optimizers") / "optimizers.safetensors").tensors;
+clipguide::TensorMap reference() {
+  return clipguide::read_safetensors(test::fixture_dir("optimizers") / "optimizers.safetensors").tensors;
 }
 
 // As the fixture builds them: lr 0.05, weight decay 0.01 (DiffGrad: generate.py's eps 1e-9, wd 1e-9).
@@ -31,13 +31,13 @@ std::unique_ptr<torch::optim::Optimizer> make(const std::string& name, std::vect
   return make_optimizer(name, std::move(params), 0.05, 0.01);
 }
 
-std::vector<at::Tensor> initial(const clipnet::TensorMap& ref) {
+std::vector<at::Tensor> initial(const clipguide::TensorMap& ref) {
   std::vector<at::Tensor> params;
   for (const char* k : kParams) params.push_back(ref.at(std::string("init_") + k).clone().requires_grad_());
   return params;
 }
 
-void run_steps(torch::optim::Optimizer& opt, std::vector<at::Tensor>& params, const clipnet::TensorMap& ref,
+void run_steps(torch::optim::Optimizer& opt, std::vector<at::Tensor>& params, const clipguide::TensorMap& ref,
                int from, int to) {
   for (int t = from; t < to; ++t) {
     for (size_t i = 0; i < params.size(); ++i) {

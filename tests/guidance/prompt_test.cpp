@@ -1,7 +1,7 @@
 // Tests for guidance/prompt: VQGAN+CLIP's "text:weight:stop" syntax, paths with ':' and malformed specs.
 #include "guidance/prompt.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 
 #include <gtest/gtest.h>
 

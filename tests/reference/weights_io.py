@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference fixture for clipnet/io: weight files written by the real packages (torch, safetensors, numpy).
+"""Reference fixture for core/io: weight files written by the real packages (torch, safetensors, numpy).
 
 For every file F it writes F.expected.json: the tensors a reader must produce (dtype as torch names it,
 shape, and the exact bytes in C order in F.expected/<n>.bin), plus metadata and the pickle classes a

@@ -11,10 +11,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import traceback
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import script_tests  # noqa: E402  (tests/script_tests.py)
 
 BIN = os.path.join(os.environ["CLIPGUIDE_BINARY_DIR"], "tools", "clip-embed")
 FIX = os.environ["CLIPGUIDE_FIXTURES"]
@@ -199,23 +201,7 @@ def test_errors_are_one_clear_line():
 
 
 def main():
-    if not os.path.exists(VOCAB):
-        print(f"FAIL: no vocabulary at {VOCAB} (tests/data is part of the repository)")
-        return 1
-    tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
-    passed = failed = 0
-    for name, fn in tests:
-        print(f"[ RUN  ] {name}")
-        try:
-            fn()
-            passed += 1
-            print(f"[  OK  ] {name}")
-        except Exception:
-            failed += 1
-            traceback.print_exc()
-            print(f"[ FAIL ] {name}")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return script_tests.run_tests(globals(), VOCAB)
 
 
 if __name__ == "__main__":

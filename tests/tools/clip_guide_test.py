@@ -20,10 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import script_tests  # noqa: E402  (tests/script_tests.py)
 
 BIN = os.path.join(os.environ["CLIPGUIDE_BINARY_DIR"], "tools", "clip-guide")
 FIX = os.environ["CLIPGUIDE_FIXTURES"]
@@ -112,22 +114,82 @@ def test_from_png_and_toml_config_reproduce_the_image():
     assert "iterations=2" in Image.open(out("b4.png")).info["clipguide:settings"]
 
 
-def test_every_generator_renders():
+def generator_cases():
+    """The flags that select each generator, with its weights from the fixtures."""
     vqgan = os.path.join(FIX, "vqgan")
     ts = os.path.join(FIX, "torchscript_generators", "decoder_scripted.pt")
-    cases = {
+    return {
         "pixel": [],
         "fourier": ["--generator", "fourier"],
         "vqgan": ["--vqgan_checkpoint", os.path.join(vqgan, "vq.ckpt"), "--vqgan_config", os.path.join(vqgan, "vq.yaml")],
         "torchscript": ["--generator", "torchscript", "--generator_weights", ts, "--generator_option", "latent_shape=1,16",
                         "--generator_option", "output_range=-1,1"],
     }
+
+
+def test_every_generator_renders():
+    cases = generator_cases()
     for name, extra in cases.items():
         size = ["-s", "32", "32"]
         proc = run(*BASE, "-p", "a cat", *size, "-i", "6", "--save_every", "3", "-o", out(f"g-{name}.png"), *extra)
         im = pixels(out(f"g-{name}.png"))
         assert im.shape == (32, 32, 3), (name, im.shape)
         print(f"  {name}: losses {losses(proc.stderr)}")
+
+
+def test_deterministic_runs_give_byte_identical_pngs_with_every_generator():
+    """-d: the same command twice writes the same file, byte for byte, with every registered generator; the
+    PNG records what made it (settings with the seed, clipguide's and LibTorch's versions, the device)."""
+    cases = generator_cases()
+    cases["primitives"] = ["--generator", "primitives", "--generator_option", "count=2"]
+    known = re.search(r"known: ([^)]*)\)", run("--generator", "nope", *BASE, "-o", out("x.png"), ok=False).stderr)
+    for name in known.group(1).split(", "):  # the registry's names, as its error lists them
+        assert name in cases, f"registered generator {name} has no case here"
+    for name, extra in cases.items():
+        files = []
+        for attempt in ("a", "b"):
+            run(*BASE, "-p", "a cat|a dog:-0.3", "-s", "32", "32", "-i", "4", "-q", "-d",
+                "--augments", "Af,Pe,Ji,Er", "-o", out(f"det-{name}.png"), *extra)
+            os.replace(out(f"det-{name}.png"), out(f"det-{name}-{attempt}.png"))
+            files.append(open(out(f"det-{name}-{attempt}.png"), "rb").read())
+        assert files[0] == files[1], f"{name}: two runs of the same command wrote different files"
+        info = Image.open(out(f"det-{name}-a.png")).info
+        assert info["clipguide:device"] == "cpu" and re.fullmatch(r"\d+\.\d+\.\d+", info["clipguide:torch"]), info
+        assert "clipguide:version" in info and "deterministic=true" in info["clipguide:settings"], info
+        print(f"  {name}: {len(files[0])} bytes, identical")
+    # A random seed is recorded as the seed drawn: --from-png makes the same image again.
+    proc = run("-m", MODEL, "--vocab", VOCAB, "--num_cuts", "4", "-p", "a cat", "-s", "32", "32", "-i", "3",
+               "-o", out("drawn.png"))
+    seed = int(re.search(r"seed (\d+)", proc.stderr).group(1))
+    assert f"seed={seed}" in Image.open(out("drawn.png")).info["clipguide:settings"]
+    run("--from-png", out("drawn.png"), "-o", out("drawn-again.png"), "-q")
+    assert np.array_equal(pixels(out("drawn.png")), pixels(out("drawn-again.png"))), "--from-png of a random seed"
+
+
+def test_two_processes_render_what_one_process_renders():
+    """torchrun --no-python, 2 processes over c10d Gloo: each renders the image and scores its half of every
+    step's cutouts (the cutouts one process draws), the gradients are summed before the optimiser steps.
+    The loss curve is one process's (printed to 4 decimals: within 2e-4) and so is the image (one level)."""
+    torchrun = os.path.join(os.path.dirname(os.environ.get("CLIPGUIDE_PYTHON", sys.executable)), "torchrun")
+    assert os.path.exists(torchrun), f"no torchrun at {torchrun} (the venv's torch wheel ships it)"
+    # A continuous generator: the VQGAN's nearest-code choice turns a last-bit difference in the summed
+    # gradient (another summation order) into another code, and the runs part after a few steps.
+    common = [*BASE, "-p", "a red circle|a blue square:-0.3", "-s", "32", "32", "-i", "6", "--save_every", "1",
+              "--num_cuts", "5", "--augments", "Af,Pe,Ji", "--tv_weight", "0.1", "--generator", "fourier"]
+    one = run(*common, "-o", out("one.png"))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    two = subprocess.run([torchrun, "--no-python", "--standalone", "--nproc-per-node", "2", BIN, *common,
+                          "-o", out("two.png")], capture_output=True, text=True, timeout=600, env=env)
+    assert two.returncode == 0, f"torchrun exited {two.returncode}: {two.stderr[-3000:]}"
+    a, b = losses(one.stderr), losses(two.stderr + two.stdout)
+    assert len(a) == 6 and len(b) == 6, (a, b, two.stderr[-2000:])  # rank 0 alone reports
+    worst = max(abs(x - y) for x, y in zip(a, b))
+    diff = np.abs(pixels(out("one.png")).astype(int) - pixels(out("two.png")).astype(int)).max()
+    print(f"  1 process losses {a}\n  2 processes      {b}: max diff {worst:.1e}; pixels max diff {diff}")
+    assert worst <= 2e-4 and diff <= 1, (a, b, diff)
+    bad = subprocess.run([torchrun, "--no-python", "--standalone", "--nproc-per-node", "2", BIN, *common,
+                          "--trials", "2", "-o", out("two-trials.png")], capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "--trials" in bad.stderr, bad.stderr[-2000:]
 
 
 def test_memory_options_give_the_same_image():
@@ -225,15 +287,7 @@ def test_video_has_one_frame_per_step():
 
 
 def test_zoom_video_frames_differ_and_the_run_finishes():
-    vqgan = os.path.join(FIX, "vqgan")
-    ts = os.path.join(FIX, "torchscript_generators", "decoder_scripted.pt")
-    cases = {
-        "pixel": [],
-        "fourier": ["--generator", "fourier"],
-        "vqgan": ["--vqgan_checkpoint", os.path.join(vqgan, "vq.ckpt"), "--vqgan_config", os.path.join(vqgan, "vq.yaml")],
-        "torchscript": ["--generator", "torchscript", "--generator_weights", ts, "--generator_option", "latent_shape=1,16",
-                        "--generator_option", "output_range=-1,1"],
-    }
+    cases = generator_cases()
     zoom = ["--zoom_video", "--zoom_frequency", "3", "--zoom_scale", "1.25", "--zoom_shift_x", "3", "--zoom_shift_y", "-2"]
     for name, extra in cases.items():
         png = out(f"z-{name}.png")
@@ -425,23 +479,7 @@ echo "files=$(ls -A {d} | tr '\n' ' ')"
 
 
 def main():
-    if not os.path.exists(VOCAB):
-        print(f"FAIL: no vocabulary at {VOCAB} (tests/data is part of the repository)")
-        return 1
-    tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
-    passed = failed = 0
-    for name, fn in tests:
-        print(f"[ RUN  ] {name}", flush=True)
-        try:
-            fn()
-            passed += 1
-            print(f"[  OK  ] {name}", flush=True)
-        except Exception:
-            failed += 1
-            traceback.print_exc()
-            print(f"[ FAIL ] {name}", flush=True)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return script_tests.run_tests(globals(), VOCAB)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@
 #include "clipnet/train/dataset.h"
 #include "clipnet/train/open_dataset.h"
 
-#include "clipnet/error.h"
-#include "clipnet/image_io.h"
-#include "clipnet/io/safetensors.h"
+#include "core/error.h"
+#include "core/image_io.h"
+#include "core/io/safetensors.h"
 #include "test_util.h"
 
 #include <nlohmann/json.hpp>
@@ -59,7 +59,7 @@ TEST(ParseCsv, UnterminatedQuoteNamesTheLine) {
 
 TEST(CsvDataset, ReadsTsvAndCsvManifestsLikeOpenClip) {
   auto dir = fixture_dir("train_data");
-  auto pixels = clipnet::read_safetensors(dir / "expected.safetensors").tensors;
+  auto pixels = clipguide::read_safetensors(dir / "expected.safetensors").tensors;
   auto expected = expected_json(dir)["manifest"];
   for (const auto& [file, sep] : std::vector<std::pair<std::string, char>>{{"manifest.tsv", '\t'}, {"manifest.csv", ','}}) {
     SCOPED_TRACE(file);
@@ -110,9 +110,9 @@ TEST(ExpandShardSpec, BracesRangesAndLists) {
 }
 
 TEST(TarDataset, StreamsWebDatasetShardsInOrder) {
-  if (!clipnet::image_io_available()) GTEST_SKIP() << "built without OpenImageIO";
+  if (!clipguide::image_io_available()) GTEST_SKIP() << "built without OpenImageIO";
   auto dir = fixture_dir("train_data");
-  auto pixels = clipnet::read_safetensors(dir / "expected.safetensors").tensors;
+  auto pixels = clipguide::read_safetensors(dir / "expected.safetensors").tensors;
   auto expected = expected_json(dir)["tar"];
   TarDataset data((dir / "shards").string() + "/shard-{000..001}.tar");
   ASSERT_EQ(data.num_shards(), 2);
@@ -147,9 +147,9 @@ TEST(TarDataset, MissingShardAndCorruptImageAreNamed) {
 }
 
 TEST(ImageFolderDataset, SidecarCaptionsSortedAndRecursive) {
-  if (!clipnet::image_io_available()) GTEST_SKIP() << "built without OpenImageIO";
+  if (!clipguide::image_io_available()) GTEST_SKIP() << "built without OpenImageIO";
   auto dir = fixture_dir("train_data");
-  auto pixels = clipnet::read_safetensors(dir / "expected.safetensors").tensors;
+  auto pixels = clipguide::read_safetensors(dir / "expected.safetensors").tensors;
   auto expected = expected_json(dir)["folder"];
   expect_error([&] { ImageFolderDataset data(dir / "folder"); }, {"uncaptioned.png", "uncaptioned.txt"});
   ImageFolderOptions options;

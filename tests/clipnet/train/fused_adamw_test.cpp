@@ -3,7 +3,7 @@
 // its state serialises as AdamW's, and amsgrad is a clear error.
 #include "clipnet/train/fused_adamw.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 #include "test_util.h"
 
 #include <ATen/ATen.h>

@@ -3,9 +3,9 @@
 // file named, shutdown with work in flight, and resuming at a batch without decoding the skipped ones.
 #include "clipnet/train/loader.h"
 
-#include "clipnet/error.h"
-#include "clipnet/image_io.h"
 #include "clipnet/train/shapes_world.h"
+#include "core/error.h"
+#include "core/image_io.h"
 #include "test_util.h"
 
 #include <ATen/Parallel.h>
@@ -175,7 +175,7 @@ TEST(Loader, RanksSeeDisjointShards) {
 }
 
 TEST(Loader, TarShardsAcrossWorkersAndRanks) {
-  if (!clipnet::image_io_available()) GTEST_SKIP() << "built without OpenImageIO";
+  if (!clipguide::image_io_available()) GTEST_SKIP() << "built without OpenImageIO";
   auto dir = test::fixture_dir("train_data");
   auto data = std::make_shared<TarDataset>((dir / "shards").string() + "/shard-{000..001}.tar");
   LoaderOptions o;
@@ -232,9 +232,9 @@ TEST(Loader, TarShardsAcrossWorkersAndRanks) {
 }
 
 TEST(Loader, UnreadableImageReachesNextWithItsFile) {
-  if (!clipnet::image_io_available()) GTEST_SKIP() << "built without OpenImageIO";
+  if (!clipguide::image_io_available()) GTEST_SKIP() << "built without OpenImageIO";
   auto dir = test::temp_dir();
-  clipnet::write_image(dir / "good.png", ShapesWorld().get(0).image);
+  clipguide::write_image(dir / "good.png", ShapesWorld().get(0).image);
   std::ofstream(dir / "broken.png") << "this is not a png";
   {
     std::ofstream m(dir / "m.tsv");
@@ -336,7 +336,7 @@ TEST(Loader, StartBatchSkipsWithoutDecoding) {
     EXPECT_EQ(counting->decoded.load(), 16);
   }
 
-  if (!clipnet::image_io_available()) GTEST_SKIP() << "built without OpenImageIO: tar shards not checked";
+  if (!clipguide::image_io_available()) GTEST_SKIP() << "built without OpenImageIO: tar shards not checked";
   auto dir = test::fixture_dir("train_data");
   auto tar = std::make_shared<TarDataset>((dir / "shards").string() + "/shard-{000..001}.tar");
   LoaderOptions t;

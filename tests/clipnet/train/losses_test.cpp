@@ -1,8 +1,8 @@
 // Tests for clipnet/train/losses: open_clip's ClipLoss and SigLipLoss values and gradients on fixed
 // features (tests/reference/train_losses.py), the logit-scale clamp, and shape errors.
-#include "clipnet/error.h"
-#include "clipnet/io/safetensors.h"
 #include "clipnet/train/losses.h"
+#include "core/error.h"
+#include "core/io/safetensors.h"
 #include "test_util.h"
 
 #include <ATen/ATen.h>
@@ -14,7 +14,7 @@
 namespace clipguide::train {
 namespace {
 
-clipnet::TensorMap reference() { return clipnet::read_safetensors(test::fixture_dir("train_losses") / "losses.safetensors").tensors; }
+clipguide::TensorMap reference() { return clipguide::read_safetensors(test::fixture_dir("train_losses") / "losses.safetensors").tensors; }
 
 TEST(Losses, ClipLossMatchesOpenClip) {
   auto ref = reference();

@@ -3,7 +3,7 @@
 // name the right words, and disjoint train / held-out streams.
 #include "clipnet/train/shapes_world.h"
 
-#include "clipnet/error.h"
+#include "core/error.h"
 #include "test_util.h"
 
 #include <set>

@@ -2,13 +2,13 @@
 // a trained BPE vocabulary read back by clipnet::Tokenizer, a tiny shapes-world run whose loss falls,
 // exact resume (20 steps vs 10 + resume 10), atomic checkpoints, bf16 autocast, gradient checkpointing,
 // evaluation and linear probe.
-#include "clipnet/error.h"
 #include "clipnet/text_clean.h"
 #include "clipnet/tokenizer.h"
 #include "clipnet/train/bpe_trainer.h"
 #include "clipnet/train/evaluation.h"
 #include "clipnet/train/shapes_world.h"
 #include "clipnet/train/trainer.h"
+#include "core/error.h"
 #include "test_util.h"
 
 #include <ATen/ATen.h>

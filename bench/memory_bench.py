@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Peak memory of a guidance run, side by side with the Python VQGAN+CLIP loop (bench/reference/guide_ref.py):
+random-weight ViT-B/32 + VQGAN f16 (written by guide_ref.py --write), cutn 32, on the CPU. Each program runs
+in its own process; its peak is the kernel's peak resident set size of that process (wait4's ru_maxrss), so
+weights, activations and the runtime itself all count on both sides. clip-guide runs plain and with the
+memory options (--cutn_batches, --checkpoint); seconds per step are the wall time of a 3-step run minus a
+1-step run, over 2 (start-up excluded), the reference's its own timing of its steps.
+
+  python bench/memory_bench.py --build build [--dir /tmp/clipguide-startup] [--sizes 256 512] [--cutn 32]
+Prints one table row per run: size, program and options, peak MiB, s/step, peak relative to the reference.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def run(cmd):
+    """(wall seconds, stdout, stderr) of cmd; exits with its stderr when it fails."""
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.monotonic() - start
+    if proc.returncode != 0:
+        sys.exit(f"memory_bench: {' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
+    return seconds, proc.stdout, proc.stderr
+
+
+def peak_of(cmd):
+    """(wall seconds, peak RSS MiB, stdout) of cmd: the peak as /usr/bin/time reads it from wait4."""
+    seconds, out, err = run(["/usr/bin/time", "-f", "peak_rss_kb %M", *cmd])
+    kb = int(err.rsplit("peak_rss_kb ", 1)[1].split()[0])
+    return seconds, kb / 1024, out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--dir", default="/tmp/clipguide-startup")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    ap.add_argument("--cutn", type=int, default=32)
+    args = ap.parse_args()
+    files = [os.path.join(args.dir, n) for n in ("clip.pt", "vqgan.ckpt", "vqgan.yaml")]
+    if not all(os.path.exists(f) for f in files):
+        subprocess.run([sys.executable, os.path.join(HERE, "reference", "guide_ref.py"), "--write", args.dir,
+                        "--lightning"], check=True)
+    vocab = os.path.join(ROOT, "tests", "data", "openai-clip", "bpe_simple_vocab_16e6.txt.gz")
+    guide = os.path.join(args.build, "tools", "clip-guide")
+    variants = [("clip-guide", []), ("clip-guide --cutn_batches 4", ["--cutn_batches", "4"]),
+                ("clip-guide --checkpoint", ["--checkpoint"]),
+                ("clip-guide --cutn_batches 4 --checkpoint", ["--cutn_batches", "4", "--checkpoint"])]
+    print("| size | program | peak MiB | s/step | peak vs reference |")
+    print("| --- | --- | --- | --- | --- |")
+    for size in args.sizes:
+        ref = [sys.executable, os.path.join(HERE, "reference", "guide_ref.py"), "--run", args.dir, "--iters", "2",
+               "--warmup", "1", "--size", str(size), "--cutn", str(args.cutn)]
+        _, ref_peak, out = peak_of(ref)
+        ref_step = 1.0 / json.loads(out.strip().splitlines()[-1])["its_per_s"]
+        print(f"| {size} | Python reference | {ref_peak:.0f} | {ref_step:.2f} | 1.00 |", flush=True)
+        for name, extra in variants:
+            base = [guide, "-m", files[0], "--vocab", vocab, "--vqgan_checkpoint", files[1], "--vqgan_config",
+                    files[2], "-s", str(size), str(size), "--num_cuts", str(args.cutn), "-p",
+                    "a painting of a lighthouse at dusk", "-q", "--seed", "0", "--save_every", "0",
+                    "-o", os.path.join(args.dir, "memory.png"), *extra]
+            one, _, _ = peak_of([*base, "-i", "1"])
+            three, peak, _ = peak_of([*base, "-i", "3"])
+            step = (three - one) / 2
+            print(f"| {size} | {name} | {peak:.0f} | {step:.2f} | {peak / ref_peak:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
