@@ -1,7 +1,7 @@
 // Models built only to be loaded: inside a SkipInit scope the big layers allocate their parameters without
 // drawing random initial values. A checkpoint overwrites every value anyway, and the draws (serial, one
-// generator) were a third of the start-up: clip-guide with ViT-B/32 and a VQGAN f16 reaches its first step
-// 1.3 s sooner (2.8 s instead of 4.1 s on two cores) and peaks 270 MB lower.
+// generator) were a third of the start-up: clip-guide -i 0 with ViT-B/32 and a VQGAN f16 (everything before the
+// first step, then one decode and the PNG) takes 2.8 s instead of 4.1 s on two cores and peaks 270 MB lower.
 // Outside the scope nothing changes: linear(), conv2d() and embedding() are torch::nn's modules with their
 // own initialisation, the same random draws in the same order.
 #pragma once

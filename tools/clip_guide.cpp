@@ -10,6 +10,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/image_io.h"
+#include "core/io/weights.h"
 #include "generators/generator.h"
 #include "guidance/guide.h"
 #include "guidance/guide_loop.h"
@@ -213,6 +214,7 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
       std::cerr << "; continuing trial " << choice.best << " (seed " << gd::trial_seed(seed, choice.best) << ")\n";
     }
   }
+  clipguide::log_since_start("first step starts");  // with CLIPGUIDE_LOG_LOADS: bench/startup_bench.py
   try {
     loop.run(opt.iterations - loop.steps_done(), [&](const gd::LoopProgress& p) {
       if (g_interrupted.load()) loop.request_stop();

@@ -6,10 +6,16 @@
 #include "core/io/safetensors.h"
 #include "core/io/torch_archive.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 
 namespace clipguide {
 
@@ -142,6 +148,33 @@ WeightFile read_weights(const std::filesystem::path& path) {
                 bytes / 1048576.0);
   log_weight_read(path, what, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return file;
+}
+
+namespace {
+
+// Seconds since this process started: now (CLOCK_BOOTTIME) minus the start time in /proc/self/stat (field
+// 22, clock ticks since boot); -1 when /proc cannot tell.
+double seconds_since_start() {
+  std::ifstream in("/proc/self/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t paren = stat.rfind(')');  // the command name may hold spaces
+  if (paren == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(paren + 2));
+  std::string field;
+  for (int i = 3; i < 22 && fields >> field; ++i) {
+  }
+  unsigned long long ticks = 0;
+  if (!(fields >> ticks)) return -1;
+  timespec now{};
+  clock_gettime(CLOCK_BOOTTIME, &now);
+  return static_cast<double>(now.tv_sec) + now.tv_nsec * 1e-9 - static_cast<double>(ticks) / sysconf(_SC_CLK_TCK);
+}
+
+}  // namespace
+
+void log_since_start(const std::string& event) {
+  if (!log_loads()) return;
+  std::fprintf(stderr, "clipguide: %s %.2f s after the process started\n", event.c_str(), seconds_since_start());
 }
 
 void log_weight_read(const std::filesystem::path& path, const std::string& what, double seconds) {

@@ -44,4 +44,9 @@ WeightFile read_weights(const std::filesystem::path& path);
 // TorchScript generator's torch::jit::load) call this.
 void log_weight_read(const std::filesystem::path& path, const std::string& what, double seconds);
 
+// With CLIPGUIDE_LOG_LOADS set, prints "clipguide: <event> <s> s after the process started" (measured from the
+// kernel's start time of the process, so loading the shared libraries counts): start-up milestones such as
+// clip-guide's "first step starts".
+void log_since_start(const std::string& event);
+
 }  // namespace clipguide
