@@ -9,10 +9,12 @@
 
 #include <ATen/Context.h>
 #include <ATen/ops/from_blob.h>
+#include <torch/cuda.h>
 #include <torch/version.h>
 
 #include <filesystem>
 #include <future>
+#include <regex>
 #include <iostream>
 
 namespace clipguide::app {
@@ -38,7 +40,15 @@ at::ScalarType autocast_type(const RunSettings& s) { return s.precision == "bf16
 }  // namespace
 
 c10::Device run_device(const RunSettings& s) {
-  if (s.cuda_device.empty()) return clipguide::parse_device(s.device);
+  if (s.cuda_device.empty()) {
+    const c10::Device device = clipguide::parse_device(s.device);
+    // torchrun's processes on one machine take one GPU each, unless --device names one.
+    const auto env = train::DistributedEnv::from_environment();
+    if (device.is_cuda() && s.device.find(':') == std::string::npos && env.world_size > 1) {
+      return {c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank % torch::cuda::device_count())};
+    }
+    return device;
+  }
   if (s.cuda_device != "cpu" && !at::globalContext().hasCUDA()) {
     std::cerr << "warning: no CUDA device: --cuda_device " << s.cuda_device << " falls back to the CPU\n";
     return c10::kCPU;
@@ -103,6 +113,15 @@ std::pair<int64_t, int64_t> image_size(const RunSettings& s, const generators::G
   return {s.size.at(0) / f * f, s.size.at(1) / f * f};
 }
 
+std::pair<std::string, std::optional<c10::Device>> split_member_device(const std::string& spec) {
+  const size_t at = spec.rfind('@');
+  if (at == std::string::npos) return {spec, std::nullopt};
+  const std::string tail = spec.substr(at + 1);
+  static const std::regex device_name(R"((cpu|cuda|auto)(:\d+)?)");
+  if (!std::regex_match(tail, device_name)) return {spec, std::nullopt};  // an '@' of the path itself
+  return {spec.substr(0, at), clipguide::parse_device(tail, "--clip_model '" + spec + "'")};
+}
+
 std::vector<guidance::GuideMember> load_members(const RunSettings& s, c10::Device device, const Status& status) {
   std::vector<std::string> specs;
   for (const auto& spec : s.clip_models) {
@@ -110,14 +129,15 @@ std::vector<guidance::GuideMember> load_members(const RunSettings& s, c10::Devic
   }
   if (specs.empty()) specs.push_back(clipnet::default_model_path().string());  // the shipped model
   std::vector<guidance::GuideMember> members;
-  for (const auto& spec : specs) {
+  for (const auto& full_spec : specs) {
+    const auto [spec, member_device] = split_member_device(full_spec);
     auto [path, weight] = guidance::split_member_spec(spec);
     if (s.vocab.empty() && !std::filesystem::is_directory(path)) {
       throw Error("--vocab is required for '" + path + "' (OpenAI's bpe_simple_vocab_16e6.txt.gz or a vocab.json)");
     }
-    if (status) status("loading CLIP model " + path);
+    if (status) status("loading CLIP model " + path + (member_device ? " on " + member_device->str() : ""));
     clipnet::ClipLoadOptions load;
-    load.device = device;
+    load.device = member_device.value_or(device);
     members.push_back(guidance::load_member(path, s.vocab.empty() ? path : s.vocab, weight, load));
   }
   return members;

@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,7 +26,8 @@ namespace clipguide::app {
 using Status = std::function<void(const std::string&)>;
 
 // --cuda_device (generate.py's: that CUDA device, or the CPU with a warning on stderr when there is no
-// CUDA), else --device.
+// CUDA), else --device; under torchrun (WORLD_SIZE > 1) "cuda" and "auto" mean this process's GPU,
+// cuda:(LOCAL_RANK mod the GPU count).
 c10::Device run_device(const RunSettings& settings);
 
 // The generator a run uses: --generator; else the one whose own weights setting (GeneratorFiles::weights,
@@ -51,7 +53,13 @@ std::string* generator_config_setting(RunSettings& settings);
 // The image size make_generator gives: width, height.
 std::pair<int64_t, int64_t> image_size(const RunSettings& settings, const generators::Generator& generator);
 
-// The CLIP members: every non-empty --clip_model "path[:weight]", each with its tokenizer: --vocab when
+// "path[:weight]@device" → {"path[:weight]", device}: a member placed on its own device ("@cuda:1", "@cpu");
+// the image goes to it and its loss comes back to the generator's device. Without a device suffix (an '@'
+// not followed by a device name stays in the path): no device. A device that is not there is a
+// clipguide::Error naming --clip_model.
+std::pair<std::string, std::optional<c10::Device>> split_member_device(const std::string& spec);
+
+// The CLIP members: every non-empty --clip_model "path[:weight][@device]", each with its tokenizer: --vocab when
 // given, else the model folder's own vocabulary; a weight file without --vocab is a clipguide::Error naming
 // --vocab. No --clip_model: the shipped model (clipnet/default_model.h).
 std::vector<guidance::GuideMember> load_members(const RunSettings& settings, c10::Device device,

@@ -6,6 +6,8 @@
 
 #include "clipnet/text_clean.h"
 #include "core/error.h"
+#include "core/memory.h"
+#include "generators/generator.h"
 #include "guidance/cutouts.h"
 #include "guidance/guide_loop.h"
 #include "guidance/optimizers.h"
@@ -20,6 +22,13 @@ namespace clipguide::app {
 namespace {
 
 using S = RunSettings;
+
+// --generator's help lists the registry, so a new generator needs no line here.
+std::string generator_help() {
+  std::string names;
+  for (const std::string& name : generators::GeneratorRegistry::names()) names += (names.empty() ? "" : ", ") + name;
+  return "A generator of the registry (" + names + "; default: vqgan with --vqgan_checkpoint, else pixel)";
+}
 
 // The table itself: one row per setting, data rather than logic (hence its length).
 std::vector<Setting> make_table() {
@@ -70,10 +79,7 @@ std::vector<Setting> make_table() {
       {"clip_model", {"-m"}, &S::clip_models,
        "CLIP weights 'path[:weight]' (repeatable: an ensemble); default: the shipped shapes-clip model", "Models"},
       {"vocab", {}, &S::vocab, "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz, vocab.json, tokenizer.json)", "Vocab"},
-      {"generator", {}, &S::generator,
-       "A generator of the registry (vqgan, pixel, fourier, primitives, torchscript; default: vqgan with "
-       "--vqgan_checkpoint, else pixel)",
-       "Generator"},
+      {"generator", {}, &S::generator, generator_help(), "Generator"},
       {"vqgan_config", {"-conf"}, &S::vqgan_config, "taming-transformers YAML (optional)", "VQGAN config"},
       {"vqgan_checkpoint", {"-ckpt"}, &S::vqgan_checkpoint, "taming-transformers .ckpt or .safetensors",
        "VQGAN checkpoint"},
@@ -91,6 +97,11 @@ std::vector<Setting> make_table() {
        ""},
       {"checkpoint", {}, &S::checkpoint,
        "Recompute the generator's network in backward (vqgan): less memory, same gradient", ""},
+      {"max_memory", {}, &S::max_memory,
+       "Memory budget such as 6G, or auto (CUDA: the card's free memory; CPU: available RAM): --cutn_batches and "
+       "--checkpoint are planned to fit it (small probe steps), the plan is printed, and a run that cannot fit "
+       "fails before it starts, naming a size that would",
+       ""},
       {"deterministic", {"-d"}, &S::deterministic, "Deterministic algorithms", ""},
       {"quiet", {"-q"}, &S::quiet, "No progress output", ""},
       {"video", {"-vid"}, &S::video, "Write a video of the run through ffmpeg: one frame per step", ""},
@@ -221,6 +232,7 @@ void check(RunSettings& s) {
   }
   if (s.save_every < 0) fail("save_every", "expected >= 0 (0: only at the end)");
   if (s.cutn_batches < 1) fail("cutn_batches", "expected >= 1, got " + std::to_string(s.cutn_batches));
+  if (!s.max_memory.empty() && s.max_memory != "auto") parse_bytes(s.max_memory, "--max_memory");
   if (s.precision != "fp32" && s.precision != "bf16") fail("precision", "expected fp32 or bf16, got '" + s.precision + "'");
   if (!(s.video_length > 0)) fail("video_length", "expected seconds > 0, got " + number(s.video_length));
   if (s.output_video_fps < 0) fail("output_video_fps", "expected >= 0 (0: from --video_length)");

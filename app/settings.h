@@ -60,6 +60,7 @@ struct RunSettings {
   bool cuda_graphs = false;                    // CLIP's encode_image replayed from CUDA graphs
   int64_t cutn_batches = 1;                    // the cutouts of a step in this many micro-batches
   bool checkpoint = false;                     // the generator's network recomputed in backward
+  std::string max_memory;                      // "6G" or "auto": cutn_batches and checkpoint planned to fit
   bool deterministic = false;                  // deterministic algorithms
   bool quiet = false;                          // no progress output
   // Video (generate.py's names).

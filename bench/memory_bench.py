@@ -3,10 +3,12 @@
 random-weight ViT-B/32 + VQGAN f16 (written by guide_ref.py --write), cutn 32, on the CPU. Each program runs
 in its own process; its peak is the kernel's peak resident set size of that process (wait4's ru_maxrss), so
 weights, activations and the runtime itself all count on both sides. clip-guide runs plain and with the
-memory options (--cutn_batches, --checkpoint); seconds per step are the wall time of a 3-step run minus a
+memory options (--cutn_batches, --checkpoint) and with --max_memory set to a fraction of the reference's peak
+(the plan it chose is shown); seconds per step are the wall time of a 3-step run minus a
 1-step run, over 2 (start-up excluded), the reference's its own timing of its steps.
 
   python bench/memory_bench.py --build build [--dir /tmp/clipguide-startup] [--sizes 256 512] [--cutn 32]
+                               [--budget 0.40] [--only NAME...]
 Prints one table row per run: size, program and options, peak MiB, s/step, peak relative to the reference.
 """
 import argparse
@@ -43,6 +45,8 @@ def main():
     ap.add_argument("--dir", default="/tmp/clipguide-startup")
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--cutn", type=int, default=32)
+    ap.add_argument("--budget", type=float, default=0.40, help="--max_memory variant: this fraction of the reference's peak")
+    ap.add_argument("--only", nargs="*", default=[], help="run only the variants whose name contains one of these")
     args = ap.parse_args()
     files = [os.path.join(args.dir, n) for n in ("clip.pt", "vqgan.ckpt", "vqgan.yaml")]
     if not all(os.path.exists(f) for f in files):
@@ -53,6 +57,11 @@ def main():
     variants = [("clip-guide", []), ("clip-guide --cutn_batches 4", ["--cutn_batches", "4"]),
                 ("clip-guide --checkpoint", ["--checkpoint"]),
                 ("clip-guide --cutn_batches 4 --checkpoint", ["--cutn_batches", "4", "--checkpoint"])]
+    # The planner under a budget of --budget times the reference's peak (the issue's goal: 0.40).
+    planned = f"clip-guide --max_memory ({args.budget:.2f} x reference)"
+    variants.append((planned, None))
+    if args.only:
+        variants = [(n, e) for n, e in variants if any(o in n for o in args.only)]
     print("| size | program | peak MiB | s/step | peak vs reference |")
     print("| --- | --- | --- | --- | --- |")
     for size in args.sizes:
@@ -62,6 +71,8 @@ def main():
         ref_step = 1.0 / json.loads(out.strip().splitlines()[-1])["its_per_s"]
         print(f"| {size} | Python reference | {ref_peak:.0f} | {ref_step:.2f} | 1.00 |", flush=True)
         for name, extra in variants:
+            if extra is None:
+                extra = ["--max_memory", f"{int(args.budget * ref_peak)}M"]
             base = [guide, "-m", files[0], "--vocab", vocab, "--vqgan_checkpoint", files[1], "--vqgan_config",
                     files[2], "-s", str(size), str(size), "--num_cuts", str(args.cutn), "-p",
                     "a painting of a lighthouse at dusk", "-q", "--seed", "0", "--save_every", "0",
@@ -69,7 +80,11 @@ def main():
             one, _, _ = peak_of([*base, "-i", "1"])
             three, peak, _ = peak_of([*base, "-i", "3"])
             step = (three - one) / 2
-            print(f"| {size} | {name} | {peak:.0f} | {step:.2f} | {peak / ref_peak:.2f} |", flush=True)
+            plan = ""
+            if "--max_memory" in extra:  # the plan it chose, from a 0-step run's stderr
+                _, _, err = run([*base, "-i", "0"])
+                plan = " → " + err.split("memory plan: ", 1)[1].split(":", 1)[0] if "memory plan: " in err else ""
+            print(f"| {size} | {name}{plan} | {peak:.0f} | {step:.2f} | {peak / ref_peak:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

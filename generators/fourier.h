@@ -38,6 +38,9 @@ class FourierGenerator : public Generator {
   std::vector<int64_t> latent_shape() const override { return spectrum().sizes().vec(); }
   TensorMap state() const override { return latent_.state(); }  // {"spectrum": (B, 3, H, F, 2)}
   void load_state(const TensorMap& state) override { latent_.load(state); }
+  std::unique_ptr<Generator> rebuilt(const GeneratorOptions& options) const override {
+    return rebuilt_on<FourierGenerator>(device_, options);
+  }
 
   const FourierOptions& fourier_options() const { return fourier_options_; }
   const at::Tensor& spectrum() const { return latent_.at("spectrum"); }  // (B, 3, H, F, 2), requires_grad

@@ -36,7 +36,7 @@ struct GeneratorOptions {
                                          // (fp32 weights; render() still returns float); kFloat: off
   bool channels_last = false;            // weights and activations channels-last (NHWC): faster CUDA convolutions
   bool checkpoint = false;               // activation checkpointing: the network's activations are recomputed in
-                                         // backward stage by stage (vqgan: per decoder level) instead of kept;
+                                         // backward stage by stage (vqgan: per decoder block) instead of kept;
                                          // same gradient, less memory, about one more forward of time
 };
 
@@ -61,7 +61,18 @@ class Generator {
   // Everything needed to resume: parameters and buffers by name.
   virtual TensorMap state() const = 0;
   virtual void load_state(const TensorMap& state) = 0;
+  // Another generator of this kind built from `options` (size, batch, seed, checkpoint, extra) that shares
+  // this one's network and weights, so no file is read again (options.weights, config and device are not
+  // used). The memory planner probes small sizes with it (app/memory_plan.h). nullptr: this generator cannot.
+  virtual std::unique_ptr<Generator> rebuilt(const GeneratorOptions& options) const { return nullptr; }
 };
+
+// Generator::rebuilt() of a generator without weights: a new G from `options` on `device` (the generator's own).
+template <class G>
+std::unique_ptr<Generator> rebuilt_on(c10::Device device, GeneratorOptions options) {
+  options.device = device;
+  return std::make_unique<G>(options);
+}
 
 // GeneratorOptions::extra[key] as a finite number, or `fallback` when absent; a clipguide::Error naming the
 // generator, the key and the value otherwise.

@@ -45,6 +45,9 @@ class PixelGenerator : public Generator {
   std::vector<int64_t> latent_shape() const override { return {batch_, 3, height_, width_}; }
   TensorMap state() const override { return latent_.state(); }  // {"logits": (B, 3, H, W)}
   void load_state(const TensorMap& state) override { latent_.load(state); }
+  std::unique_ptr<Generator> rebuilt(const GeneratorOptions& options) const override {
+    return rebuilt_on<PixelGenerator>(device_, options);
+  }
 
  private:
   int64_t batch_, height_, width_;  // B, H, W

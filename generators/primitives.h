@@ -65,6 +65,9 @@ class PrimitivesGenerator : public Generator {
   void post_step() override;  // keeps sizes within the options' bounds and centres where tanh has a gradient
   TensorMap state() const override { return latent_.state(); }  // every parameter by name (see parameter_names())
   void load_state(const TensorMap& state) override;
+  std::unique_ptr<Generator> rebuilt(const GeneratorOptions& options) const override {
+    return rebuilt_on<PrimitivesGenerator>(device_, options);
+  }
 
   const PrimitivesOptions& primitives_options() const { return options_; }
   // The unconstrained parameters, in parameters() order: "background" (B, 3), "centre" (B, K, 2),

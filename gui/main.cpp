@@ -7,20 +7,33 @@
 #include "generators/generator.h"
 #include "gui/studio_app.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/ops/from_blob.h>
 #include <GLFW/glfw3.h>
 #include <backends/imgui_impl_glfw.h>
 #include <backends/imgui_impl_opengl3.h>
 #include <imgui.h>
 
+#include <algorithm>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace cs = clipguide::studio;
 
 namespace {
+
+// The UI thread (and a software rasteriser such as llvmpipe) needs a core of its own. With every core in
+// torch's CPU pool, each op's threads wait at its barrier for the one the UI has just preempted: on a loaded
+// 2-core machine the loop stepped about 80x slower than clip-guide's. A pool the user sized below the core
+// count (OMP_NUM_THREADS) is left as it is.
+void leave_a_core_to_the_ui() {
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  if (cores > 1 && at::get_num_threads() >= cores) at::set_num_threads(cores - 1);
+}
 
 std::string g_glfw_error;  // the last GLFW error, for the one-line message
 void on_glfw_error(int code, const char* text) { g_glfw_error = text ? text : ("GLFW error " + std::to_string(code)); }
@@ -38,10 +51,9 @@ void write_screenshot(GLFWwindow* window, const std::string& path) {
   clipguide::write_image(path, image);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  cs::StudioOptions opt;
+// Flags (and the shipped model's settings as defaults) → `opt`; an exit code when the program should stop
+// (--help, a bad flag or value), nothing to go on.
+std::optional<int> parse_options(int argc, char** argv, cs::StudioOptions& opt) {
   opt.run.seed = 0;
   CLI::App app{"clip-studio: steer CLIP-guided image generation interactively"};
   app.option_defaults()->always_capture_default();
@@ -81,12 +93,16 @@ int main(int argc, char** argv) {
     clipguide::app::report("clip-studio", e);
     return 2;
   }
+  return std::nullopt;
+}
 
+// A window with an OpenGL 3 context and Dear ImGui on it; nullptr after one clear line on stderr.
+GLFWwindow* open_window(const cs::StudioOptions& opt) {
   glfwSetErrorCallback(on_glfw_error);
   if (!glfwInit()) {
     std::cerr << "clip-studio: error: cannot open a window (no display? set DISPLAY or run under xvfb-run): "
               << g_glfw_error << "\n";
-    return 1;
+    return nullptr;
   }
   glfwWindowHint(GLFW_CONTEXT_VERSION_MAJOR, 3);
   glfwWindowHint(GLFW_CONTEXT_VERSION_MINOR, 0);
@@ -94,62 +110,77 @@ int main(int argc, char** argv) {
   if (!window) {
     std::cerr << "clip-studio: error: cannot create an OpenGL 3.0 window (no OpenGL driver?): " << g_glfw_error << "\n";
     glfwTerminate();
-    return 1;
+    return nullptr;
   }
   glfwMakeContextCurrent(window);
   glfwSwapInterval(1);
-
   IMGUI_CHECKVERSION();
   ImGui::CreateContext();
   ImGui::GetIO().IniFilename = nullptr;  // the layout is fixed; no imgui.ini beside the user's files
   ImGui::StyleColorsDark();
   ImGui_ImplGlfw_InitForOpenGL(window, true);
   ImGui_ImplOpenGL3_Init("#version 130");
+  return window;
+}
 
-  int code = 0;
-  {
-    cs::StudioApp studio(opt);
-    studio.set_wake([] { glfwPostEmptyEvent(); });  // thread-safe; the worker calls it
-    while (!glfwWindowShouldClose(window) && !studio.quit_requested()) {
-      // 60 frames a second while the run steps; paused and idle, sleep until input or the worker wakes us.
-      const double wait = studio.wait_seconds();
-      if (wait > 0.0) {
-        const double before = glfwGetTime();
-        glfwWaitEventsTimeout(wait);
-        if (glfwGetTime() - before < 0.9 * wait) studio.note_activity();
-      } else {
-        glfwPollEvents();
-      }
-      studio.run_script();
-      ImGui_ImplOpenGL3_NewFrame();
-      ImGui_ImplGlfw_NewFrame();
-      ImGui::NewFrame();
-      int w = 0, h = 0;
-      glfwGetFramebufferSize(window, &w, &h);
-      studio.draw(w, h);
-      ImGui::Render();
-      glViewport(0, 0, w, h);
-      glClearColor(0.08f, 0.08f, 0.1f, 1.0f);
-      glClear(GL_COLOR_BUFFER_BIT);
-      ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
-      if (auto shot = studio.take_screenshot_request()) {
-        try {
-          write_screenshot(window, *shot);
-          std::cerr << "clip-studio: screenshot " << *shot << "\n";
-        } catch (const std::exception& e) {
-          std::cerr << "clip-studio: error: screenshot " << *shot << ": " << clipguide::error_text(e) << "\n";
-          code = 1;
-        }
-      }
-      glfwSwapBuffers(window);
-    }
-    code = std::max(code, studio.exit_code());
-  }  // the worker thread is joined here, before the GL context goes
-
+void close_window(GLFWwindow* window) {
   ImGui_ImplOpenGL3_Shutdown();
   ImGui_ImplGlfw_Shutdown();
   ImGui::DestroyContext();
   glfwDestroyWindow(window);
   glfwTerminate();
+}
+
+// The frame loop until the window closes or the app quits: the exit code.
+int run_frames(GLFWwindow* window, const cs::StudioOptions& opt) {
+  int code = 0;
+  cs::StudioApp studio(opt);
+  studio.set_wake([] { glfwPostEmptyEvent(); });  // thread-safe; the worker calls it
+  while (!glfwWindowShouldClose(window) && !studio.quit_requested()) {
+    // 60 frames a second while the run steps; paused and idle, sleep until input or the worker wakes us.
+    const double wait = studio.wait_seconds();
+    if (wait > 0.0) {
+      const double before = glfwGetTime();
+      glfwWaitEventsTimeout(wait);
+      if (glfwGetTime() - before < 0.9 * wait) studio.note_activity();
+    } else {
+      glfwPollEvents();
+    }
+    studio.run_script();
+    ImGui_ImplOpenGL3_NewFrame();
+    ImGui_ImplGlfw_NewFrame();
+    ImGui::NewFrame();
+    int w = 0, h = 0;
+    glfwGetFramebufferSize(window, &w, &h);
+    studio.draw(w, h);
+    ImGui::Render();
+    glViewport(0, 0, w, h);
+    glClearColor(0.08f, 0.08f, 0.1f, 1.0f);
+    glClear(GL_COLOR_BUFFER_BIT);
+    ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
+    if (auto shot = studio.take_screenshot_request()) {
+      try {
+        write_screenshot(window, *shot);
+        std::cerr << "clip-studio: screenshot " << *shot << "\n";
+      } catch (const std::exception& e) {
+        std::cerr << "clip-studio: error: screenshot " << *shot << ": " << clipguide::error_text(e) << "\n";
+        code = 1;
+      }
+    }
+    glfwSwapBuffers(window);
+  }
+  return std::max(code, studio.exit_code());
+}  // the worker thread is joined here (~StudioApp), before the caller closes the GL context
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cs::StudioOptions opt;
+  if (auto code = parse_options(argc, argv, opt)) return *code;
+  GLFWwindow* window = open_window(opt);
+  if (!window) return 1;
+  leave_a_core_to_the_ui();
+  const int code = run_frames(window, opt);
+  close_window(window);
   return code;
 }

@@ -77,11 +77,11 @@ void Worker::post(Task task) {
 }
 
 void Worker::update_settings(const guidance::LoopSettings& settings) {
-  post([settings](guidance::GuideLoop& loop, guidance::Guide&) { loop.update_settings(settings); });
+  post([settings](guidance::GuideLoop& loop, guidance::Guide&) { loop.apply_settings(settings); });
 }
 
 void Worker::update_guide_options(const guidance::GuideOptions& options) {
-  post([options](guidance::GuideLoop& loop, guidance::Guide&) { loop.update_guide_options(options); });
+  post([options](guidance::GuideLoop&, guidance::Guide& guide) { guide.set_options(options); });
 }
 
 void Worker::take_snapshot() {

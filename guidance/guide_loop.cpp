@@ -83,6 +83,14 @@ void GuideLoop::apply_settings(const LoopSettings& s) {
 
 void GuideLoop::set_sum_over_processes(ProcessSum sum) { sum_over_processes_ = std::move(sum); }
 
+double GuideLoop::sum_over_processes(double value) {
+  if (!sum_over_processes_) return value;
+  GuideReport report;
+  report.total = value;
+  sum_over_processes_(report, {});
+  return report.total;
+}
+
 void GuideLoop::post(LoopTask task) {
   std::function<void()> listener;
   {
@@ -326,7 +334,8 @@ StartChoice choose_start(GuideLoop& loop, int64_t trials, int64_t steps, uint64_
       const at::Tensor image = loop.render_image();  // (B, 3, H, W)
       for (int64_t p = 0; p < probe_steps; ++p) score += loop.guide().loss(image, p).item<double>();
     }
-    choice.scores.push_back(score / probe_steps);
+    // Processes sharing the cutouts each scored their part: all of them see the whole score and choose alike.
+    choice.scores.push_back(loop.sum_over_processes(score) / probe_steps);
     if (t == 0 || choice.scores.back() < choice.scores[choice.best]) {
       choice.best = t;
       best = loop.snapshot();

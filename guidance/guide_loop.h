@@ -87,6 +87,8 @@ class GuideLoop {
   // report's numbers and the gradients over the processes in place, so every process takes the same step.
   using ProcessSum = std::function<void(GuideReport& report, const std::vector<at::Tensor>& parameters)>;
   void set_sum_over_processes(ProcessSum sum);
+  // `value` summed over the processes through that sum (itself in one process); every process must call it.
+  double sum_over_processes(double value);
 
   // --- from any thread ---------------------------------------------------------------------------------
   void pause();
@@ -101,6 +103,9 @@ class GuideLoop {
   // Called by post() after queueing, on the posting thread: a host that sleeps between steps wakes on it.
   void set_post_listener(std::function<void()> listener);
   bool has_posted() const;
+  // On the stepping thread (inside a posted task): the settings take effect now, as update_settings' task
+  // does. Bad values throw.
+  void apply_settings(const LoopSettings& settings);
   // Applied before the next step (a different optimiser, momentum or weight decay starts its state afresh;
   // the same optimiser keeps its moments and takes the new learning rate). Bad values throw here.
   void update_settings(LoopSettings settings);
@@ -137,7 +142,6 @@ class GuideLoop {
   Guide& guide() { return *guide_; }
 
  private:
-  void apply_settings(const LoopSettings& settings);
   void apply_freeze(const at::Tensor& mask);
   at::Tensor composite(const at::Tensor& image) const;  // the freeze applied to a render, (B, 3, H, W)
   void build_optimizer(const LoopSettings& settings);

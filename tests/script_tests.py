@@ -4,13 +4,19 @@ import os
 import traceback
 
 
-def run_tests(namespace, vocab, sort=True, where=""):
+def run_tests(namespace, vocab, sort=True, where="", only=(), skip=()):
     """namespace: the module's globals(); vocab: the vocabulary every such test needs (from tests/data);
-    sort: name order, else definition order; where: said after the tally (e.g. where the files are)."""
+    sort: name order, else definition order; where: said after the tally (e.g. where the files are);
+    only / skip: test names to run alone / to leave out (a test registered on its own in CTest)."""
     if not os.path.exists(vocab):
         print(f"FAIL: no vocabulary at {vocab} (tests/data is part of the repository)")
         return 1
     tests = [(n, f) for n, f in namespace.items() if n.startswith("test_") and callable(f)]
+    unknown = [n for n in (*only, *skip) if n not in dict(tests)]
+    if unknown:
+        print(f"FAIL: no such test: {', '.join(unknown)}")
+        return 1
+    tests = [(n, f) for n, f in tests if (not only or n in only) and n not in skip]
     if sort:
         tests.sort()
     failed = 0

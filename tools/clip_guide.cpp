@@ -3,6 +3,7 @@
 // GuideLoop → images written atomically with their settings in the PNG metadata; optionally a video of the
 // run (tools/video_writer: ffmpeg) and generate.py's zoom video. Ctrl-C saves (image and video) and exits.
 #include "app/cli.h"
+#include "app/memory_plan.h"
 #include "app/session.h"
 #include "app/settings.h"
 #include "clipnet/default_model.h"
@@ -11,6 +12,7 @@
 #include "core/error.h"
 #include "core/image_io.h"
 #include "core/io/weights.h"
+#include "core/memory.h"
 #include "generators/generator.h"
 #include "guidance/guide.h"
 #include "guidance/guide_loop.h"
@@ -20,6 +22,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/ops/rand.h>
 #include <ATen/ops/affine_grid_generator.h>
+#include <ATen/ops/from_blob.h>
 #include <ATen/ops/grid_sampler.h>
 #include <ATen/ops/linspace.h>
 #include <ATen/ops/roll.h>
@@ -35,7 +38,9 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <random>
@@ -243,7 +248,7 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
   if (!last.defined()) last = current_image();  // no step done (0 iterations)
   save(last);
   const char* interrupted = g_interrupted.load() ? " (interrupted)" : "";
-  if (writer) std::cerr << "clip-guide: wrote " << output.string() << interrupted << "\n";
+  if (writer) std::cerr << "clip-guide: wrote " + output.string() + interrupted + "\n";  // one write: processes share stderr
   if (video) {
     if (!every_step && last_frame != loop.steps_done()) video->write(current_image());
     if (every_step && video->frames() == 0) video->write(last);
@@ -251,6 +256,86 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
     std::cerr << "clip-guide: wrote " << video->path().string() << " (" << video->frames() << " frames)" << interrupted
               << "\n";
   }
+}
+
+// Several renders (--prompts_file lines, --video_style_dir frames). One process, or one render: each in
+// turn, and a single render shares its cutouts over the processes (render()). Several processes and
+// renders: render i is made whole by rank i % W (no traffic per step) and written by it; after each round
+// the ranks tally what was written (rank 0 reports it), whether Ctrl-C reached any of them (all stop) and
+// whether one failed (all stop; that one throws).
+void render_queue(size_t count, cg::train::Communicator& processes, bool quiet,
+                  const std::function<void(size_t, cg::train::Communicator&)>& render_one) {
+  const auto world = static_cast<size_t>(processes.world_size()), rank = static_cast<size_t>(processes.rank());
+  if (world == 1 || count < 2) {
+    for (size_t i = 0; i < count && !g_interrupted.load(); ++i) render_one(i, processes);
+    return;
+  }
+  cg::train::SingleProcess alone;
+  double written = 0;
+  for (size_t round = 0; round * world < count; ++round) {
+    const size_t i = round * world + rank;
+    std::exception_ptr failure;
+    bool rendered = false;
+    if (i < count && !g_interrupted.load()) {
+      try {
+        render_one(i, alone);
+        rendered = true;
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    }
+    std::vector<double> tally{rendered ? 1.0 : 0.0, g_interrupted.load() ? 1.0 : 0.0, failure ? 1.0 : 0.0};
+    at::Tensor packed = at::from_blob(tally.data(), {3}, at::kDouble);
+    processes.all_reduce_sum_(packed);  // in place, into `tally`
+    written += tally[0];
+    if (rank == 0 && !quiet) {
+      std::cerr << "clip-guide: " + std::to_string(static_cast<int64_t>(written)) + " of " + std::to_string(count) +
+                       " renders written (" + std::to_string(world) + " processes)\n";
+    }
+    if (failure) std::rethrow_exception(failure);
+    if (tally[2] > 0) throw cg::Error("another process failed (its error is above); stopped");
+    if (tally[1] > 0) {
+      g_interrupted.store(true);
+      return;
+    }
+  }
+}
+
+// --prompts_file: its prompt lines (blank lines and '#' comments skipped); none is an error naming the file.
+std::vector<std::string> prompt_file_lines(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw cg::Error("--prompts_file: cannot read '" + path + "'");
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t first = line.find_first_not_of(" \t\r");
+    if (first != std::string::npos && line[first] != '#') lines.push_back(line);
+  }
+  if (lines.empty()) throw cg::Error("--prompts_file '" + path + "' has no prompts");
+  return lines;
+}
+
+// --video_style_dir with --video: the styled frames that exist, in order (an interrupted run's first ones).
+void write_styled_video(const std::vector<std::filesystem::path>& styled, const std::filesystem::path& path,
+                        const Options& opt) {
+  std::unique_ptr<cg::tools::VideoWriter> video;
+  for (const auto& frame : styled) {
+    if (!std::filesystem::exists(frame)) break;
+    at::Tensor image = clipguide::read_image(frame.string()).to(at::kFloat).div(255);
+    if (!video) {
+      cg::tools::VideoOptions vo;
+      vo.width = image.size(2);
+      vo.height = image.size(1);
+      vo.fps = opt.input_video_fps;
+      if (opt.output_video_fps > opt.input_video_fps) vo.interpolate_fps = opt.output_video_fps;
+      vo.comment = opt.prompts;
+      video = std::make_unique<cg::tools::VideoWriter>(path, vo);
+    }
+    video->write(image);
+  }
+  if (!video) return;
+  video->finish();
+  std::cerr << "clip-guide: wrote " << video->path().string() << " (" << video->frames() << " frames)\n";
 }
 
 // --video_style_dir: its .png and .jpg files (any case), sorted by name.
@@ -288,9 +373,6 @@ int run(Options opt) {
   // torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT): several processes on one image;
   // without it, a single process.
   const auto processes = cg::train::init_distributed(cg::train::DistributedEnv::from_environment());
-  if (processes->world_size() > 1 && opt.trials > 1) {
-    throw cg::Error("--trials: not supported with several processes (each scores only its part of the cutouts)");
-  }
   if (opt.deterministic) {
     // Deterministic kernels everywhere (an op without one is an error, not a silent difference); cuBLAS
     // needs its fixed workspace for that, set before its first handle exists.
@@ -300,60 +382,56 @@ int run(Options opt) {
   const c10::Device device = cg::app::run_device(opt);
   uint64_t seed = opt.seed >= 0 ? static_cast<uint64_t>(opt.seed) : std::random_device{}();
   if (opt.seed < 0) std::cerr << "clip-guide: seed " << seed << "\n";
-  // The images record the settings with the seed actually drawn, and where they ran: enough to make them again.
-  Options stored = opt;
-  stored.seed = static_cast<int64_t>(seed);  // a drawn seed is 32 bits
-  const auto metadata = cg::app::image_metadata(cg::app::to_toml(stored), device);
 
   // Built once: every render (each --prompts_file line, each styled frame) reuses the loaded weights.
-  const auto [members, generator] =
-      cg::app::load_models(opt, device, seed, [](const std::string& note) { std::cerr << "clip-guide: " << note << "\n"; });
+  const auto note = [](const std::string& line) { std::cerr << "clip-guide: " + line + "\n"; };
+  cg::app::RunModels models = cg::app::load_models(opt, device, seed, note);
+  // --max_memory: --cutn_batches and --checkpoint chosen to fit, before the first step.
+  const auto plan = cg::app::apply_memory_plan(opt, models, device, seed, processes->world_size(), note);
+  const auto& members = models.members;
+  const auto& generator = models.generator;
+  // The images record the settings with the seed actually drawn (and the memory plan's choice), and where
+  // they ran: enough to make them again.
+  Options stored = opt;
+  stored.seed = static_cast<int64_t>(seed);  // a drawn seed is 32 bits
+  stored.max_memory.clear();
+  const auto metadata = cg::app::image_metadata(cg::app::to_toml(stored), device);
   std::signal(SIGINT, on_sigint);
+  const auto render_to = [&](const Options& o, const std::string& prompts, const std::filesystem::path& output,
+                             const std::filesystem::path& video, cg::train::Communicator& sharing) {
+    render(o, prompts, output, video, metadata, members, generator, device, seed, sharing);
+  };
   if (!frames.empty()) {
     // Each frame styled in turn from itself (generate.py's video styling): <output stem>/<frame name>.png,
-    // and with --video one video frame per styled frame.
+    // and with --video one video of the styled frames, in order.
     const std::filesystem::path out_dir = std::filesystem::path(opt.output).replace_extension("");
     std::filesystem::create_directories(out_dir);
     Options frame_opt = opt;
     frame_opt.video = frame_opt.zoom_video = false;
     frame_opt.quiet = true;
-    std::unique_ptr<cg::tools::VideoWriter> video;
-    for (size_t i = 0; i < frames.size() && !g_interrupted.load(); ++i) {
-      frame_opt.init_image = frames[i].string();
-      const auto styled = out_dir / frames[i].filename().replace_extension(".png");
-      render(frame_opt, opt.prompts, styled, {}, metadata, members, generator, device, seed, *processes);
-      if (!video_path.empty()) {
-        at::Tensor image = clipguide::read_image(styled.string()).to(at::kFloat).div(255);
-        if (!video) {
-          cg::tools::VideoOptions vo;
-          vo.width = image.size(2);
-          vo.height = image.size(1);
-          vo.fps = opt.input_video_fps;
-          if (opt.output_video_fps > opt.input_video_fps) vo.interpolate_fps = opt.output_video_fps;
-          vo.comment = opt.prompts;
-          video = std::make_unique<cg::tools::VideoWriter>(video_path, vo);
-        }
-        video->write(image);
-      }
-    }
-    if (video) {
-      video->finish();
-      std::cerr << "clip-guide: wrote " << video->path().string() << " (" << video->frames() << " frames)\n";
-    }
+    std::vector<std::filesystem::path> styled;
+    for (const auto& frame : frames) styled.push_back(out_dir / std::filesystem::path(frame).filename().replace_extension(".png"));
+    render_queue(frames.size(), *processes, opt.quiet, [&](size_t i, cg::train::Communicator& sharing) {
+      Options o = frame_opt;
+      o.init_image = frames[i].string();
+      render_to(o, opt.prompts, styled[i], {}, sharing);
+    });
+    if (!video_path.empty() && processes->rank() == 0) write_styled_video(styled, video_path, opt);
   } else if (!opt.prompts_file.empty()) {
-    std::ifstream in(opt.prompts_file);
-    if (!in) throw cg::Error("--prompts_file: cannot read '" + opt.prompts_file + "'");
-    std::string line;
-    int64_t index = 0;
-    while (std::getline(in, line) && !g_interrupted.load()) {
-      if (line.find_first_not_of(" \t\r") == std::string::npos || line[line.find_first_not_of(" \t")] == '#') continue;
-      const int64_t i = index++;
-      render(opt, line, numbered(opt.output, i), video_path.empty() ? video_path : numbered(video_path, i),
-             metadata, members, generator, device, seed, *processes);
-    }
-    if (index == 0) throw cg::Error("--prompts_file '" + opt.prompts_file + "' has no prompts");
+    const std::vector<std::string> lines = prompt_file_lines(opt.prompts_file);
+    render_queue(lines.size(), *processes, opt.quiet, [&](size_t i, cg::train::Communicator& sharing) {
+      Options o = opt;
+      o.quiet = opt.quiet || processes->rank() != 0;  // dealt out: one progress display, rank 0's
+      render_to(o, lines[i], numbered(opt.output, static_cast<int64_t>(i)),
+                video_path.empty() ? video_path : numbered(video_path, static_cast<int64_t>(i)), sharing);
+    });
   } else {
-    render(opt, opt.prompts, opt.output, video_path, metadata, members, generator, device, seed, *processes);
+    render_to(opt, opt.prompts, opt.output, video_path, *processes);
+  }
+  if (plan) {
+    const int64_t peak = device.is_cpu() ? clipguide::peak_resident_bytes() : clipguide::MemoryMeter(device).peak();
+    std::cerr << "clip-guide: peak memory " << clipguide::format_bytes(peak) << " (planned about "
+              << clipguide::format_bytes(plan->predicted) << ", budget " << clipguide::format_bytes(plan->budget) << ")\n";
   }
   return g_interrupted.load() ? 130 : 0;
 }

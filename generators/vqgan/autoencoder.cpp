@@ -198,12 +198,22 @@ at::Tensor DecoderImpl::forward(const at::Tensor& z) {
     return clipguide::checkpoint(fn, x, trained);
   };
   auto h = stage([&](const at::Tensor& x) { return mid(conv_in(x)); }, z, {conv_in.get(), mid.get()});  // (B, ch * ch_mult[-1], h, w)
+  // Checkpointed block by block (not level by level): backward then holds one block's activations at a time,
+  // at full resolution a third of a level's, for the same recomputation.
   for (auto it = up.rbegin(); it != up.rend(); ++it) {
     Level& level = *it;
-    h = stage([&level](const at::Tensor& x) {
-          auto y = level->forward_blocks(x);
-          return level->upsample ? level->upsample(y) : y;
-        }, h, {level.get()});
+    for (size_t i = 0; i < level->blocks.size(); ++i) {
+      ResnetBlock& block = level->blocks[i];
+      if (level->attns.empty()) {
+        h = stage([&block](const at::Tensor& x) { return block(x); }, h, {block.get()});
+      } else {
+        AttnBlock& attn = level->attns[i];
+        h = stage([&block, &attn](const at::Tensor& x) { return attn(block(x)); }, h, {block.get(), attn.get()});
+      }
+    }
+    if (level->upsample) {
+      h = stage([&level](const at::Tensor& x) { return level->upsample(x); }, h, {level->upsample.get()});
+    }
   }
   return stage([&](const at::Tensor& x) { return conv_out(swish(norm_out(x))); }, h,
                {norm_out.get(), conv_out.get()});  // (B, out_ch, H, W)

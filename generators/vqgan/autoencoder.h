@@ -114,8 +114,8 @@ class DecoderImpl : public torch::nn::Module {
  public:
   explicit DecoderImpl(const VqganConfig& config);
   at::Tensor forward(const at::Tensor& z);
-  // Activation checkpointing (clipguide::checkpoint): the middle, each level (its blocks and upsampling) and
-  // the output head are recomputed in backward instead of keeping their activations.
+  // Activation checkpointing (clipguide::checkpoint): the middle, each block (with its attention), each
+  // upsampling and the output head are recomputed in backward instead of keeping their activations.
   void set_checkpointing(bool enable) { checkpointing_ = enable; }
   bool checkpointing() const { return checkpointing_; }
 

@@ -31,8 +31,8 @@ VqganGenerator::VqganGenerator(VQModel model, const GeneratorOptions& options)
     : model_(std::move(model)),
       latent_("vqgan generator", model_->codebook().device()),
       autocast_(options.autocast),
-      channels_last_(options.channels_last) {
-  model_->decoder->set_checkpointing(options.checkpoint);
+      channels_last_(options.channels_last),
+      checkpoint_(options.checkpoint) {
   const int64_t f = size_factor();
   batch_ = options.batch;
   grid_h_ = options.height / f;  // VQGAN+CLIP: toksY = height // f
@@ -59,6 +59,7 @@ at::Tensor VqganGenerator::render() {
   auto z_q = vector_quantize(z(), model_->codebook());  // (B, E, h, w), gradient straight through to z
   if (channels_last_) z_q = z_q.contiguous(at::MemoryFormat::ChannelsLast);
   at::Tensor x;  // (B, 3, H, W) roughly in [-1, 1]
+  model_->decoder->set_checkpointing(checkpoint_);  // generators rebuilt() from this one share the decoder
   {
     clipguide::AutocastGuard autocast(z_q.device().type(), autocast_);  // no-op for kFloat
     x = model_->decode(z_q);

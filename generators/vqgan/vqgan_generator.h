@@ -33,6 +33,10 @@ class VqganGenerator : public Generator {
   void post_step() override;  // clamps z to the codebook's per-channel range
   TensorMap state() const override { return latent_.state(); }  // {"z": (B, E, h, w)}
   void load_state(const TensorMap& state) override { latent_.load(state); }
+  // The same VQModel (shared, not copied) with its own latent, size and checkpointing.
+  std::unique_ptr<Generator> rebuilt(const GeneratorOptions& options) const override {
+    return std::make_unique<VqganGenerator>(model_, options);
+  }
 
   VQModel& model() { return model_; }
   const at::Tensor& z() const { return latent_.at("z"); }  // (B, E, h, w), requires_grad
@@ -47,6 +51,7 @@ class VqganGenerator : public Generator {
   at::Tensor z_min_, z_max_;         // (1, E, 1, 1)
   at::ScalarType autocast_;          // GeneratorOptions::autocast
   bool channels_last_;               // GeneratorOptions::channels_last
+  bool checkpoint_;                  // GeneratorOptions::checkpoint (set on the shared decoder per render)
 };
 
 }  // namespace clipguide::generators::vqgan

@@ -4,6 +4,7 @@
 #include "core/error.h"
 
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 
 #include <filesystem>
 #include <fstream>
@@ -78,6 +79,30 @@ TEST(Session, AWeightFileNeedsAVocabulary) {
         << e.what();
   }
   std::filesystem::remove(file);
+}
+
+// --clip_model "path[:weight]@device": the device comes off the end; an '@' that names no device stays in
+// the path; a CUDA device on a machine without one is an error naming --clip_model and the spec.
+TEST(Session, AMemberMayNameItsDevice) {
+  auto [spec, device] = app::split_member_device("models/ViT-B-32.pt:0.5@cpu");
+  EXPECT_EQ(spec, "models/ViT-B-32.pt:0.5");
+  ASSERT_TRUE(device.has_value());
+  EXPECT_TRUE(device->is_cpu());
+  std::tie(spec, device) = app::split_member_device("runs@v2/model.pt:2");
+  EXPECT_EQ(spec, "runs@v2/model.pt:2");
+  EXPECT_FALSE(device.has_value());
+  std::tie(spec, device) = app::split_member_device("a.pt");
+  EXPECT_EQ(spec, "a.pt");
+  EXPECT_FALSE(device.has_value());
+  if (!torch::cuda::is_available()) {
+    try {
+      app::split_member_device("a.pt@cuda:1");
+      ADD_FAILURE() << "no error";
+    } catch (const clipguide::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--clip_model 'a.pt@cuda:1' cuda:1: no CUDA device"), std::string::npos)
+          << e.what();
+    }
+  }
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include "app/cli.h"
 #include "app/settings.h"
 #include "core/error.h"
+#include "generators/generator.h"
 
 #include <gtest/gtest.h>
 
@@ -68,6 +69,13 @@ TEST(RunSettingTable, KeysAndNamesAreUnique) {
     EXPECT_EQ(app::find_setting(row.key), &row);
     for (const auto& n : row.names) EXPECT_EQ(app::find_setting(n), &row) << n;
   }
+}
+
+TEST(RunSettingTable, GeneratorHelpNamesEveryRegisteredGenerator) {
+  const std::string& help = app::find_setting("generator")->help;
+  const auto names = clipguide::generators::GeneratorRegistry::names();
+  ASSERT_GE(names.size(), 5u);
+  for (const auto& name : names) EXPECT_NE(help.find(name), std::string::npos) << name << " missing from: " << help;
 }
 
 TEST(NormaliseArgs, ReferenceShortsPrefixesEqualsAndJoinedLists) {

@@ -29,6 +29,28 @@ TEST(GeneratorRegistry, UnknownNameListsKnownOnes) {
   }
 }
 
+// rebuilt() (the memory planner's probes): the weightless generators give a fresh one of the asked size on
+// their own device, whatever device the options name.
+TEST(GeneratorRegistry, WeightlessGeneratorsRebuildAtAnotherSize) {
+  for (const std::string name : {"pixel", "fourier", "primitives"}) {
+    SCOPED_TRACE(name);
+    GeneratorOptions options;
+    options.width = 24;
+    options.height = 16;
+    auto g = GeneratorRegistry::create(name, options);
+    options.width = 40;
+    options.height = 8;
+    options.device = c10::Device(c10::kCUDA, 3);  // not used: the original's device
+    auto r = g->rebuilt(options);
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r->name(), name);
+    at::Tensor image = r->render();
+    EXPECT_EQ(shape_str(image.sizes()), "[1, 3, 8, 40]");
+    EXPECT_TRUE(image.device().is_cpu());
+    EXPECT_EQ(shape_str(g->render().sizes()), "[1, 3, 16, 24]");
+  }
+}
+
 TEST(GeneratorRegistry, GeneratorsDeclareTheirFiles) {
   EXPECT_EQ(GeneratorRegistry::files("vqgan").weights, "vqgan_checkpoint");
   EXPECT_EQ(GeneratorRegistry::files("vqgan").config, "vqgan_config");

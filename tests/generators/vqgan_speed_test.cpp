@@ -110,5 +110,31 @@ TEST(VqganSpeedOptions, CheckpointingGivesTheSameGradient) {
   EXPECT_TENSOR_CLOSE(grads[1], grads[0], 1e-6, 1e-5);
 }
 
+// rebuilt() shares the VQModel (no copy of its weights) and each generator keeps its own checkpointing:
+// a checkpointed probe does not turn it on for the original, and both render what a fresh one would.
+TEST(VqganSpeedOptions, RebuiltSharesTheModelAndKeepsItsOwnCheckpointing) {
+  at::set_num_threads(1);
+  GeneratorOptions options;
+  options.width = 48;
+  options.height = 32;
+  options.seed = 3;
+  VQModel model = small_model();
+  VqganGenerator original(model, options);
+  const at::Tensor before = original.render().detach();
+  GeneratorOptions other = options;
+  other.width = other.height = 16;
+  other.checkpoint = true;
+  auto rebuilt = original.rebuilt(other);
+  ASSERT_NE(rebuilt, nullptr);
+  auto& probe = dynamic_cast<VqganGenerator&>(*rebuilt);
+  EXPECT_EQ(probe.model().get(), original.model().get());  // one model, not a copy
+  EXPECT_EQ(shape_str(probe.render().sizes()), "[1, 3, 16, 16]");
+  EXPECT_TRUE(model->decoder->checkpointing());
+  EXPECT_TENSOR_CLOSE(original.render().detach(), before, 0, 0);
+  EXPECT_FALSE(model->decoder->checkpointing());  // the original renders with its own setting
+  Rendered fresh = render(model, options);
+  EXPECT_TENSOR_CLOSE(fresh.image, before, 0, 0);
+}
+
 }  // namespace
 }  // namespace clipguide::generators::vqgan

@@ -431,7 +431,16 @@ def test_no_display_is_a_clear_error():
 
 
 def main():
-    return script_tests.run_tests(globals(), VOCAB, sort=False, where=f" (files in {TMP})")
+    """clip_studio_test.py [--only NAME | --skip NAME]...: CTest runs the steps/s test on its own, serially."""
+    only, skip = [], []
+    args = sys.argv[1:]
+    while args:
+        flag, name, *args = args if len(args) >= 2 else (args[0], None)
+        if flag not in ("--only", "--skip") or name is None:
+            print(f"usage: {sys.argv[0]} [--only NAME | --skip NAME]...")
+            return 2
+        (only if flag == "--only" else skip).append(name)
+    return script_tests.run_tests(globals(), VOCAB, sort=False, where=f" (files in {TMP})", only=only, skip=skip)
 
 
 if __name__ == "__main__":

@@ -187,9 +187,52 @@ def test_two_processes_render_what_one_process_renders():
     diff = np.abs(pixels(out("one.png")).astype(int) - pixels(out("two.png")).astype(int)).max()
     print(f"  1 process losses {a}\n  2 processes      {b}: max diff {worst:.1e}; pixels max diff {diff}")
     assert worst <= 2e-4 and diff <= 1, (a, b, diff)
-    bad = subprocess.run([torchrun, "--no-python", "--standalone", "--nproc-per-node", "2", BIN, *common,
-                          "--trials", "2", "-o", out("two-trials.png")], capture_output=True, text=True, timeout=600)
-    assert bad.returncode != 0 and "--trials" in bad.stderr, bad.stderr[-2000:]
+
+
+def torchrun_two(*args):
+    """clip-guide under torchrun --no-python with 2 processes over c10d Gloo (one thread each)."""
+    torchrun = os.path.join(os.path.dirname(os.environ.get("CLIPGUIDE_PYTHON", sys.executable)), "torchrun")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([torchrun, "--no-python", "--standalone", "--nproc-per-node", "2", BIN, *args],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, f"torchrun exited {proc.returncode}: {proc.stderr[-3000:]}"
+    return proc
+
+
+def test_two_processes_choose_the_trial_one_process_chooses():
+    """--trials with 2 processes: each trial's steps share the cutouts and its score is summed over the
+    processes, so both choose the start one process chooses, and the image is one process's."""
+    common = [*BASE, "-p", "a red circle", "-s", "32", "32", "-i", "5", "--trials", "3", "--trial_steps", "2",
+              "--num_cuts", "5", "--generator", "fourier"]
+    one = run(*common, "-o", out("trials-one.png"))
+    two = torchrun_two(*common, "-o", out("trials-two.png"))
+    pick = r"trials of 2 steps, losses ([\d. ]+); continuing trial (\d+)"
+    a, b = re.findall(pick, one.stderr), re.findall(pick, two.stderr + two.stdout)
+    print(f"  1 process: {a}\n  2 processes: {b}")
+    assert len(a) == 1 and len(b) == 1, two.stderr[-2000:]
+    assert a[0][1] == b[0][1], "another trial was chosen"
+    scores = zip(map(float, a[0][0].split()), map(float, b[0][0].split()))
+    assert max(abs(x - y) for x, y in scores) <= 2e-4
+    diff = np.abs(pixels(out("trials-one.png")) - pixels(out("trials-two.png"))).max()
+    assert diff <= 1, diff
+
+
+def test_two_processes_share_a_prompts_file():
+    """--prompts_file with 2 processes: the renders are dealt out (rank i % 2 makes render i whole and writes
+    it), each is the image one process makes, every output is written once, and rank 0 tallies them."""
+    with open(out("queue.txt"), "w") as f:
+        f.write("a red circle\n# a comment\nblue\ngreen:2\n")
+    common = [*BASE, "--prompts_file", out("queue.txt"), "-s", "32", "32", "-i", "3", "--generator", "fourier"]
+    run(*common, "-o", out("queue-one.png"))
+    two = torchrun_two(*common, "-o", out("queue-two.png"))
+    text = two.stderr + two.stdout
+    print("  " + "\n  ".join(re.findall(r"clip-guide: \d+ of 3 renders written.*", text)))
+    assert "clip-guide: 3 of 3 renders written (2 processes)" in text, text[-2000:]
+    for i in range(3):
+        assert len(re.findall(re.escape(f"wrote {out(f'queue-two-{i}.png')}"), text)) == 1, text[-2000:]
+        diff = np.abs(pixels(out(f"queue-one-{i}.png")) - pixels(out(f"queue-two-{i}.png"))).max()
+        assert diff <= 1, (i, diff)
+    assert not os.path.exists(out("queue-two-3.png"))
 
 
 def test_memory_options_give_the_same_image():
@@ -205,6 +248,31 @@ def test_memory_options_give_the_same_image():
     assert "cutn_batches=3" in Image.open(out("m2.png")).info["clipguide:settings"]
     proc = run(*common, "--cutn_batches", "0", "-o", out("m3.png"), ok=False)
     assert proc.returncode != 0 and "--cutn_batches" in proc.stderr, proc.stderr
+
+
+def test_max_memory_prints_its_plan_or_names_a_size_that_fits():
+    """--max_memory: the plan is printed and stored as plain settings (so --from-png needs no planning); the
+    probes read no weight file again; a budget nothing fits and a malformed one are one clear line each."""
+    vqgan = os.path.join(FIX, "vqgan")
+    common = [*BASE, "-p", "a red circle", "-s", "64", "48", "-i", "2", "--vqgan_checkpoint",
+              os.path.join(vqgan, "vq.ckpt"), "--vqgan_config", os.path.join(vqgan, "vq.yaml")]
+    proc = run(*common, "--max_memory", "64G", "-o", out("planned.png"), env=dict(os.environ, CLIPGUIDE_LOG_LOADS="1"))
+    plan = re.findall(r"memory plan: (.*)", proc.stderr)
+    peak = re.findall(r"peak memory ([\d.]+ [MG]iB)", proc.stderr)
+    print(f"  plan: {plan}; peak {peak}")
+    assert plan and plan[0].startswith("cutn_batches 1, no checkpointing: about"), proc.stderr
+    assert "of the 64.0 GiB budget" in plan[0] and peak, proc.stderr
+    assert len(re.findall(r"clipguide: read weights '([^']+)'", proc.stderr)) == 2, proc.stderr
+    settings = Image.open(out("planned.png")).info["clipguide:settings"]
+    assert re.search(r"cutn_batches\s*=\s*1\b", settings) or "cutn_batches" not in settings, settings
+    assert not re.search(r'max_memory\s*=\s*"[^"]', settings), settings
+    for budget, expected in (("1M", "--max_memory 1 MiB: the leanest plan"), ("lots", "--max_memory: expected a size")):
+        proc = run(*common, "--max_memory", budget, "-o", out("unplanned.png"), ok=False)
+        lines = proc.stderr.strip().splitlines()
+        print(f"  --max_memory {budget}: exit {proc.returncode}: {lines[-1] if lines else ''}")
+        assert proc.returncode != 0 and expected in lines[-1], proc.stderr
+        assert "no size fits" in lines[-1] or budget == "lots", proc.stderr
+        assert not os.path.exists(out("unplanned.png"))
 
 
 def test_size_is_rounded_to_the_generator_factor():
