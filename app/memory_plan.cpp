@@ -16,6 +16,12 @@ namespace clipguide::app {
 namespace {
 
 constexpr double kMargin = 1.10;      // predictions are raised by this before they are compared
+// CPU: the resident size grows by about this much per predicted tensor byte of a step (glibc keeps freed
+// blocks in its arenas; oneDNN's scratch memory is not a tensor). Calibrated at 512x512, cutn 32, ViT-B/32
+// + VQGAN f16 (bench/memory_bench.py): with it a 4.4 GiB budget plans checkpointing and the run peaks at
+// 4.0 GiB resident; a 3.4 GiB budget is refused (448x448 named) though --cutn_batches 4 --checkpoint
+// would just fit (3.36 GiB): conservative, not exact.
+constexpr double kCpuSlack = 1.35;
 constexpr int64_t kFewCutouts = 4;    // the probes' cutout counts
 constexpr int64_t kMoreCutouts = 8;
 
@@ -69,15 +75,15 @@ double Quadratic::largest_within(double room, double extra_slope) const {
 int64_t MemoryModel::predict(bool checkpoint, int64_t pixels, int64_t cutouts_at_once) const {
   const int i = checkpoint ? 1 : 0;
   const auto px = static_cast<double>(pixels), n = static_cast<double>(cutouts_at_once);
-  const double step = std::max(held[i].at(px) + clip_part(px, n), peak[i].at(px));
-  return fixed + static_cast<int64_t>(kMargin * std::max(step, 0.0));
+  const double step = std::max(held[i].at(px) + clip_part(n), peak[i].at(px));
+  return fixed + static_cast<int64_t>(kMargin * slack * std::max(step, 0.0));
 }
 
 double MemoryModel::pixels_within(int64_t budget, bool checkpoint, int64_t cutouts_at_once) const {
   const int i = checkpoint ? 1 : 0;
   const auto n = static_cast<double>(cutouts_at_once);
-  const double room = static_cast<double>(budget - fixed) / kMargin;
-  return std::min(held[i].largest_within(room - c0 - c * n, d + e * n), peak[i].largest_within(room));
+  const double room = static_cast<double>(budget - fixed) / (kMargin * slack);
+  return std::min(held[i].largest_within(room - clip_part(n)), peak[i].largest_within(room));
 }
 
 MemoryModel probe_memory(const generators::Generator& generator,
@@ -87,7 +93,8 @@ MemoryModel probe_memory(const generators::Generator& generator,
   MemoryMeter meter(device);
   MemoryModel model;
   model.fixed = device.is_cpu() ? resident_bytes() : meter.current();
-  if (note) note("planning memory: 14 small probe steps");
+  model.slack = device.is_cpu() ? kCpuSlack : 1.0;
+  if (note) note("planning memory: 12 probe steps");
   // The peak bytes above the current ones while `work` runs.
   auto peak_of = [&](const std::function<void()>& work) {
     const int64_t before = meter.current();
@@ -156,18 +163,13 @@ MemoryModel probe_memory(const generators::Generator& generator,
         at::full({batch, 3, size.second, size.first}, 0.5, at::TensorOptions().device(device)).requires_grad_(true);
     return peak_of([&] { guide.backward(leaf, 0); });
   };
+  // At the run's own size: how many pixels the cutouts are drawn from decides their supersampling, which a
+  // small probe would not show (at 512 px it made CLIP's part half again as large as one fitted at 128).
+  const std::pair<int64_t, int64_t> run_size{options_of_generator.width, options_of_generator.height};
   clip_peak(sizes[0], kFewCutouts);  // warm-up
-  const double n_span = static_cast<double>(kMoreCutouts - kFewCutouts), px_span = std::max(px[2] - px[0], 1.0);
-  double per_cutout[2], base[2];  // at the small and the large side
-  for (int k = 0; k < 2; ++k) {
-    const double few = clip_peak(sizes[2 * k], kFewCutouts), more = clip_peak(sizes[2 * k], kMoreCutouts);
-    per_cutout[k] = std::max(0.0, (more - few) / n_span);
-    base[k] = few - per_cutout[k] * kFewCutouts;
-  }
-  model.e = std::max(0.0, (per_cutout[1] - per_cutout[0]) / px_span);
-  model.c = per_cutout[0] - model.e * px[0];
-  model.d = std::max(0.0, (base[1] - base[0]) / px_span);
-  model.c0 = base[0] - model.d * px[0];
+  const double few = clip_peak(run_size, kFewCutouts), more = clip_peak(run_size, kMoreCutouts);
+  model.c = std::max(0.0, (more - few) / static_cast<double>(kMoreCutouts - kFewCutouts));
+  model.c0 = few - model.c * kFewCutouts;
   return model;
 }
 
@@ -210,13 +212,16 @@ std::optional<MemoryPlan> apply_memory_plan(RunSettings& settings, RunModels& mo
                                             uint64_t seed, int64_t processes, const Status& note) {
   if (settings.max_memory.empty()) return std::nullopt;
   const int64_t budget = memory_budget(settings.max_memory, device);
-  const generators::GeneratorOptions options = generator_options(settings, device, seed);
+  generators::GeneratorOptions options = generator_options(settings, device, seed);
   const auto [width, height] = image_size(settings, *models.generator);
+  options.width = width;
+  options.height = height;
   const MemoryModel model = probe_memory(*models.generator, options, models.members, guide_options(settings, seed),
                                          device, note);
   const int64_t cutouts = ceil_div(settings.num_cuts, std::max<int64_t>(processes, 1));
   const MemoryPlan plan = choose_plan(model, width, height, options.batch, cutouts, models.generator->size_factor(), budget);
   if (note) note("memory plan: " + plan.summary());
+  MemoryMeter(device).reset_peak();  // from here on the run's own peak
   settings.cutn_batches = plan.cutn_batches;
   if (plan.checkpoint != settings.checkpoint) {
     settings.checkpoint = plan.checkpoint;

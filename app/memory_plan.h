@@ -7,13 +7,14 @@
 // - The generator alone, rebuilt() on its loaded weights at 0.5, 0.75 and 1 of the image's sides (shrunk to
 //   128 x 128 pixels' area first when larger), with and without checkpointing: what its forward holds and
 //   its peak, each fitted as a + b · pixels + q · pixels².
-// - CLIP alone (a guide backward into a plain image, no generator behind it) at the smallest and largest
-//   probe size with 4 and 8 cutouts, fitted bilinearly in pixels and cutouts.
+// - CLIP alone (a guide backward into a plain image, no generator behind it) at the run's own size with 4
+//   and 8 cutouts (cheap at any size: no generator), fitted as c0 + c · cutouts.
 // A step's peak is the larger of CLIP's part on top of what the generator holds and the generator's own
 // backward. The candidates in order of speed (no checkpointing with 1, 2, 4, ... micro-batches, then
 // checkpointing with the same) are tried, and the first whose prediction plus 10% fits is the plan.
-// CPU: the prediction is the resident size at planning time plus the step's tensor bytes (the allocator's
-// own slack comes on top); CUDA: the tensor bytes on the device (max_memory_allocated).
+// CPU: the prediction is the resident size at planning time plus the step's tensor bytes times a measured
+// slack (the resident size grows more than the tensors); CUDA: the tensor bytes on the device
+// (max_memory_allocated).
 #pragma once
 
 #include "app/session.h"
@@ -57,11 +58,14 @@ struct MemoryModel {  // the fitted peak of a step
   // The generator (render and its backward), per checkpoint setting [0: off, 1: on]: the bytes its forward
   // leaves held for backward, and the most it holds at once (the peak of its backward, recomputation included).
   Quadratic held[2], peak[2];
-  // CLIP's part with the cutouts drawn from the image: c0 + c · n + d · pixels + e · pixels · n, n the
-  // cutouts held at once (per micro-batch); d and e: the image's gradients and the supersampled cutouts.
-  double c0 = 0, c = 0, d = 0, e = 0;
+  // CLIP's part at the run's size: c0 + c · n, n the cutouts held at once (per micro-batch). Smaller images
+  // need less (their cutouts are supersampled less), so it bounds them too.
+  double c0 = 0, c = 0;
   bool checkpoint_helps = false;  // the generator's memory falls with checkpointing (it has a network)
-  double clip_part(double pixels, double cutouts_at_once) const { return c0 + c * cutouts_at_once + (d + e * cutouts_at_once) * pixels; }
+  // What the budget's memory grows by per tensor byte of the step: 1 on CUDA (the budget is tensor bytes);
+  // on the CPU the resident size, which grows more than the tensors (kCpuSlack).
+  double slack = 1.0;
+  double clip_part(double cutouts_at_once) const { return c0 + c * cutouts_at_once; }
   // fixed + 10% over the step's peak: the larger of CLIP's part on top of what the generator holds, and the
   // generator's own backward (CLIP's part freed by then).
   int64_t predict(bool checkpoint, int64_t pixels, int64_t cutouts_at_once) const;

@@ -429,9 +429,14 @@ int run(Options opt) {
     render_to(opt, opt.prompts, opt.output, video_path, *processes);
   }
   if (plan) {
-    const int64_t peak = device.is_cpu() ? clipguide::peak_resident_bytes() : clipguide::MemoryMeter(device).peak();
-    std::cerr << "clip-guide: peak memory " << clipguide::format_bytes(peak) << " (planned about "
-              << clipguide::format_bytes(plan->predicted) << ", budget " << clipguide::format_bytes(plan->budget) << ")\n";
+    // CPU: the process's peak resident size, and the tensors' peak within it (the allocator's slack, code and
+    // kernels' caches make the difference); CUDA: the tensors' peak on the device.
+    const int64_t tensors = clipguide::MemoryMeter(device).peak();
+    const int64_t peak = device.is_cpu() ? clipguide::peak_resident_bytes() : tensors;
+    std::cerr << "clip-guide: peak memory " + clipguide::format_bytes(peak) +
+                     (device.is_cpu() ? " resident, tensors " + clipguide::format_bytes(tensors) : std::string()) +
+                     " (planned about " + clipguide::format_bytes(plan->predicted) + ", budget " +
+                     clipguide::format_bytes(plan->budget) + ")\n";
   }
   return g_interrupted.load() ? 130 : 0;
 }

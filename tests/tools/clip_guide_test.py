@@ -201,7 +201,8 @@ def torchrun_two(*args):
 
 def test_two_processes_choose_the_trial_one_process_chooses():
     """--trials with 2 processes: each trial's steps share the cutouts and its score is summed over the
-    processes, so both choose the start one process chooses, and the image is one process's."""
+    processes, so both choose the start one process chooses, and the image is one process's; with -d the
+    same 2-process command twice writes byte-identical PNGs."""
     common = [*BASE, "-p", "a red circle", "-s", "32", "32", "-i", "5", "--trials", "3", "--trial_steps", "2",
               "--num_cuts", "5", "--generator", "fourier"]
     one = run(*common, "-o", out("trials-one.png"))
@@ -215,23 +216,40 @@ def test_two_processes_choose_the_trial_one_process_chooses():
     assert max(abs(x - y) for x, y in scores) <= 2e-4
     diff = np.abs(pixels(out("trials-one.png")) - pixels(out("trials-two.png"))).max()
     assert diff <= 1, diff
+    # -d with cutouts shared over processes: the same command twice gives byte-identical PNGs.
+    runs = []
+    for _ in range(2):  # the same output path (it is part of the stored settings)
+        torchrun_two(*common, "-d", "-o", out("shared.png"))
+        with open(out("shared.png"), "rb") as f:
+            runs.append(f.read())
+    assert runs[0] == runs[1], "two identical 2-process runs wrote different PNGs"
 
 
 def test_two_processes_share_a_prompts_file():
     """--prompts_file with 2 processes: the renders are dealt out (rank i % 2 makes render i whole and writes
-    it), each is the image one process makes, every output is written once, and rank 0 tallies them."""
+    it), each is the image one process makes, every output is written once, rank 0 tallies them, and with -d
+    the same command twice writes byte-identical files."""
     with open(out("queue.txt"), "w") as f:
         f.write("a red circle\n# a comment\nblue\ngreen:2\n")
-    common = [*BASE, "--prompts_file", out("queue.txt"), "-s", "32", "32", "-i", "3", "--generator", "fourier"]
+    common = [*BASE, "--prompts_file", out("queue.txt"), "-s", "32", "32", "-i", "3", "--generator", "fourier", "-d"]
     run(*common, "-o", out("queue-one.png"))
     two = torchrun_two(*common, "-o", out("queue-two.png"))
     text = two.stderr + two.stdout
     print("  " + "\n  ".join(re.findall(r"clip-guide: \d+ of 3 renders written.*", text)))
     assert "clip-guide: 3 of 3 renders written (2 processes)" in text, text[-2000:]
+    # -d with several processes: the same command twice gives byte-identical files.
+    first = []
+    for i in range(3):
+        with open(out(f"queue-two-{i}.png"), "rb") as f:
+            first.append(f.read())
+    again = torchrun_two(*common, "-o", out("queue-two.png"))
+    assert "3 of 3 renders written" in again.stderr + again.stdout
     for i in range(3):
         assert len(re.findall(re.escape(f"wrote {out(f'queue-two-{i}.png')}"), text)) == 1, text[-2000:]
         diff = np.abs(pixels(out(f"queue-one-{i}.png")) - pixels(out(f"queue-two-{i}.png"))).max()
         assert diff <= 1, (i, diff)
+        with open(out(f"queue-two-{i}.png"), "rb") as f:
+            assert f.read() == first[i], f"render {i} differs between two identical runs"
     assert not os.path.exists(out("queue-two-3.png"))
 
 
