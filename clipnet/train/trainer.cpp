@@ -535,10 +535,13 @@ fs::path Trainer::save_checkpoint(const std::function<void(const std::string&)>&
   const fs::path folder = dir / name;
   if (comm_->rank() != 0) return folder;
   fs::create_directories(dir);
-  // Temporary folders left by a run killed mid-write are incomplete by construction: drop them.
+  // Temporaries left by a run killed mid-write are incomplete by construction: drop them (step folders, and
+  // the AtomicFile temporary of the `latest` pointer).
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::string f = e.path().filename().string();
-    if (f.rfind(".step_", 0) == 0 && f.find(".tmp-") != std::string::npos) remove_tree(e.path());
+    if ((f.rfind(".step_", 0) == 0 || f.rfind("latest.tmp-", 0) == 0) && f.find(".tmp-") != std::string::npos) {
+      remove_tree(e.path());
+    }
   }
   const fs::path tmp = dir / ("." + name + ".tmp-" + std::to_string(::getpid()));
   fs::create_directories(tmp / "vocab");
