@@ -225,10 +225,8 @@ std::optional<MemoryPlan> apply_memory_plan(RunSettings& settings, RunModels& mo
   settings.cutn_batches = plan.cutn_batches;
   if (plan.checkpoint != settings.checkpoint) {
     settings.checkpoint = plan.checkpoint;
-    generators::GeneratorOptions rebuilt = generator_options(settings, device, seed);
-    rebuilt.width = width;
-    rebuilt.height = height;
-    models.generator = models.generator->rebuilt(rebuilt);
+    options.checkpoint = plan.checkpoint;  // the run's options (size already the generator's)
+    models.generator = models.generator->rebuilt(options);
   }
   return plan;
 }

@@ -15,6 +15,7 @@
 #include "core/autocast.h"
 #include "core/device.h"
 #include "core/error.h"
+#include "core/memory.h"
 #include "generators/generator.h"
 #include "generators/vqgan/vqgan_generator.h"
 #include "guidance/guide.h"
@@ -32,7 +33,6 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
-#include <sys/resource.h>
 
 #include <chrono>
 #include <filesystem>
@@ -71,11 +71,7 @@ CudaPeak cuda_peak(const c10::Device& device) {
   return peak;
 }
 
-double peak_rss_mb() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux: kilobytes
-}
+double peak_rss_mb() { return static_cast<double>(clipguide::peak_resident_bytes()) / (1 << 20); }
 
 void synchronize(const c10::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index());

@@ -31,6 +31,14 @@ VQModel small_model() {
   return m;
 }
 
+GeneratorOptions small_options() {  // a 48 x 32 image, seed 3
+  GeneratorOptions options;
+  options.width = 48;
+  options.height = 32;
+  options.seed = 3;
+  return options;
+}
+
 struct Rendered {
   at::Tensor image;  // (1, 3, H, W)
   at::Tensor grad;   // d sum(image * weights) / d z, (1, E, h, w)
@@ -46,10 +54,7 @@ Rendered render(VQModel model, const GeneratorOptions& options) {
 
 TEST(VqganSpeedOptions, ChannelsLastMatchesAndBf16AutocastIsClose) {
   at::set_num_threads(1);
-  GeneratorOptions options;
-  options.width = 48;
-  options.height = 32;
-  options.seed = 3;
+  GeneratorOptions options = small_options();
   VQModel model = small_model();
   Rendered base = render(model, options);
   ASSERT_EQ(shape_str(base.image.sizes()), "[1, 3, 32, 48]");
@@ -79,10 +84,7 @@ TEST(VqganSpeedOptions, ChannelsLastMatchesAndBf16AutocastIsClose) {
 // same gradient when they require it.
 TEST(VqganSpeedOptions, CheckpointingGivesTheSameGradient) {
   at::set_num_threads(1);
-  GeneratorOptions options;
-  options.width = 48;
-  options.height = 32;
-  options.seed = 3;
+  GeneratorOptions options = small_options();
   for (at::ScalarType autocast : {at::kFloat, at::kBFloat16}) {
     SCOPED_TRACE(autocast == at::kFloat ? "fp32" : "bf16 autocast");
     options.autocast = autocast;
@@ -114,10 +116,7 @@ TEST(VqganSpeedOptions, CheckpointingGivesTheSameGradient) {
 // a checkpointed probe does not turn it on for the original, and both render what a fresh one would.
 TEST(VqganSpeedOptions, RebuiltSharesTheModelAndKeepsItsOwnCheckpointing) {
   at::set_num_threads(1);
-  GeneratorOptions options;
-  options.width = 48;
-  options.height = 32;
-  options.seed = 3;
+  GeneratorOptions options = small_options();
   VQModel model = small_model();
   VqganGenerator original(model, options);
   const at::Tensor before = original.render().detach();
