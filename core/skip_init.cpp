@@ -7,6 +7,9 @@
 
 #include <ATen/ops/empty.h>
 
+#include <string>
+#include <vector>
+
 namespace clipguide {
 namespace {
 thread_local bool skip_init = false;
@@ -30,20 +33,34 @@ torch::nn::Linear linear(int64_t in, int64_t out, bool bias) {
   return m;
 }
 
-torch::nn::Conv2d conv2d(const torch::nn::Conv2dOptions& options) {
-  if (!skip_init) return torch::nn::Conv2d(options);
+namespace {
+// A Conv1d/Conv2d built at one channel per group, then given its real, uninitialised weight and bias.
+template <class Conv, class Options>
+Conv uninitialised_conv(const Options& options, const char* what) {
   const int64_t groups = options.groups();
   if (options.in_channels() % groups != 0 || options.out_channels() % groups != 0)
-    throw Error("conv2d: channels " + std::to_string(options.in_channels()) + " -> " +
+    throw Error(std::string(what) + ": channels " + std::to_string(options.in_channels()) + " -> " +
                 std::to_string(options.out_channels()) + " not divisible by groups " + std::to_string(groups));
-  torch::nn::Conv2dOptions small = options;
+  Options small = options;
   small.in_channels(groups).out_channels(groups);
-  torch::nn::Conv2d m(small);
+  Conv m(small);
   m->options.in_channels(options.in_channels()).out_channels(options.out_channels());
-  const auto kernel = options.kernel_size();
-  resize_uninitialised(m->weight, {options.out_channels(), options.in_channels() / groups, (*kernel)[0], (*kernel)[1]});
+  std::vector<int64_t> shape = {options.out_channels(), options.in_channels() / groups};
+  for (int64_t k : *options.kernel_size()) shape.push_back(k);
+  resize_uninitialised(m->weight, shape);
   resize_uninitialised(m->bias, {options.out_channels()});
   return m;
+}
+}  // namespace
+
+torch::nn::Conv2d conv2d(const torch::nn::Conv2dOptions& options) {
+  if (!skip_init) return torch::nn::Conv2d(options);
+  return uninitialised_conv<torch::nn::Conv2d>(options, "conv2d");
+}
+
+torch::nn::Conv1d conv1d(const torch::nn::Conv1dOptions& options) {
+  if (!skip_init) return torch::nn::Conv1d(options);
+  return uninitialised_conv<torch::nn::Conv1d>(options, "conv1d");
 }
 
 torch::nn::Embedding embedding(int64_t count, int64_t dim) {

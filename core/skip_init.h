@@ -27,9 +27,11 @@ class SkipInit {
 };
 bool init_skipped();
 
-// torch::nn::Linear(in, out) / Conv2d(options) / Embedding(count, dim), uninitialised under SkipInit.
+// torch::nn::Linear(in, out) / Conv2d(options) / Conv1d(options) / Embedding(count, dim), uninitialised under
+// SkipInit.
 torch::nn::Linear linear(int64_t in, int64_t out, bool bias = true);
 torch::nn::Conv2d conv2d(const torch::nn::Conv2dOptions& options);
+torch::nn::Conv1d conv1d(const torch::nn::Conv1dOptions& options);
 torch::nn::Embedding embedding(int64_t count, int64_t dim);
 
 }  // namespace clipguide
