@@ -4,12 +4,14 @@
 #include "clipnet/default_model.h"
 #include "core/device.h"
 #include "core/error.h"
+#include "core/image_io.h"
 #include "guidance/cutouts.h"
 #include "guidance/prompt.h"
 
 #include <ATen/Context.h>
 #include <ATen/ops/from_blob.h>
 #include <torch/cuda.h>
+#include <torch/nn/functional/upsampling.h>
 #include <torch/version.h>
 
 #include <filesystem>
@@ -58,11 +60,23 @@ c10::Device run_device(const RunSettings& s) {
 
 std::string generator_name(const RunSettings& s) {
   if (!s.generator.empty()) return s.generator;
+  if (!s.diffusion_model.empty()) return kDiffusion;
   for (const auto& name : generators::GeneratorRegistry::names()) {
     const auto& own = generators::GeneratorRegistry::files(name).weights;
     if (own != generators::GeneratorFiles{}.weights && !text_setting(s, own).empty()) return name;
   }
   return "pixel";
+}
+
+at::Tensor load_image_resized(const std::string& path, int64_t w, int64_t h) {
+  namespace F = torch::nn::functional;
+  auto image = clipguide::read_image(path).unsqueeze(0).to(at::kFloat).div(255);  // (1, 3, H', W')
+  return F::interpolate(image, F::InterpolateFuncOptions()
+                                   .size(std::vector<int64_t>{h, w})
+                                   .mode(torch::kBicubic)
+                                   .align_corners(false)
+                                   .antialias(true))
+      .clamp(0, 1);
 }
 
 generators::GeneratorOptions generator_options(const RunSettings& s, c10::Device device, uint64_t seed) {

@@ -30,9 +30,14 @@ using Status = std::function<void(const std::string&)>;
 // cuda:(LOCAL_RANK mod the GPU count).
 c10::Device run_device(const RunSettings& settings);
 
-// The generator a run uses: --generator; else the one whose own weights setting (GeneratorFiles::weights,
-// e.g. vqgan's --vqgan_checkpoint) is given; else "pixel".
+// The generator a run uses: --generator; else "diffusion" (kDiffusion) with --diffusion_model; else the one
+// whose own weights setting (GeneratorFiles::weights, e.g. vqgan's --vqgan_checkpoint) is given; else
+// "pixel". A diffusion run samples (app/diffusion_run.h) instead of optimising a registry generator.
 std::string generator_name(const RunSettings& settings);
+constexpr const char* kDiffusion = "diffusion";
+
+// (1, 3, h, w) in [0, 1]: the image at `path` resized (bicubic, antialiased). Unreadable: an Error naming it.
+at::Tensor load_image_resized(const std::string& path, int64_t w, int64_t h);
 
 // That generator's options from the settings: size, device, seed, precision, channels_last, checkpoint,
 // --generator_option, and its files from the settings it declared (falling back to --generator_weights).

@@ -7,10 +7,12 @@
 #include "clipnet/text_clean.h"
 #include "core/error.h"
 #include "core/memory.h"
+#include "generators/diffusion/sampler.h"
 #include "generators/generator.h"
 #include "guidance/cutouts.h"
 #include "guidance/guide_loop.h"
 #include "guidance/optimizers.h"
+#include "guidance/sampler_guidance.h"
 
 #include <algorithm>
 #include <cctype>
@@ -27,7 +29,8 @@ using S = RunSettings;
 std::string generator_help() {
   std::string names;
   for (const std::string& name : generators::GeneratorRegistry::names()) names += (names.empty() ? "" : ", ") + name;
-  return "A generator of the registry (" + names + "; default: vqgan with --vqgan_checkpoint, else pixel)";
+  return "A generator of the registry (" + names + "; default: vqgan with --vqgan_checkpoint, else pixel), or diffusion: "
+         "CLIP-guided sampling from --diffusion_model (the default when it is given)";
 }
 
 // The table itself: one row per setting, data rather than logic (hence its length).
@@ -86,6 +89,31 @@ std::vector<Setting> make_table() {
       {"generator_weights", {}, &S::generator_weights, "Weights of the chosen generator (torchscript: the module)",
        "Generator weights"},
       {"generator_option", {}, &S::generator_options, "Generator setting key=value (repeatable)", "Generator options"},
+      {"diffusion_model", {}, &S::diffusion_model,
+       "guided-diffusion weights (256x256_diffusion_uncond.pt, 512x512_diffusion_uncond_finetune_008100.pt): "
+       "sample with CLIP guidance instead of optimising a generator", "Diffusion model"},
+      {"diffusion_config", {}, &S::diffusion_config,
+       "model_config JSON (guided_diffusion's model_and_diffusion_defaults() keys; default: inferred from the weights, "
+       "the rest as the 256x256 unconditional model)", "Diffusion config"},
+      {"steps", {}, &S::steps, "Diffusion sampling steps", "Steps"},
+      {"sampler", {"--diffusion_sampling_mode"}, &S::sampler, "Diffusion sampler: ddim, plms or ddpm", "Sampler"},
+      {"eta", {}, &S::eta, "DDIM noise: 0 deterministic, 1 like DDPM", "Eta"},
+      {"clip_guidance_scale", {}, &S::clip_guidance_scale, "Diffusion: the CLIP loss's weight", "Guidance scale"},
+      {"tv_scale", {}, &S::tv_scale, "Diffusion: total-variation weight", "TV scale"},
+      {"range_scale", {}, &S::range_scale, "Diffusion: weight of x0's pixels beyond [-1, 1]", "Range scale"},
+      {"sat_scale", {}, &S::sat_scale, "Diffusion: saturation weight", "Saturation scale"},
+      {"cut_overview", {}, &S::cut_overview,
+       "Diffusion: whole-image cutouts over the run, a 1000-entry schedule such as [12]*400+[4]*600 or a number",
+       "Overview cuts"},
+      {"cut_innercut", {}, &S::cut_innercut, "Diffusion: inner crops over the run (schedule or number)", "Inner cuts"},
+      {"cut_ic_pow", {}, &S::cut_ic_pow, "Diffusion: inner crops' size exponent (schedule or number)", "Inner cut power"},
+      {"clamp_max", {}, &S::clamp_max, "Diffusion: the guidance gradient's RMS clamped to this (0: off)", "Clamp max"},
+      {"skip_steps", {}, &S::skip_steps, "Diffusion: start this many steps late, from --init_image noised to that level",
+       "Skip steps"},
+      {"init_scale", {}, &S::init_scale, "Diffusion: weight of the mean squared difference to --init_image", "Init scale"},
+      {"mask", {}, &S::mask,
+       "Diffusion inpainting: an image, white where the sampler generates and guides, black where --init_image stays",
+       "Mask"},
       {"device", {}, &S::device, "cpu, cuda, cuda:N or auto", "Device"},
       {"precision", {}, &S::precision,
        "fp32, or bf16: CLIP and the generator's network under bf16 autocast (weights and loss stay fp32)", ""},
@@ -206,6 +234,35 @@ void copy_settings(RunSettings& to, const RunSettings& from, const std::vector<s
   }
 }
 
+namespace {
+// The diffusion settings (also checked, and ignored, when the run is not a diffusion run: a TOML file mixing
+// them stays valid).
+void check_diffusion(RunSettings& s) {
+  auto fail = [](const std::string& flag, const std::string& what) { throw Error("--" + flag + ": " + what); };
+  if (s.steps < 1) fail("steps", "expected >= 1, got " + std::to_string(s.steps));
+  if (s.skip_steps < 0 || s.skip_steps >= s.steps)
+    fail("skip_steps", "expected 0 <= skip_steps < --steps (" + std::to_string(s.steps) + "), got " + std::to_string(s.skip_steps));
+  try {
+    generators::diffusion::parse_sampler_kind(s.sampler);
+  } catch (const Error& e) {
+    fail("sampler", e.what());
+  }
+  if (!(s.eta >= 0) || !std::isfinite(s.eta)) fail("eta", "expected a finite number >= 0, got " + number(s.eta));
+  if (!(s.clamp_max >= 0)) fail("clamp_max", "expected >= 0 (0: off), got " + number(s.clamp_max));
+  for (auto [key, value] : {std::pair<const char*, double>{"clip_guidance_scale", s.clip_guidance_scale},
+                            {"tv_scale", s.tv_scale}, {"range_scale", s.range_scale}, {"sat_scale", s.sat_scale},
+                            {"init_scale", s.init_scale}}) {
+    if (!std::isfinite(value)) fail(key, "expected a finite number, got " + number(value));
+  }
+  for (auto [key, value] : {std::pair<const char*, std::string*>{"cut_overview", &s.cut_overview},
+                            {"cut_innercut", &s.cut_innercut}, {"cut_ic_pow", &s.cut_ic_pow}}) {
+    guidance::StepSchedule::parse(*value, "--" + std::string(key));  // its error names the flag
+  }
+  if (!s.mask.empty() && s.init_image.empty()) fail("mask", "needs --init_image (what the black part keeps)");
+  if (s.init_scale != 0 && s.init_image.empty()) fail("init_scale", "needs --init_image");
+}
+}  // namespace
+
 void check(RunSettings& s) {
   auto fail = [](const std::string& flag, const std::string& what) { throw Error("--" + flag + ": " + what); };
   // Text is UTF-8: the settings are written into TOML (a PNG's metadata), which holds nothing else.
@@ -262,6 +319,7 @@ void check(RunSettings& s) {
   } catch (const Error& e) {
     fail(e.what()[0] == 'c' ? "cut_method" : "augments", e.what());
   }
+  check_diffusion(s);
   if (s.trials > 1 && (!s.init_image.empty() || !s.init_noise.empty() || s.zoom_video || !s.video_style_dir.empty())) {
     fail("trials",
          "needs random starts: it cannot be combined with --init_image, --init_noise, --zoom_video or --video_style_dir");

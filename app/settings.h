@@ -52,6 +52,23 @@ struct RunSettings {
   std::string vqgan_checkpoint;                // taming .ckpt or .safetensors
   std::string generator_weights;               // weights of other generators (torchscript module)
   std::vector<std::string> generator_options;  // key=value settings passed to the generator
+  // Diffusion (--generator diffusion, or --diffusion_model given), with Disco Diffusion's names.
+  std::string diffusion_model;                 // guided-diffusion weights (256x256_diffusion_uncond.pt, ...)
+  std::string diffusion_config;                // its model_config JSON (default: inferred from the weights)
+  int64_t steps = 250;                         // sampling steps: the respacing "ddimN" (ddim) or "N"
+  std::string sampler = "ddim";                // ddim, plms or ddpm
+  double eta = 0.8;                            // DDIM's noise (0: deterministic given x_T)
+  double clip_guidance_scale = 5000;           // CLIP loss weight
+  double tv_scale = 0;                         // Disco's total variation of the blended x0
+  double range_scale = 150;                    // pixels of x0 beyond [-1, 1]
+  double sat_scale = 0;                        // saturation of the blended x0
+  std::string cut_overview = "[12]*400+[4]*600";  // whole-image cutouts over the run (1000-entry schedule or a number)
+  std::string cut_innercut = "[4]*400+[12]*600";  // inner crops over the run
+  std::string cut_ic_pow = "1";                // inner crops' size exponent (schedule or number)
+  double clamp_max = 0.05;                     // the guidance gradient's RMS clamped to this (0: off)
+  int64_t skip_steps = 0;                      // start this many steps late, from --init_image noised to that level
+  double init_scale = 0;                       // MSE to --init_image
+  std::string mask;                            // image: white is generated and guided, black kept from --init_image
   // Device, speed and memory: same results up to rounding.
   std::string device = "auto";                 // cpu, cuda, cuda:N or auto
   std::string cuda_device;                     // VQGAN+CLIP's --cuda_device: that device, or the CPU without CUDA

@@ -3,6 +3,7 @@
 // GuideLoop → images written atomically with their settings in the PNG metadata; optionally a video of the
 // run (tools/video_writer: ffmpeg) and generate.py's zoom video. Ctrl-C saves (image and video) and exits.
 #include "app/cli.h"
+#include "app/diffusion_run.h"
 #include "app/memory_plan.h"
 #include "app/session.h"
 #include "app/settings.h"
@@ -29,7 +30,6 @@
 #include <ATen/ops/zeros.h>
 #include <ATen/core/grad_mode.h>
 #include <CLI/CLI.hpp>
-#include <torch/nn/functional/upsampling.h>
 
 #include <unistd.h>
 
@@ -43,6 +43,7 @@
 #include <functional>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <sstream>
 
@@ -69,17 +70,6 @@ at::Tensor noise_image(const std::string& kind, int64_t w, int64_t h, uint64_t s
     return (c[0] * (1 - t) + c[1] * t).expand({1, 3, h, w}).contiguous();
   }
   throw cg::Error("--init_noise: expected pixels or gradient, got '" + kind + "'");
-}
-
-at::Tensor load_init_image(const std::string& path, int64_t w, int64_t h) {
-  namespace F = torch::nn::functional;
-  auto image = clipguide::read_image(path).unsqueeze(0).to(at::kFloat).div(255);  // (1, 3, H', W')
-  return F::interpolate(image, F::InterpolateFuncOptions()
-                                   .size(std::vector<int64_t>{h, w})
-                                   .mode(torch::kBicubic)
-                                   .align_corners(false)
-                                   .antialias(true))
-      .clamp(0, 1);
 }
 
 // generate.py's zoom_at + ImageChops.offset on (B, 3, H, W) in [0, 1]: the centre crop of size
@@ -124,15 +114,17 @@ cg::tools::VideoOptions video_options(const Options& opt, const at::Tensor& firs
 }
 
 // "[#####.....] 12/200  3.21 it/s  loss 0.9132  [a red circle sim 0.231]"
-std::string progress_line(const gd::LoopProgress& p, int64_t iterations) {
+std::string progress_line(int64_t step, int64_t total, double its_per_second, double loss, const gd::GuideReport& report) {
   const int width = 30;
-  const int filled = static_cast<int>(width * p.step / std::max<int64_t>(iterations, 1));
+  const int filled = static_cast<int>(width * step / std::max<int64_t>(total, 1));
   std::ostringstream line;
-  line << "[" << std::string(filled, '#') << std::string(width - filled, '.') << "] " << p.step << "/" << iterations
-       << "  " << std::fixed << std::setprecision(2) << p.its_per_second << " it/s  loss " << std::setprecision(4)
-       << p.report.total;
-  for (const auto& pr : p.report.prompts) line << "  [" << pr.label.substr(0, 24) << " sim " << std::setprecision(3) << pr.similarity << "]";
+  line << "[" << std::string(filled, '#') << std::string(width - filled, '.') << "] " << step << "/" << total
+       << "  " << std::fixed << std::setprecision(2) << its_per_second << " it/s  loss " << std::setprecision(4) << loss;
+  for (const auto& pr : report.prompts) line << "  [" << pr.label.substr(0, 24) << " sim " << std::setprecision(3) << pr.similarity << "]";
   return line.str();
+}
+std::string progress_line(const gd::LoopProgress& p, int64_t iterations) {
+  return progress_line(p.step, iterations, p.its_per_second, p.report.total, p.report);
 }
 
 // One image (and its video) from prompts with '^' phases: `generator` (built once per program) starts afresh from `seed`.
@@ -143,7 +135,7 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
   generator->init_random(seed);
   const auto [w, h] = cg::app::image_size(opt, *generator);
   at::Tensor init;
-  if (!opt.init_image.empty()) init = load_init_image(opt.init_image, w, h);
+  if (!opt.init_image.empty()) init = cg::app::load_image_resized(opt.init_image, w, h);
   else if (!opt.init_noise.empty()) init = noise_image(opt.init_noise, w, h, seed);
   if (init.defined()) generator->init_from_image(init.to(device));
 
@@ -255,6 +247,54 @@ void render(const Options& opt, const std::string& prompt_specs, const std::file
     video->finish();
     std::cerr << "clip-guide: wrote " << video->path().string() << " (" << video->frames() << " frames)" << interrupted
               << "\n";
+  }
+}
+
+// One diffusion sample (--generator diffusion): `model` loaded once per program, x_T drawn from `seed`. The
+// x0 prediction is written every --save_every steps and is each --video frame; the final sample is the image
+// (the last x0 prediction when interrupted before the end).
+void render_diffusion(const Options& opt, const std::string& prompt_specs, const std::filesystem::path& output,
+                      const std::filesystem::path& video_path, const std::map<std::string, std::string>& metadata,
+                      const std::vector<gd::GuideMember>& members, const gen::diffusion::DiffusionModel& model,
+                      c10::Device device, uint64_t seed, bool writer) {
+  const auto note = [](const std::string& line) { std::cerr << "clip-guide: " + line + "\n"; };
+  cg::app::DiffusionRender run(opt, model, members, device, seed, note);
+  const auto phases = cg::app::prompt_phases(opt, prompt_specs);
+  run.set_prompts(phases[0]);
+  const bool quiet = opt.quiet || !writer;
+  const bool bar = !quiet && isatty(STDERR_FILENO);
+  auto save = [&](const at::Tensor& image) {
+    if (writer) clipguide::write_image(output, image[0].cpu(), metadata);
+  };
+  std::unique_ptr<cg::tools::VideoWriter> video;
+  if (writer && opt.video) {
+    video = std::make_unique<cg::tools::VideoWriter>(
+        video_path, video_options(opt, run.image(), std::max<int64_t>(run.total_steps(), 1), prompt_specs));
+  }
+  clipguide::log_since_start("first step starts");
+  size_t phase = 0;
+  at::Tensor x0;
+  while (!run.done() && !g_interrupted.load()) {
+    const auto p = run.step();
+    x0 = p.x0;
+    if (video) video->write(p.x0);
+    if (opt.change_prompt_every > 0 && p.step % opt.change_prompt_every == 0 && phase + 1 < phases.size()) {
+      run.set_prompts(phases[++phase]);
+    }
+    if (opt.save_every > 0 && p.step % opt.save_every == 0 && !run.done()) save(p.x0);
+    if (bar || (!quiet && (p.step % std::max<int64_t>(opt.save_every, 1) == 0 || p.step == p.total))) {
+      std::cerr << (bar ? "\r" : "") << progress_line(p.step, p.total, p.its_per_second, p.report.total, p.report.clip)
+                << (bar ? "" : "\n") << std::flush;
+    }
+  }
+  if (bar) std::cerr << "\n";
+  save(run.done() || !x0.defined() ? run.image() : x0);
+  const char* interrupted = g_interrupted.load() ? " (interrupted)" : "";
+  if (writer) std::cerr << "clip-guide: wrote " + output.string() + interrupted + "\n";
+  if (video) {
+    if (video->frames() == 0) video->write(run.image());
+    video->finish();
+    std::cerr << "clip-guide: wrote " << video->path().string() << " (" << video->frames() << " frames)" << interrupted << "\n";
   }
 }
 
@@ -385,7 +425,22 @@ int run(Options opt) {
 
   // Built once: every render (each --prompts_file line, each styled frame) reuses the loaded weights.
   const auto note = [](const std::string& line) { std::cerr << "clip-guide: " + line + "\n"; };
-  cg::app::RunModels models = cg::app::load_models(opt, device, seed, note);
+  const bool diffusion = cg::app::generator_name(opt) == cg::app::kDiffusion;
+  if (diffusion) {
+    if (!opt.max_memory.empty()) throw cg::Error("--max_memory plans generator runs; with diffusion use --cutn_batches and --checkpoint");
+    if (opt.zoom_video) throw cg::Error("--zoom_video needs a generator to restart from an image; not with diffusion");
+    if (opt.trials > 1) throw cg::Error("--trials needs a generator; with diffusion, render several seeds instead");
+    if (processes->world_size() > 1 && opt.prompts_file.empty() && frames.empty())
+      throw cg::Error("several processes share diffusion renders by --prompts_file or --video_style_dir; one image runs in one process");
+  }
+  std::optional<gen::diffusion::DiffusionModel> diffusion_model;
+  cg::app::RunModels models;
+  if (diffusion) {
+    models.members = cg::app::load_members(opt, device);
+    diffusion_model = cg::app::load_diffusion(opt, device);
+  } else {
+    models = cg::app::load_models(opt, device, seed, note);
+  }
   // --max_memory: --cutn_batches and --checkpoint chosen to fit, before the first step.
   const auto plan = cg::app::apply_memory_plan(opt, models, device, seed, processes->world_size(), note);
   const auto& members = models.members;
@@ -399,7 +454,11 @@ int run(Options opt) {
   std::signal(SIGINT, on_sigint);
   const auto render_to = [&](const Options& o, const std::string& prompts, const std::filesystem::path& output,
                              const std::filesystem::path& video, cg::train::Communicator& sharing) {
-    render(o, prompts, output, video, metadata, members, generator, device, seed, sharing);
+    if (diffusion_model) {
+      render_diffusion(o, prompts, output, video, metadata, members, *diffusion_model, device, seed, sharing.rank() == 0);
+    } else {
+      render(o, prompts, output, video, metadata, members, generator, device, seed, sharing);
+    }
   };
   if (!frames.empty()) {
     // Each frame styled in turn from itself (generate.py's video styling): <output stem>/<frame name>.png,
