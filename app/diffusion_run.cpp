@@ -3,6 +3,7 @@
 #include "app/diffusion_run.h"
 
 #include "app/session.h"
+#include "core/autocast.h"
 #include "core/error.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -54,7 +55,7 @@ guidance::SamplerGuidanceOptions sampler_guidance_options(const RunSettings& s, 
 DiffusionRender::DiffusionRender(const RunSettings& s, const dm::DiffusionModel& model,
                                  std::vector<guidance::GuideMember> members, c10::Device device, uint64_t seed,
                                  const std::function<void(const std::string&)>& note)
-    : model_(model), diffusion_(diffusion_process(s, model.config)) {
+    : model_(model), diffusion_(diffusion_process(s, model.config)), seed_(seed) {
   const int64_t f = model.config.unet.size_factor();
   width_ = s.size.at(0) / f * f;
   height_ = s.size.at(1) / f * f;
@@ -72,6 +73,7 @@ DiffusionRender::DiffusionRender(const RunSettings& s, const dm::DiffusionModel&
   if (!s.init_image.empty()) {
     init = load_image_resized(s.init_image, width_, height_).to(device) * 2 - 1;  // [-1, 1]
     options.init_image = init;
+    init_ = init;
   }
   if (!s.mask.empty()) {
     if (!init.defined()) throw Error("--mask needs --init_image (what the black part keeps)");
@@ -81,8 +83,14 @@ DiffusionRender::DiffusionRender(const RunSettings& s, const dm::DiffusionModel&
   guidance_ = std::make_unique<guidance::SamplerGuidance>(guide_, sampler_guidance_options(s, seed, init));
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
   const auto noise = at::randn({1, model.config.unet.in_channels, height_, width_}, generator).to(device);
-  sampler_ = std::make_unique<dm::DiffusionSampler>(diffusion_, dm::model_fn(model.unet, diffusion_), options, noise,
-                                                    generator);
+  // --precision bf16: the UNet under autocast (its norms and softmax stay fp32, its output is float).
+  const auto unet = dm::model_fn(model.unet, diffusion_);
+  const at::ScalarType precision = s.precision == "bf16" ? at::kBFloat16 : at::kFloat;
+  const dm::ModelFn model_fn = [unet, precision, device](const at::Tensor& x, int64_t i) {
+    AutocastGuard autocast(device.type(), precision);
+    return unet(x, i);
+  };
+  sampler_ = std::make_unique<dm::DiffusionSampler>(diffusion_, model_fn, options, noise, generator);
 }
 
 DiffusionProgress DiffusionRender::step() {
@@ -101,10 +109,27 @@ DiffusionProgress DiffusionRender::step() {
   DiffusionProgress p;
   p.step = sampler_->steps_taken();
   p.total = sampler_->total_steps();
+  x0_ = taken.pred_xstart;
   p.x0 = ((taken.pred_xstart + 1) / 2).clamp(0, 1);
   p.report = last_report_;
   p.its_per_second = seconds_ > 0 ? static_cast<double>(p.step) / seconds_ : 0;
   return p;
+}
+
+void DiffusionRender::set_settings(const RunSettings& s) {
+  RunSettings checked = s;
+  check(checked);
+  guidance_->set_options(sampler_guidance_options(checked, seed_, init_));
+}
+
+void DiffusionRender::set_keep_mask(const at::Tensor& keep) {
+  if (!keep.defined()) return sampler_->set_inpainting(init_, {});
+  if (keep.numel() != width_ * height_)
+    throw Error("keep mask: " + shape_str(keep.sizes()) + ", expected " + std::to_string(height_) + "x" +
+                std::to_string(width_) + " values (the run's image)");
+  const auto k = keep.reshape({1, 1, height_, width_}).to(sampler_->current().device(), at::kFloat);
+  const auto source = init_.defined() ? init_ : x0_.defined() ? x0_ : sampler_->current();
+  sampler_->set_inpainting(source, 1 - k);
 }
 
 at::Tensor DiffusionRender::image() const { return ((sampler_->current() + 1) / 2).clamp(0, 1); }

@@ -50,11 +50,18 @@ class DiffusionRender {
 
   bool done() const { return sampler_->done(); }
   int64_t total_steps() const { return sampler_->total_steps(); }
+  int64_t steps_taken() const { return sampler_->steps_taken(); }
   DiffusionProgress step();
   void set_prompts(std::vector<guidance::GuidePrompt> prompts) { guide_->set_prompts(std::move(prompts)); }
-  // New guidance settings between steps (the studio's scale slider); checked as at the start.
-  void set_guidance(const guidance::SamplerGuidanceOptions& options) { guidance_->set_options(options); }
+  guidance::Guide& guide() { return *guide_; }
+  // The guidance settings of `settings` (scales, cut schedules, clamp, micro-batches, augmentations) from the
+  // next step on: the studio's live controls. Checked as at the start.
+  void set_settings(const RunSettings& settings);
   const guidance::SamplerGuidanceOptions& guidance_options() const { return guidance_->options(); }
+  // Keeps a region from the next step on: `keep` (H, W) or (1, 1, H, W) in [0, 1], 1 kept. Kept from
+  // --init_image when the run has one, else from the current x0 prediction (what is shown now); undefined:
+  // nothing kept (the run's own --mask, if any, is replaced too).
+  void set_keep_mask(const at::Tensor& keep);
   // (1, 3, H, W) in [0, 1]: the current sample (the final image once done()).
   at::Tensor image() const;
   int64_t width() const { return width_; }
@@ -67,6 +74,9 @@ class DiffusionRender {
   std::unique_ptr<guidance::SamplerGuidance> guidance_;
   std::unique_ptr<generators::diffusion::DiffusionSampler> sampler_;
   int64_t width_ = 0, height_ = 0;
+  uint64_t seed_ = 0;
+  at::Tensor init_;  // --init_image in [-1, 1], or undefined
+  at::Tensor x0_;    // the last x0 prediction in [-1, 1]
   double seconds_ = 0;
   guidance::SamplerGuidanceReport last_report_;
 };

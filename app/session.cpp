@@ -103,6 +103,10 @@ generators::GeneratorOptions generator_options(const RunSettings& s, c10::Device
 std::shared_ptr<generators::Generator> make_generator(const RunSettings& s, c10::Device device, uint64_t seed,
                                                       const Status& note) {
   const std::string name = generator_name(s);
+  if (name == kDiffusion) {
+    throw Error("--generator diffusion samples instead of optimising a generator: clip-guide runs it "
+                "(app/diffusion_run.h); this program does not yet");
+  }
   std::shared_ptr<generators::Generator> generator =
       generators::GeneratorRegistry::create(name, generator_options(s, device, seed));
   const auto [w, h] = image_size(s, *generator);
@@ -114,12 +118,20 @@ std::shared_ptr<generators::Generator> make_generator(const RunSettings& s, c10:
 }
 
 std::string* generator_weights_setting(RunSettings& s) {
+  if (generator_name(s) == kDiffusion) return &s.diffusion_model;
   return &(s.*text_field(generators::GeneratorRegistry::files(generator_name(s)).weights));
 }
 
 std::string* generator_config_setting(RunSettings& s) {
+  if (generator_name(s) == kDiffusion) return &s.diffusion_config;
   const auto& key = generators::GeneratorRegistry::files(generator_name(s)).config;
   return key.empty() ? nullptr : &(s.*text_field(key));
+}
+
+std::vector<std::string> generator_choices() {
+  auto names = generators::GeneratorRegistry::names();
+  names.push_back(kDiffusion);
+  return names;
 }
 
 std::pair<int64_t, int64_t> image_size(const RunSettings& s, const generators::Generator& generator) {

@@ -52,8 +52,11 @@ std::shared_ptr<generators::Generator> make_generator(const RunSettings& setting
 // The settings holding the files of the generator the settings name (its GeneratorFiles: vqgan's
 // vqgan_checkpoint and vqgan_config, others' generator_weights), for a UI's fields; nullptr for a config the
 // generator does not take.
+// A diffusion run's are --diffusion_model and --diffusion_config.
 std::string* generator_weights_setting(RunSettings& settings);
 std::string* generator_config_setting(RunSettings& settings);
+// What a UI offers as generators: the registry's, then "diffusion".
+std::vector<std::string> generator_choices();
 
 // The image size make_generator gives: width, height.
 std::pair<int64_t, int64_t> image_size(const RunSettings& settings, const generators::Generator& generator);

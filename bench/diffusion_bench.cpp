@@ -8,6 +8,7 @@
 #include "bench_util.h"
 #include "core/device.h"
 #include "core/memory.h"
+#include "step_profile.h"
 
 #include <CLI/CLI.hpp>
 #include <torch/cuda.h>
@@ -27,6 +28,7 @@ int main(int argc, char** argv) {
   std::string device_name = "cpu";
   int64_t size = 256, channels = 64, overview = 8, innercut = 8, steps = 3, warmup = 1, total_steps = 50;
   bool bf16 = false, no_reference = false, checkpoint = false;
+  int64_t profile_steps = 0;
   CLI::App app{"diffusion_bench: CLIP-guided DDIM s/step vs Disco Diffusion's loop"};
   app.option_defaults()->always_capture_default();
   app.add_option("--python", python, "Python with guided-diffusion-sdk and openai-clip");
@@ -43,6 +45,7 @@ int main(int argc, char** argv) {
   app.add_flag("--bf16", bf16, "clipguide: bf16 autocast for CLIP; the reference: guided_diffusion's fp16 torso");
   app.add_flag("--checkpoint", checkpoint, "clipguide: UNet activations recomputed in backward (less memory)");
   app.add_flag("--no-reference", no_reference, "Time clipguide only (no Python)");
+  app.add_option("--profile", profile_steps, "After the warm-up, profile this many steps and print where their time went");
   CLI11_PARSE(app, argc, argv);
   try {
     const c10::Device device = cg::parse_device(device_name);
@@ -73,13 +76,19 @@ int main(int argc, char** argv) {
     cg::MemoryMeter meter(device);
     cg::app::DiffusionRender render(s, model, members, device, 0);
     render.set_prompts(cg::app::prompt_phases(s, s.prompts)[0]);
+    for (int64_t i = 0; i < warmup && !render.done(); ++i) render.step();
+    if (profile_steps > 0) {  // untimed steps, their ops recorded and summed up
+      cg::bench::StepProfile profile(device.is_cuda());
+      for (int64_t i = 0; i < profile_steps && !render.done(); ++i) render.step();
+      profile.finish(profile_steps, "");
+    }
     std::vector<double> times;
-    for (int64_t i = 0; i < warmup + steps && !render.done(); ++i) {
+    for (int64_t i = 0; i < steps && !render.done(); ++i) {
       const auto start = std::chrono::steady_clock::now();
       render.step();
       if (device.is_cuda()) torch::cuda::synchronize();
       const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (i >= warmup) times.push_back(t);
+      times.push_back(t);
     }
     const double ours = cg::bench::median(times);
     const double peak_mib = static_cast<double>(device.is_cpu() ? cg::peak_resident_bytes() : meter.peak()) / (1 << 20);

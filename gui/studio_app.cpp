@@ -85,7 +85,9 @@ const std::vector<std::string>& studio_setting_keys() {
   static const std::vector<std::string> keys = {
       "prompts", "image_prompts", "size", "seed", "learning_rate", "optimiser", "num_cuts", "cut_power", "cut_min",
       "cut_method", "augments", "tv_weight", "clip_model", "vocab", "generator", "vqgan_config", "vqgan_checkpoint",
-      "generator_weights", "generator_option", "device"};
+      "generator_weights", "generator_option", "device", "diffusion_model", "diffusion_config", "steps", "sampler",
+      "eta", "clip_guidance_scale", "tv_scale", "range_scale", "sat_scale", "cut_overview", "cut_innercut",
+      "cut_ic_pow", "clamp_max", "skip_steps", "init_image", "init_scale", "cutn_batches"};
   return keys;
 }
 
@@ -269,9 +271,7 @@ void StudioApp::set_prompt_weight(int index, float weight) {
   PromptState& p = state_.prompts[index];
   p.weight = weight;
   const double stop = p.use_stop ? p.stop : -std::numeric_limits<double>::infinity();
-  worker_.post([index, weight, stop](guidance::GuideLoop&, guidance::Guide& guide) {
-    guide.set_prompt_weight(index, weight, stop);
-  });
+  worker_.post([index, weight, stop](RunRef run) { run.guide.set_prompt_weight(index, weight, stop); });
 }
 
 void StudioApp::edit_prompt(int index) {
@@ -282,7 +282,7 @@ void StudioApp::edit_prompt(int index) {
 // The whole list, masks included: the run's prompts then mirror the UI's even after an edit failed there.
 // Cheap: Guide caches embeddings by text and path, so only new prompts are encoded.
 void StudioApp::sync_prompts() {
-  worker_.post([prompts = guide_prompts()](guidance::GuideLoop&, guidance::Guide& guide) { guide.set_prompts(prompts); });
+  worker_.post([prompts = guide_prompts()](RunRef run) { run.guide.set_prompts(prompts); });
 }
 
 void StudioApp::apply_optimisation() {
@@ -291,6 +291,10 @@ void StudioApp::apply_optimisation() {
     if (!(state_.config.learning_rate > 0)) throw Error("learning rate must be > 0");
     worker_.update_guide_options(o);
     worker_.update_settings(app::loop_settings(state_.config));
+    // A diffusion run's live settings: guidance scales, cut schedules, clamp.
+    worker_.post([config = state_.config](RunRef run) {
+      if (run.diffusion) run.diffusion->set_settings(config);
+    });
   } catch (const std::exception& e) {
     message("error: settings: " + error_text(e));
   }
@@ -349,20 +353,27 @@ void StudioApp::send_masks() {
   if (!mask) return;
   at::Tensor m = at::from_blob(mask->data(), {h, w}, at::kFloat).clone();  // (H, W) in [0, 1]
   if (state_.brush.target == BrushTarget::kFreeze) {
-    worker_.post([m](guidance::GuideLoop& loop, guidance::Guide&) { loop.freeze_region(m); });
+    // Frozen: kept as it is (a diffusion run keeps it from its init image or the x0 prediction shown).
+    worker_.post([m](RunRef run) {
+      if (run.loop) run.loop->freeze_region(m);
+      else run.diffusion->set_keep_mask(m);
+    });
   } else {
     const int index = state_.brush.prompt;
-    worker_.post([m, index](guidance::GuideLoop&, guidance::Guide& guide) { guide.mask_prompt(index, m); });
+    worker_.post([m, index](RunRef run) { run.guide.mask_prompt(index, m); });
   }
 }
 
 void StudioApp::clear_mask(BrushTarget target, int prompt) {
   if (target == BrushTarget::kFreeze) {
     state_.freeze_mask.clear();
-    worker_.post([](guidance::GuideLoop& loop, guidance::Guide&) { loop.clear_freeze(); });
+    worker_.post([](RunRef run) {
+      if (run.loop) run.loop->clear_freeze();
+      else run.diffusion->set_keep_mask({});
+    });
   } else if (prompt >= 0 && prompt < static_cast<int>(state_.prompts.size())) {
     state_.prompts[prompt].mask.clear();
-    worker_.post([prompt](guidance::GuideLoop&, guidance::Guide& guide) { guide.mask_prompt(prompt, at::Tensor()); });
+    worker_.post([prompt](RunRef run) { run.guide.mask_prompt(prompt, at::Tensor()); });
   }
   preview_dirty_ = true;
 }

@@ -153,6 +153,7 @@ class StudioApp {
   static std::string script_help();        // the command names
   bool script_add_prompt(const std::string& text, bool image);
   void script_brush(const std::vector<std::string>& words);
+  void script_set(const std::vector<std::string>& words);
   bool script_panel(const std::string& key, bool open);
   std::vector<guidance::GuidePrompt> guide_prompts() const;
   guidance::GuideOptions guide_options() const;

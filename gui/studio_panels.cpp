@@ -136,7 +136,28 @@ void prompts_panel(StudioState& s, PanelRequests& panels, UiRequests& out) {
   out.add_prompt |= ImGui::Button("Add") || enter;
 }
 
+// A diffusion run's guidance, live (scales, cuts, clamp), and its sampler (at the next start).
+void diffusion_panel(app::RunSettings& c, PanelRequests& panels, UiRequests& out) {
+  if (!header("Diffusion guidance", "optimisation", true, panels)) return;
+  bool changed = setting_control(c, "clip_guidance_scale", 0.0, 100000.0);
+  changed |= setting_control(c, "tv_scale", 0.0, 1000.0);
+  changed |= setting_control(c, "range_scale", 0.0, 1000.0);
+  changed |= setting_control(c, "sat_scale", 0.0, 1000.0);
+  changed |= setting_control(c, "clamp_max", 0.0, 1.0);
+  changed |= setting_control(c, "cut_overview");
+  changed |= setting_control(c, "cut_innercut");
+  changed |= setting_control(c, "cut_ic_pow");
+  changed |= setting_control(c, "augments");
+  out.apply_optimisation |= changed;
+  setting_control(c, "steps");
+  setting_choice(c.sampler, "sampler", {"ddim", "plms", "ddpm"});
+  setting_control(c, "eta", 0.0, 1.0);
+  setting_control(c, "skip_steps");
+  ImGui::TextDisabled("steps, sampler, eta and skip steps apply at the next start; the frozen brush keeps a region");
+}
+
 void optimisation_panel(app::RunSettings& c, PanelRequests& panels, UiRequests& out) {
+  if (app::generator_name(c) == app::kDiffusion) return diffusion_panel(c, panels, out);
   if (!header("Optimisation", "optimisation", true, panels)) return;
   bool changed = setting_control(c, "learning_rate", 0.0001, 10.0, /*logarithmic=*/true);
   changed |= setting_control(c, "num_cuts", 1, 128);
@@ -154,7 +175,7 @@ void setup_panel(StudioState& s, bool has_run, PanelRequests& panels, UiRequests
   ImGui::InputTextMultiline("##models", &s.models_text, ImVec2(-1, 50));
   ImGui::SetNextItemWidth(-80);
   ImGui::InputText("vocab", &s.config.vocab);
-  out.restart_if_running |= setting_choice(s.config.generator, "generator", generators::GeneratorRegistry::names());
+  out.restart_if_running |= setting_choice(s.config.generator, "generator", app::generator_choices());
   ImGui::SetNextItemWidth(-80);
   // The files this generator declared (vqgan: its checkpoint and YAML); none for the pixel generator's kind.
   ImGui::InputText("weights", app::generator_weights_setting(s.config));

@@ -3,7 +3,10 @@
 // a new command is one row. A script error, or a wait longer than 600 s, quits with exit status 1.
 #include "gui/studio_app.h"
 
+#include "app/cli.h"
 #include "core/error.h"
+
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <filesystem>
@@ -66,6 +69,8 @@ const std::map<std::string, ScriptCommand>& StudioApp::script_commands() {
          a.state_.config.size = {l.integer(1), l.integer(2)};
          return a.restart_if_running(), true;
        }}},
+      {"set", {-1, "KEY VALUE... (any studio setting as its flag takes it: applied live where it can be, else at the next start)",
+               [](A& a, const L& l) { return a.script_set(l.words), true; }}},
       {"set_generator", {1, "NAME", [](A& a, const L& l) { return a.state_.config.generator = l.words[1], a.restart_if_running(), true; }}},
       // masks
       {"brush", {-1, "off | prompt I [RADIUS] | freeze [RADIUS] (then drag on the preview)", [](A& a, const L& l) { return a.script_brush(l.words), true; }}},
@@ -97,9 +102,11 @@ const std::map<std::string, ScriptCommand>& StudioApp::script_commands() {
       {"open_panel", {1, "P (prompts optimisation setup brush snapshots output messages)", [](A& a, const L& l) { return a.script_panel(l.words[1], true); }}},
       {"close_panel", {1, "P", [](A& a, const L& l) { return a.script_panel(l.words[1], false); }}},
       // waiting and measuring
-      {"wait_steps", {1, "N (N more steps)", [](A& a, const L& l) {
+      {"wait_steps", {1, "N (N more steps, or until a diffusion run ends)", [](A& a, const L& l) {
          if (a.wait_until_step_ < 0) a.wait_until_step_ = (a.worker_.busy() ? 0 : a.frame_.step) + l.integer(1);
-         if (a.worker_.busy() || a.frame_.step < a.wait_until_step_) return false;
+         // A diffusion run that has taken all its steps ends the wait too.
+         const bool finished = !a.worker_.running() && a.worker_.status().rfind("finished", 0) == 0;
+         if (a.worker_.busy() || (a.frame_.step < a.wait_until_step_ && !finished)) return false;
          return a.wait_until_step_ = -1, true;
        }}},
       {"wait_frames", {1, "N", [](A& a, const L& l) {
@@ -139,6 +146,22 @@ bool StudioApp::script_add_prompt(const std::string& text, bool image) {
   state_.new_prompt_image = image;
   add_prompt();
   return true;
+}
+
+void StudioApp::script_set(const std::vector<std::string>& words) {
+  if (words.size() < 3) throw Error("set: expected KEY VALUE...");
+  const auto& keys = studio_setting_keys();
+  if (std::find(keys.begin(), keys.end(), words[1]) == keys.end()) throw Error("set: '" + words[1] + "' is not a studio setting");
+  CLI::App cli;
+  app::add_settings(cli, state_.config, {words[1]});
+  std::vector<std::string> args(words.rbegin(), words.rend() - 2);  // CLI11 takes them last first
+  args.push_back("--" + words[1]);
+  try {
+    cli.parse(args);
+  } catch (const CLI::ParseError& e) {
+    throw Error("set " + words[1] + ": " + e.what());
+  }
+  apply_optimisation();
 }
 
 void StudioApp::script_brush(const std::vector<std::string>& words) {  // what the brush radio buttons and slider set

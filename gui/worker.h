@@ -1,10 +1,11 @@
-// clip-studio's optimisation thread: owns the CLIP members, the generator, the Guide and the GuideLoop, and
-// steps them while the UI thread draws. The UI never waits on it: it asks for restarts, posts edits (prompts,
+// clip-studio's optimisation thread: owns the CLIP members, the generator, the Guide and the GuideLoop (or,
+// for a diffusion run, the app::DiffusionRender), and steps them while the UI thread draws. The UI never waits on it: it asks for restarts, posts edits (prompts,
 // masks, snapshots), which go to the GuideLoop's own task queue and run between steps, and polls the latest
 // Frame (image, report, speed).
 // Shapes: H x W pixels.
 #pragma once
 
+#include "app/diffusion_run.h"
 #include "app/session.h"
 #include "generators/generator.h"
 #include "guidance/guide.h"
@@ -40,7 +41,14 @@ struct SnapshotInfo {
   size_t id = 0;      // stable handle for restore_snapshot()
 };
 
-using Task = std::function<void(guidance::GuideLoop& loop, guidance::Guide& guide)>;
+// Where an edit runs: an optimisation run's GuideLoop or a diffusion run's DiffusionRender (the other is
+// null), with the run's Guide.
+struct RunRef {
+  guidance::GuideLoop* loop = nullptr;
+  app::DiffusionRender* diffusion = nullptr;
+  guidance::Guide& guide;
+};
+using Task = std::function<void(RunRef run)>;
 
 class Worker {
  public:
@@ -56,7 +64,8 @@ class Worker {
                guidance::GuideOptions options, bool running);
   void set_running(bool running);      // step continuously, or stay paused
   void single_step();                  // one step (while paused)
-  void post(Task task);                // GuideLoop::post; while a run builds, kept for it; no run: ignored
+  void post(Task task);                // between steps (GuideLoop::post, or the diffusion run's queue); while a
+                                       // run builds, kept for it; no run: ignored
   void update_settings(const guidance::LoopSettings& settings);   // GuideLoop::update_settings
   void update_guide_options(const guidance::GuideOptions& options);
   void take_snapshot();
@@ -80,6 +89,11 @@ class Worker {
   void build(const app::RunSettings& run, std::vector<guidance::GuidePrompt> prompts,
              const guidance::LoopSettings& settings, const guidance::GuideOptions& options);
   void publish(const at::Tensor& image, const guidance::GuideReport* report);
+  void build_diffusion(const app::RunSettings& run, std::vector<guidance::GuidePrompt> prompts, c10::Device device,
+                       uint64_t seed, const std::vector<guidance::GuideMember>& members);
+  void step_diffusion();
+  size_t run_diffusion_tasks();
+  int64_t steps_done() const;
   void report_error(const std::string& what, const std::exception& e);
   void set_status(std::string status);
   void wake_ui();
@@ -88,7 +102,8 @@ class Worker {
   std::condition_variable wake_;
   bool quit_ = false;
   std::function<void()> restart_;                    // a run to build (restart()), taken by the thread
-  std::vector<guidance::GuideLoop::LoopTask> early_;  // posted while that run builds
+  std::vector<Task> early_;                          // posted while that run builds
+  std::vector<Task> diffusion_tasks_;                // posted to the diffusion run, run between its steps
   int64_t step_requests_ = 0;
   std::vector<std::string> errors_;
   std::string status_ = "idle: press Start";
@@ -107,6 +122,10 @@ class Worker {
   app::MemberCache members_;
   std::shared_ptr<generators::Generator> generator_;
   std::shared_ptr<guidance::Guide> guide_;
+  // A diffusion run instead of loop_: its model (kept while the file and device stay the same) and sampler.
+  std::unique_ptr<app::DiffusionRender> diffusion_;  // replaced under mutex_, like loop_
+  std::shared_ptr<generators::diffusion::DiffusionModel> diffusion_model_;
+  std::string diffusion_key_;
   double its_ = 0.0;
 
   std::thread thread_;  // last: started in the constructor body, once every member above exists

@@ -7,7 +7,8 @@
 #                       bin/guidance_graphed_encoder_test when built (checks the CUDA graph capture there)
 #   lib/                clipguide's libraries and the system libraries they need that a bare machine may lack
 #   python/             the reference's pure-Python packages: openai-clip (with its vocabulary),
-#                       taming-transformers-rom1504, omegaconf, ftfy, wcwidth
+#                       taming-transformers-rom1504, omegaconf, ftfy, wcwidth, guided_diffusion (diffusion_bench's
+#                       reference); bin/diffusion_bench too when built
 #   BUILT               what it was built from
 #
 #   bench/gpu/pack_bundle.sh BUILD_DIR [PYTHON]    # BUILD_DIR holds bench/guide_bench
@@ -23,6 +24,7 @@ program=$build/bench/guide_bench
 rm -rf "$bundle"
 mkdir -p "$bundle/bin" "$bundle/lib" "$bundle/python"
 cp "$program" "$bundle/bin/"
+[ -x "$build/bench/diffusion_bench" ] && cp "$build/bench/diffusion_bench" "$bundle/bin/"
 check=$build/tests/guidance_graphed_encoder_test
 [ -x "$check" ] && cp "$check" "$bundle/bin/"
 site=$("$python" -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))')
@@ -39,7 +41,7 @@ ldd "$program" "$bundle"/bin/* | awk '/=> \//{print $1, $3}' | while read -r nam
   [ -e "$bundle/lib/$name" ] || cp -L "$path" "$bundle/lib/$name"
 done
 
-for pkg in clip taming omegaconf ftfy wcwidth; do
+for pkg in clip taming omegaconf ftfy wcwidth guided_diffusion; do
   dir=$("$python" -c "import importlib.util as u, os; s = u.find_spec('$pkg'); print(os.path.dirname(s.origin) if s and s.origin else '')" 2>/dev/null || true)
   if [ -n "$dir" ] && [ -d "$dir" ]; then
     cp -r "$dir" "$bundle/python/"

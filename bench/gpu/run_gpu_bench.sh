@@ -7,10 +7,14 @@
 #   forward and backward, checked first by guidance_graphed_encoder_test when the bundle has it), _mbN (the
 #   cutouts in N micro-batches), _ckpt (VQGAN decoder checkpointing); @SIZE for another image side.
 # Prints one table; with $OUT set, writes gpu_bench.json, gpu_bench.md and gpu_bench.log there.
+# Then CLIP-guided diffusion (issue 15): diffusion_bench (the 256x256 uncond architecture at
+# --diffusion-channels, default 256 as released, ViT-B/32, 256x256, 8+8 cutouts, DDIM) fp32 and bf16, each
+# against Disco's loop (bench/reference/diffusion_ref.py); its lines go to the log and diffusion.txt.
 #
 #   bench/gpu/run_gpu_bench.sh                      # CUDA, 512x512, cutn 32, the default variants
 #   bench/gpu/run_gpu_bench.sh --device cpu --size 64 --cutn 4 --iters 1 --warmup 1 --variants fp32,fp32_mb2   # dry run anywhere
 # Other flags: --variants LIST  --profile N (clipguide: print where N steps' time went)  --no-reference
+#   --no-diffusion  --diffusion-channels N
 #   --build (ignore the bundle)  --build-dir DIR  --guide-bench PATH  --python PY  --step-timeout S (per run; default 150)
 #
 # guide_bench comes from, in order: --guide-bench PATH; the bundle bench/gpu/pack_bundle.sh made
@@ -24,7 +28,7 @@ root=$(cd "$here/../.." && pwd)
 device=cuda size=512 cutn=32 iters=50 warmup=10
 python=${PYTHON:-python3}
 build_dir=/tmp/clipguide-build-gpu
-guide_bench="" force_build=0 run_reference=1
+guide_bench="" force_build=0 run_reference=1 run_diffusion=1 diffusion_channels=256
 variants=fp32,bf16,bf16_channels_last,bf16_channels_last_graphs,bf16_channels_last_mb4,bf16_channels_last_ckpt,bf16_channels_last_mb4_ckpt,bf16_channels_last@1024,bf16_channels_last_mb4_ckpt@1024
 profile_flag=""
 step_timeout=150
@@ -41,6 +45,8 @@ while [ $# -gt 0 ]; do
     --guide-bench) guide_bench=$2; shift ;;
     --build) force_build=1 ;;
     --no-reference) run_reference=0 ;;
+    --no-diffusion) run_diffusion=0 ;;
+    --diffusion-channels) diffusion_channels=$2; shift ;;
     --step-timeout) step_timeout=$2; shift ;;
     --variants) variants=$2; shift ;;
     --profile) profile_flag="--profile $2"; shift ;;
@@ -149,7 +155,7 @@ if [ -z "$guide_bench" ]; then
   if cmake -S "$root" -B "$build_dir" -G "$generator" -DCMAKE_BUILD_TYPE=Release -DCLIPGUIDE_PYTHON="$python" \
        -DCLIPGUIDE_BUILD_TESTS=OFF -DCLIPGUIDE_BUILD_TOOLS=OFF -DCLIPGUIDE_BUILD_GUI=OFF -DCLIPGUIDE_WITH_OIIO=OFF \
        "${launcher[@]}" >"$work/configure.log" 2>&1 \
-     && timeout 420 cmake --build "$build_dir" --target guide_bench -j "$(nproc)" >"$work/build.log" 2>&1; then
+     && timeout 420 cmake --build "$build_dir" --target guide_bench diffusion_bench -j "$(nproc)" >"$work/build.log" 2>&1; then
     guide_bench=$build_dir/bench/guide_bench
     say "built in $(( $(date +%s) - build_start )) s"
   else
@@ -288,6 +294,25 @@ for v in "${variant_list[@]}"; do
   if [ $have_reference = 1 ] && ! clipguide_only "$v"; then run_ref "$v" "${vflags[@]}"; summarize; fi
 done
 summarize --print
+
+# --- CLIP-guided diffusion ---------------------------------------------------------------------------
+diffusion_bench=""
+for p in "$bundle/bin/diffusion_bench" "$(dirname "${guide_bench:-/nonexistent}")/diffusion_bench"; do
+  [ -x "$p" ] && runs_here "$p" && { diffusion_bench=$p; break; }
+done
+if [ $run_diffusion = 1 ] && [ -n "$diffusion_bench" ]; then
+  dflags=(--device "$device" --channels "$diffusion_channels" --size 256 --steps 10 --warmup 2 --dir "$work/diffusion"
+          --python "$python" --vocab "${vocab:-$root/tests/data/openai-clip/bpe_simple_vocab_16e6.txt.gz}")
+  [ $run_reference = 1 ] || dflags+=(--no-reference)
+  for precision in fp32 bf16; do
+    say "diffusion $precision"
+    extra=(); [ $precision = bf16 ] && extra=(--bf16)
+    if timeout $((step_timeout * 2)) "$diffusion_bench" "${dflags[@]}" "${extra[@]}" 2>&1 | grep -v Warning | tee -a "$report_dir/diffusion.txt"; then :; else
+      failed+=("diffusion $precision"); note "diffusion $precision failed"; fi
+  done
+elif [ $run_diffusion = 1 ]; then
+  note "no diffusion_bench (neither bundled nor built): the diffusion part did not run"
+fi
 say "reports: $report_dir/gpu_bench.json, gpu_bench.md, gpu_bench.log"
 [ ${#failed[@]} -eq 0 ] || { say "failed: ${failed[*]}"; exit 1; }
 exit 0

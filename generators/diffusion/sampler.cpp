@@ -51,21 +51,28 @@ DiffusionSampler::DiffusionSampler(const GaussianDiffusion& diffusion, ModelFn m
     throw Error("diffusion sampler: PLMS order " + std::to_string(options_.plms_order) + " outside 1-4");
   if (!(options_.eta >= 0) || !std::isfinite(options_.eta))
     throw Error("diffusion sampler: eta " + std::to_string(options_.eta) + " must be finite and >= 0");
-  if (options_.mask.defined() && !options_.init_image.defined())
-    throw Error("diffusion sampler: a mask needs an init image (the part it keeps)");
-  if (options_.init_image.defined()) {
-    check_image_like(options_.init_image, noise, noise.size(1), "the init image");
-    options_.init_image = options_.init_image.to(noise.device(), at::kFloat);
-  }
-  if (options_.mask.defined()) {
-    check_image_like(options_.mask, noise, 1, "the mask");
-    options_.mask = options_.mask.to(noise.device(), at::kFloat).clamp(0, 1);
-  }
+  x_ = noise.to(at::kFloat);
+  set_inpainting(options_.init_image, options_.mask);
   total_ = n - options_.skip_steps;
   next_ = total_ - 1;
-  x_ = noise.to(at::kFloat);
   if (options_.skip_steps > 0 && !options_.init_image.defined()) options_.init_image = at::zeros_like(x_);
   if (options_.init_image.defined()) x_ = diffusion_.q_sample(options_.init_image, next_, x_);
+}
+
+void DiffusionSampler::set_inpainting(const at::Tensor& init_image, const at::Tensor& mask) {
+  if (mask.defined() && !init_image.defined())
+    throw Error("diffusion sampler: a mask needs an init image (the part it keeps)");
+  at::Tensor init, m;
+  if (init_image.defined()) {
+    check_image_like(init_image, x_, x_.size(1), "the init image");
+    init = init_image.to(x_.device(), at::kFloat);
+  }
+  if (mask.defined()) {
+    check_image_like(mask, x_, 1, "the mask");
+    m = mask.to(x_.device(), at::kFloat).clamp(0, 1);
+  }
+  options_.init_image = init;
+  options_.mask = m;
 }
 
 at::Tensor DiffusionSampler::randn_like(const at::Tensor& x) {

@@ -67,6 +67,10 @@ class DiffusionSampler {
   int64_t next_index() const { return next_; }    // the diffusion step the next call takes; -1 when done
   const at::Tensor& current() const { return x_; }
   SamplerStep step(const GuidanceFn& guidance = {});
+  // Inpainting from the next step on: `mask` (1 or B, 1, H, W), 1 generated, 0 kept from `init_image`
+  // (1 or B, C, H, W) in [-1, 1] noised to each step's level; an undefined mask turns it off. Checked as in
+  // the constructor.
+  void set_inpainting(const at::Tensor& init_image, const at::Tensor& mask);
 
  private:
   struct Evaluation {

@@ -413,6 +413,51 @@ def test_mouse_clicks_pause_and_paints_a_mask():
     assert untouched < 0.01, "pixels away from the stroke changed"
 
 
+DIFFUSION_SCRIPT = """\
+type_prompt a red circle
+start
+wait_steps 3
+screenshot diffusion
+set clip_guidance_scale 20000
+freeze 0 24 31 31
+wait_steps 2
+save dfrozen1.png
+wait_steps 2
+save dfrozen2.png
+wait_steps 3
+save dfinal.png
+quit
+"""
+
+
+def test_diffusion_run_shows_x0_takes_live_settings_and_keeps_a_frozen_region():
+    """--diffusion_model: the studio samples with CLIP guidance, showing the x0 prediction each step; the
+    guidance scale changes between steps; the freeze brush keeps its rows from the x0 shown when painted; the
+    run ends after --steps steps and the saved PNG carries the diffusion settings."""
+    with open(os.path.join(TMP, "diffusion.txt"), "w") as f:
+        f.write(DIFFUSION_SCRIPT)
+    fix = os.path.join(FIX, "diffusion")
+    proc = run_studio("-m", MODEL, "--vocab", VOCAB, "--diffusion_model", os.path.join(fix, "a.pt"),
+                      "--diffusion_config", os.path.join(fix, "a.json"), "--steps", "10", "--size", "32", "32",
+                      "--cut_overview", "2", "--cut_innercut", "2", "--seed", "5", "--device", "cpu",
+                      "--width", str(WIN_W), "--height", str(WIN_H), "--script", os.path.join(TMP, "diffusion.txt"),
+                      "--screenshot-dir", TMP, "--output-dir", TMP)
+    assert proc.returncode == 0, f"clip-studio exited {proc.returncode}: {proc.stderr}"
+    assert "error" not in proc.stderr.lower(), proc.stderr
+    shot = preview_box(rgb(os.path.join(TMP, "diffusion.png")))
+    # The random model's x0 predictions saturate to a few colours: drawn, not flat.
+    assert len(np.unique(shot.reshape(-1, 3), axis=0)) > 4 and shot.std() > 10, "the diffusion preview looks blank"
+    first, second = rgb(os.path.join(TMP, "dfrozen1.png")), rgb(os.path.join(TMP, "dfrozen2.png"))
+    frozen, free = np.abs(first[24:] - second[24:]).max(), np.abs(first[:24] - second[:24]).mean()
+    print(f"  two steps apart: frozen rows max |diff| {frozen}, free rows mean |diff| {free:.2f}")
+    assert frozen == 0 and free > 0, (frozen, free)
+    final = Image.open(os.path.join(TMP, "dfinal.png"))
+    settings = final.info["clipguide:settings"]
+    assert final.size == (32, 32), final.size
+    assert "clip_guidance_scale=20000.0" in settings and "steps=10" in settings, settings
+    assert f'diffusion_model="{os.path.join(fix, "a.pt")}"' in settings, settings
+
+
 def test_help_lists_every_flag_with_defaults():
     proc = run_studio("--help", display=False)
     assert proc.returncode == 0, proc.stderr

@@ -114,6 +114,26 @@ def test_from_png_and_toml_config_reproduce_the_image():
     assert "iterations=2" in Image.open(out("b4.png")).info["clipguide:settings"]
 
 
+def test_two_processes_share_the_style_frames():
+    """--video_style_dir with 2 processes: frame i is styled whole by rank i % 2, written once as
+    <output stem>/<frame>.png, and is the image one process makes from it."""
+    frames = out("style-frames")
+    os.makedirs(frames, exist_ok=True)
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)).save(os.path.join(frames, f"f{i}.png"))
+    common = [*BASE, "-p", "a red circle", "--video_style_dir", frames, "-s", "32", "32", "-i", "3", "-d"]
+    run(*common, "-o", out("style-one.png"))
+    two = torchrun_two(*common, "-o", out("style-two.png"))
+    text = two.stderr + two.stdout
+    assert "clip-guide: 3 of 3 renders written (2 processes)" in text, text[-2000:]
+    for i in range(3):
+        two_path = os.path.join(out("style-two"), f"f{i}.png")
+        assert len(re.findall(re.escape(f"wrote {two_path}"), text)) == 1, text[-2000:]
+        diff = np.abs(pixels(os.path.join(out("style-one"), f"f{i}.png")) - pixels(two_path)).max()
+        assert diff <= 1, (i, diff)
+
+
 def generator_cases():
     """The flags that select each generator, with its weights from the fixtures."""
     vqgan = os.path.join(FIX, "vqgan")
