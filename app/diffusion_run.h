@@ -19,7 +19,7 @@
 
 namespace clipguide::app {
 
-// --diffusion_model (with --diffusion_config) on `device`, --checkpoint applied. No --diffusion_model: an
+// --diffusion_model (with --diffusion_config) on `device`, --checkpoint and --channels_last applied. No --diffusion_model: an
 // Error naming it.
 generators::diffusion::DiffusionModel load_diffusion(const RunSettings& settings, c10::Device device);
 

@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
   std::string dir = (std::filesystem::temp_directory_path() / "clipguide-diffusion-bench").string();
   std::string device_name = "cpu";
   int64_t size = 256, channels = 64, overview = 8, innercut = 8, steps = 3, warmup = 1, total_steps = 50;
-  bool bf16 = false, no_reference = false, checkpoint = false;
+  bool bf16 = false, no_reference = false, checkpoint = false, channels_last = false;
   int64_t profile_steps = 0;
   CLI::App app{"diffusion_bench: CLIP-guided DDIM s/step vs Disco Diffusion's loop"};
   app.option_defaults()->always_capture_default();
@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   app.add_option("--total-steps", total_steps, "The DDIM respacing (ddimN)");
   app.add_option("--device", device_name, "cpu, cuda or auto (both sides)");
   app.add_flag("--bf16", bf16, "clipguide: bf16 autocast for CLIP; the reference: guided_diffusion's fp16 torso");
+  app.add_flag("--channels-last", channels_last, "clipguide: UNet weights and activations channels-last (NHWC)");
   app.add_flag("--checkpoint", checkpoint, "clipguide: UNet activations recomputed in backward (less memory)");
   app.add_flag("--no-reference", no_reference, "Time clipguide only (no Python)");
   app.add_option("--profile", profile_steps, "After the warm-up, profile this many steps and print where their time went");
@@ -69,6 +70,7 @@ int main(int argc, char** argv) {
     s.augments = "Hf,Af,Gn,Ji";  // Disco's: flip, affine, noise, jitter (grey views are cutouts' own)
     s.precision = bf16 ? "bf16" : "fp32";
     s.checkpoint = checkpoint;
+    s.channels_last = channels_last;
     s.prompts = "a lighthouse at dusk";
     cg::app::check(s);
     auto members = cg::app::load_members(s, device);
@@ -95,7 +97,8 @@ int main(int argc, char** argv) {
     std::cout << std::fixed << std::setprecision(3) << "clipguide: " << ours << " s/step (" << 1 / ours
               << " it/s), peak " << std::setprecision(0) << peak_mib << " MiB" << (device.is_cpu() ? " resident" : "")
               << "  [" << size << "x" << size << ", " << channels << " channels, " << overview << "+" << innercut
-              << " cutouts, " << device.str() << (bf16 ? ", bf16" : "") << (checkpoint ? ", checkpoint" : "") << "]\n";
+              << " cutouts, " << device.str() << (bf16 ? ", bf16" : "") << (channels_last ? ", channels-last" : "")
+              << (checkpoint ? ", checkpoint" : "") << "]\n";
     if (no_reference) return 0;
     const auto theirs_json = cg::bench::run_reference(
         ref + " --run " + dir + " --size " + std::to_string(size) + " --overview " + std::to_string(overview) +

@@ -8,7 +8,8 @@
 #   cutouts in N micro-batches), _ckpt (VQGAN decoder checkpointing); @SIZE for another image side.
 # Prints one table; with $OUT set, writes gpu_bench.json, gpu_bench.md and gpu_bench.log there.
 # Then CLIP-guided diffusion (issue 15): diffusion_bench (the 256x256 uncond architecture at
-# --diffusion-channels, default 256 as released, ViT-B/32, 256x256, 8+8 cutouts, DDIM) fp32 and bf16, each
+# --diffusion-channels, default 256 as released, ViT-B/32, 256x256, 8+8 cutouts, DDIM) fp32, bf16 and bf16
+# channels-last, each
 # against Disco's loop (bench/reference/diffusion_ref.py); its lines go to the log and diffusion.txt.
 #
 #   bench/gpu/run_gpu_bench.sh                      # CUDA, 512x512, cutn 32, the default variants
@@ -304,9 +305,10 @@ if [ $run_diffusion = 1 ] && [ -n "$diffusion_bench" ]; then
   dflags=(--device "$device" --channels "$diffusion_channels" --size 256 --steps 10 --warmup 2 --dir "$work/diffusion"
           --python "$python" --vocab "${vocab:-$root/tests/data/openai-clip/bpe_simple_vocab_16e6.txt.gz}")
   [ $run_reference = 1 ] || dflags+=(--no-reference)
-  for precision in fp32 bf16; do
+  for precision in fp32 bf16 bf16_channels_last; do
     say "diffusion $precision"
-    extra=(); [ $precision = bf16 ] && extra=(--bf16)
+    extra=(); [[ $precision == bf16* ]] && extra=(--bf16)
+    [[ $precision == *channels_last ]] && extra+=(--channels-last)
     if timeout $((step_timeout * 2)) "$diffusion_bench" "${dflags[@]}" "${extra[@]}" 2>&1 | grep -v Warning | tee -a "$report_dir/diffusion.txt"; then :; else
       failed+=("diffusion $precision"); note "diffusion $precision failed"; fi
   done

@@ -94,6 +94,21 @@ TEST(DiffusionRun, SameSeedSameImageAndLiveSettingsChangeTheRun) {
   EXPECT_NE(clipguide::test::error_of([&] { c->set_settings(off); }).find("--steps"), std::string::npos);
 }
 
+TEST(DiffusionRun, ChannelsLastGivesTheSameImage) {
+  LoadedRun run;
+  auto plain = run.render(run.s);
+  app::RunSettings nhwc = run.s;
+  nhwc.channels_last = true;
+  LoadedRun other;
+  other.model = app::load_diffusion(nhwc, c10::kCPU);
+  auto fast = other.render(nhwc);
+  while (!plain->done()) {
+    plain->step();
+    fast->step();
+  }
+  EXPECT_TENSOR_CLOSE(fast->image(), plain->image(), 1e-4, 0);
+}
+
 TEST(DiffusionRun, AKeptRegionStaysAsShownWhenKept) {
   LoadedRun run;
   auto r = run.render(run.s);
