@@ -16,10 +16,10 @@ DiffusionModel load_diffusion_model(const std::filesystem::path& weights, const 
     if (config_json.empty()) {
       model.config = base;
       model.config.unet = infer_unet_config(file.tensors, base.unet);
-      model.config.diffusion.variance_type = model.config.unet.learn_sigma() ? VarianceType::kLearnedRange
-                                             : base.diffusion.variance_type == VarianceType::kLearnedRange
-                                                 ? VarianceType::kFixedLarge
-                                                 : base.diffusion.variance_type;
+      // The weights say whether the variance is learned; without it, guided_diffusion's default is fixed large.
+      auto& variance = model.config.diffusion.variance_type;
+      if (model.config.unet.learn_sigma()) variance = VarianceType::kLearnedRange;
+      else if (variance == VarianceType::kLearnedRange) variance = VarianceType::kFixedLarge;
     } else {
       model.config = read_model_config(config_json, base);
     }
