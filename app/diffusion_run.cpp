@@ -10,6 +10,7 @@
 #include <ATen/ops/randn.h>
 
 #include <chrono>
+#include <cmath>
 
 namespace clipguide::app {
 
@@ -38,6 +39,12 @@ dm::GaussianDiffusion diffusion_process(const RunSettings& s, const dm::ModelAnd
     throw Error("--steps " + std::to_string(s.steps) + ": the model's process has only " +
                 std::to_string(process.diffusion_steps) + " steps");
   return dm::GaussianDiffusion(process, (ddim ? "ddim" : "") + std::to_string(s.steps));
+}
+
+double schedule_position(const dm::GaussianDiffusion& process, int64_t i) {
+  const auto original = static_cast<double>(process.config().diffusion_steps);
+  const double rescaled = static_cast<double>(process.timestep_map().at(static_cast<size_t>(i))) * 1000.0 / original;
+  return (std::floor(rescaled) + 1) / 1000.0;
 }
 
 guidance::SamplerGuidanceOptions sampler_guidance_options(const RunSettings& s, uint64_t seed, const at::Tensor& init) {
@@ -103,10 +110,9 @@ DiffusionRender::DiffusionRender(const RunSettings& s, const dm::DiffusionModel&
 DiffusionProgress DiffusionRender::step() {
   const auto start = std::chrono::steady_clock::now();
   const int64_t step = sampler_->steps_taken();
-  const double n = static_cast<double>(diffusion_.num_timesteps());
   // Disco's cond_fn: the loss on x0 blended with x_t by sqrt(1 - alphā), its gradient followed downhill.
   const dm::GuidanceFn guidance = [&](const at::Tensor& x, int64_t i, const dm::MeanVariance& out) {
-    auto result = guidance_->gradient(x, out.pred_xstart, (static_cast<double>(i) + 1) / n, step,
+    auto result = guidance_->gradient(x, out.pred_xstart, schedule_position(diffusion_, i), step,
                                       diffusion_.sqrt_one_minus_alpha_bar(i));
     last_report_ = result.report;
     return -result.grad;

@@ -28,6 +28,11 @@ generators::diffusion::DiffusionModel load_diffusion(const RunSettings& settings
 generators::diffusion::GaussianDiffusion diffusion_process(const RunSettings& settings,
                                                            const generators::diffusion::ModelAndDiffusionConfig& config);
 
+// Where step i stands in the 1000-entry cut schedules, as SamplerGuidance's t: Disco's cond_fn reads entry
+// 1000 - (int(t') + 1), t' the original step i stands for, rescaled to 1000 steps; so t = (int(t') + 1) / 1000
+// (the first step of a 50-step DDIM run reads entry 19, the last entry 999).
+double schedule_position(const generators::diffusion::GaussianDiffusion& process, int64_t i);
+
 // SamplerGuidance's options from the settings: the cut schedules, scales, clamp, micro-batches, the Guide's
 // augmentations and precision. `init`: the init image in [-1, 1] for --init_scale (may be undefined).
 guidance::SamplerGuidanceOptions sampler_guidance_options(const RunSettings& settings, uint64_t seed,

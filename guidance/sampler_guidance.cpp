@@ -106,7 +106,8 @@ StepSchedule StepSchedule::parse(const std::string& text, const std::string& nam
 }
 
 double StepSchedule::at(double t) const {
-  const auto index = static_cast<int64_t>(std::floor((1.0 - t) * static_cast<double>(kScheduleLength)));
+  // The small term keeps t = k / 1000 on entry 1000 - k when (1 - t) * 1000 rounds just below it.
+  const auto index = static_cast<int64_t>(std::floor((1.0 - t) * static_cast<double>(kScheduleLength) + 1e-6));
   return values_[static_cast<size_t>(std::clamp<int64_t>(index, 0, kScheduleLength - 1))];
 }
 

@@ -9,6 +9,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <string>
+
 namespace app = clipguide::app;
 using clipguide::test::fixture_dir;
 using clipguide::test::max_abs_diff;
@@ -55,6 +57,23 @@ TEST(DiffusionRun, RespacesAsDiscoDoes) {
   EXPECT_EQ(d.timestep_map().back(), 999);
   s.steps = 2000;
   EXPECT_NE(clipguide::test::error_of([&] { app::diffusion_process(s, config); }).find("--steps 2000"), std::string::npos);
+}
+
+TEST(DiffusionRun, ReadsTheCutSchedulesAtDiscosEntries) {
+  // Disco: entry 1000 - (int(t') + 1), t' the original step rescaled to 1000 steps.
+  const auto config = clipguide::generators::diffusion::ModelAndDiffusionConfig{};
+  app::RunSettings s;
+  s.steps = 50;  // DDIM stride 20: original steps 0, 20, ..., 980
+  const auto d = app::diffusion_process(s, config);
+  std::string ramp = "[0";  // entry k holds k
+  for (int k = 1; k < 1000; ++k) ramp += "," + std::to_string(k);
+  const auto schedule = clipguide::guidance::StepSchedule::parse(ramp + "]", "ramp");
+  EXPECT_EQ(schedule.at(app::schedule_position(d, 49)), 19);  // the first step
+  EXPECT_EQ(schedule.at(app::schedule_position(d, 24)), 519);
+  EXPECT_EQ(schedule.at(app::schedule_position(d, 0)), 999);  // the last
+  s.steps = 3;  // diffusion_steps 999: original steps 0, 333, 666 rescaled by 1000 / 999
+  const auto d3 = app::diffusion_process(s, config);
+  EXPECT_EQ(schedule.at(app::schedule_position(d3, 2)), 1000 - (666 * 1000 / 999 + 1));
 }
 
 TEST(DiffusionRun, SettingsReachTheGuidance) {
