@@ -1,7 +1,34 @@
 """The runner the script tests (tests/tools/*_test.py, tests/gui/*_test.py) share: every test_* function of
-a test module, one after the other, with gtest-like lines; exit status 1 when one failed."""
+a test module, one after the other, with gtest-like lines; exit status 1 when one failed. Also the helpers
+the tool tests share: running a program, reading a PNG's pixels, the losses a progress log prints."""
 import os
+import re
+import subprocess
 import traceback
+
+
+def tool_runner(binary):
+    """run(*args, ok=True, timeout=300, env=None): the CompletedProcess of binary with args (text output);
+    an AssertionError with its stderr when ok and it exits non-zero."""
+    def run(*args, ok=True, timeout=300, env=None):
+        proc = subprocess.run([binary, *args], capture_output=True, text=True, timeout=timeout, env=env)
+        if ok and proc.returncode != 0:
+            name = os.path.basename(binary)
+            raise AssertionError(f"{name} {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+        return proc
+    return run
+
+
+def pixels(path):
+    """The image's RGB pixels as an int64 (H, W, 3) array."""
+    import numpy as np
+    from PIL import Image
+    return np.asarray(Image.open(path).convert("RGB")).astype(np.int64)
+
+
+def losses(stderr):
+    """Every 'loss X' value a progress log printed, in order."""
+    return [float(m) for m in re.findall(r"loss (\S+)", stderr)]
 
 
 def run_tests(namespace, vocab, sort=True, where="", only=(), skip=()):

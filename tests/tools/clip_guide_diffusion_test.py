@@ -11,7 +11,6 @@ Run by ctest with env CLIPGUIDE_BINARY_DIR, CLIPGUIDE_FIXTURES, CLIPGUIDE_TEST_D
 """
 import os
 import re
-import subprocess
 import sys
 import tempfile
 
@@ -32,23 +31,13 @@ BASE = ["-m", CLIP, "--vocab", VOCAB, "--diffusion_model", UNET, "--diffusion_co
 TMP = tempfile.mkdtemp(prefix="clip-guide-diffusion-test-")
 
 
-def run(*args, ok=True, timeout=300):
-    proc = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout)
-    if ok and proc.returncode != 0:
-        raise AssertionError(f"clip-guide {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
-    return proc
+run = script_tests.tool_runner(BIN)
+pixels = script_tests.pixels
+losses = script_tests.losses
 
 
 def out(name):
     return os.path.join(TMP, name)
-
-
-def pixels(path):
-    return np.asarray(Image.open(path).convert("RGB")).astype(np.int64)
-
-
-def losses(stderr):
-    return [float(m) for m in re.findall(r"loss (\S+)", stderr)]
 
 
 def test_every_sampler_writes_an_image_of_the_asked_size():

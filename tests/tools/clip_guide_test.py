@@ -35,19 +35,9 @@ BASE = ["-m", MODEL, "--vocab", VOCAB, "--num_cuts", "4", "--seed", "3"]
 TMP = tempfile.mkdtemp(prefix="clip-guide-test-")
 
 
-def run(*args, ok=True, timeout=300, env=None):
-    proc = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout, env=env)
-    if ok and proc.returncode != 0:
-        raise AssertionError(f"clip-guide {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
-    return proc
-
-
-def losses(stderr):
-    return [float(m) for m in re.findall(r"loss (\S+)", stderr)]
-
-
-def pixels(path):
-    return np.asarray(Image.open(path).convert("RGB")).astype(np.int64)
+run = script_tests.tool_runner(BIN)
+pixels = script_tests.pixels
+losses = script_tests.losses
 
 
 def out(name):
