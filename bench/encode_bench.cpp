@@ -3,6 +3,7 @@
 #include "bench_util.h"
 #include "clipnet/clip_model.h"
 #include "clipnet/config.h"
+#include "core/memory.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/ops/randn.h>
@@ -13,6 +14,7 @@
 #include <iostream>
 
 int main(int argc, char** argv) {
+  clipguide::keep_freed_memory();  // large CPU tensors reuse freed pages (core/memory.h)
   namespace cn = clipguide::clipnet;
   std::string config = "ViT-B-32", reference_model = "ViT-B-32-quickgelu";
   std::string python = "python3";

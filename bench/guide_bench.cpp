@@ -93,6 +93,7 @@ gen::vqgan::VQModel random_vqgan(const c10::Device& device) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  clipguide::keep_freed_memory();  // large CPU tensors reuse freed pages (core/memory.h)
   std::string python = "python3";
   std::string vocab = CLIPGUIDE_BENCH_DIR "/../tests/data/openai-clip/bpe_simple_vocab_16e6.txt.gz";
   std::string dir = (std::filesystem::temp_directory_path() / "clipguide-guide-bench").string();
@@ -100,6 +101,7 @@ int main(int argc, char** argv) {
   int64_t size = 256, cutn = 16, iters = 3, warmup = 1;
   bool bf16 = false, channels_last = false, cuda_graphs = false, no_reference = false, random_weights = false;
   std::string trace_path;
+  bool profile_shapes = false;
   int64_t profile_steps = 0, cutn_batches = 1;
   bool checkpoint = false;
   std::string prompt = "a painting of a lighthouse at dusk";
@@ -127,6 +129,7 @@ int main(int argc, char** argv) {
   app.add_option("--label", label, "Name of this run in the JSON");
   app.add_option("--trace", trace_path, "Record one extra step's operators (and CUDA kernels) as a Chrome trace to this file");
   app.add_option("--profile", profile_steps, "Before the timed steps, profile this many steps and print where their time went");
+  app.add_flag("--profile-shapes", profile_shapes, "--profile: a row per operator and input shapes");
   CLI11_PARSE(app, argc, argv);
   if (random_weights) no_reference = true;
 
@@ -215,7 +218,7 @@ int main(int argc, char** argv) {
     auto start = std::chrono::steady_clock::now();
     double loss = 0.0;
     if (!trace_path.empty() || profile_steps > 0) {  // untimed steps, their ops recorded and summed up
-      clipguide::bench::StepProfile profile(device.is_cuda());
+      clipguide::bench::StepProfile profile(device.is_cuda(), profile_shapes);
       const int64_t steps = std::max<int64_t>(profile_steps, 1);
       for (int64_t i = 0; i < steps; ++i) loop.step();
       synchronize(device);

@@ -15,12 +15,12 @@ namespace clipguide::bench {
 
 class StepProfile {
  public:
-  // Starts recording CPU operators, and CUDA kernels when `cuda`.
-  explicit StepProfile(bool cuda) {
+  // Starts recording CPU operators, and CUDA kernels when `cuda`. `shapes`: rows per name and input shapes.
+  explicit StepProfile(bool cuda, bool shapes = false) : shapes_(shapes) {
     namespace prof = torch::profiler::impl;
     std::set<prof::ActivityType> activities{prof::ActivityType::CPU};
     if (cuda) activities.insert(prof::ActivityType::CUDA);
-    const prof::ProfilerConfig config(prof::ProfilerState::KINETO);
+    const prof::ProfilerConfig config(prof::ProfilerState::KINETO, /*report_input_shapes=*/shapes);
     torch::autograd::profiler::prepareProfiler(config, activities);
     torch::autograd::profiler::enableProfiler(config, activities);
   }
@@ -36,7 +36,15 @@ class StepProfile {
     std::map<std::string, std::map<std::string, Total>> by_device;  // device -> name -> total
     for (const auto& e : result->events()) {
       const std::string device = e.deviceType() == c10::DeviceType::CUDA ? "CUDA" : "CPU";
-      Total& t = by_device[device][e.name()];
+      std::string key = e.name();
+      if (shapes_) {
+        for (const auto& shape : e.shapes()) {
+          key += " [";
+          for (size_t i = 0; i < shape.size(); ++i) key += (i ? "," : "") + std::to_string(shape[i]);
+          key += "]";
+        }
+      }
+      Total& t = by_device[device][key];
       t.ms += static_cast<double>(e.durationNs()) / 1e6;
       t.calls += 1;
     }
@@ -49,12 +57,15 @@ class StepProfile {
                   device == "CPU" ? ", inclusive times" : "");
       for (size_t i = 0; i < rows.size() && i < top; ++i) {
         std::printf("  %9.3f ms  %6.1f calls  %s\n", rows[i].second.ms / static_cast<double>(steps),
-                    static_cast<double>(rows[i].second.calls) / static_cast<double>(steps), rows[i].first.substr(0, 90).c_str());
+                    static_cast<double>(rows[i].second.calls) / static_cast<double>(steps), rows[i].first.substr(0, shapes_ ? 160 : 90).c_str());
       }
       if (device == "CUDA") std::printf("  %9.3f ms  in all kernels and copies\n", sum / static_cast<double>(steps));
     }
     if (!trace_path.empty()) result->save(trace_path);
   }
+
+ private:
+  bool shapes_;
 };
 
 }  // namespace clipguide::bench

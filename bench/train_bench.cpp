@@ -13,6 +13,7 @@
 #include "clipnet/train/shapes_world.h"
 #include "clipnet/train/trainer.h"
 #include "core/io/npy.h"
+#include "core/memory.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/ops/cat.h>
@@ -66,6 +67,7 @@ double logged_samples_per_s(const fs::path& log, int64_t skip) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  clipguide::keep_freed_memory();  // large CPU tensors reuse freed pages (core/memory.h)
   std::string python = "python3", model = kShapesClip;
   std::string dir = (fs::temp_directory_path() / "clipguide-train-bench").string();
   std::string clip_train = CLIPGUIDE_CLIP_TRAIN, torchrun, trace_path;

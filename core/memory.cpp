@@ -12,6 +12,9 @@
 #include <cuda_runtime_api.h>
 #endif
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -208,6 +211,18 @@ int64_t peak_resident_bytes() {
   rusage usage{};
   if (getrusage(RUSAGE_SELF, &usage) != 0) return -1;
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux: kilobytes
+}
+
+bool keep_freed_memory() {
+#if defined(__GLIBC__)
+  // glibc's defaults: blocks of 128 KiB and more (the threshold rising with what is freed) come from mmap and
+  // go back to the system when freed, the heap's top is trimmed past 128 KiB. Its largest threshold, 32 MiB,
+  // and a trim threshold of 2 GiB keep a step's tensors in pages that were used before.
+  const bool ok = mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1;
+  return mallopt(M_TRIM_THRESHOLD, 0x7fffffff) == 1 && mallopt(M_TOP_PAD, 64 << 20) == 1 && ok;
+#else
+  return false;
+#endif
 }
 
 }  // namespace clipguide

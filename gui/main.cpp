@@ -4,6 +4,7 @@
 #include "app/cli.h"
 #include "core/error.h"
 #include "core/image_io.h"
+#include "core/memory.h"
 #include "generators/generator.h"
 #include "gui/studio_app.h"
 
@@ -175,6 +176,7 @@ int run_frames(GLFWwindow* window, const cs::StudioOptions& opt) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  clipguide::keep_freed_memory();  // large CPU tensors reuse freed pages (core/memory.h)
   cs::StudioOptions opt;
   if (auto code = parse_options(argc, argv, opt)) return *code;
   GLFWwindow* window = open_window(opt);

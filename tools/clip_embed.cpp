@@ -10,6 +10,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/io/npy.h"
+#include "core/memory.h"
 
 #include <ATen/ops/cat.h>
 #include <ATen/ops/stack.h>
@@ -172,6 +173,7 @@ int run(Options opt) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  clipguide::keep_freed_memory();  // large CPU tensors reuse freed pages (core/memory.h)
   Options opt;
   CLI::App app{"clip-embed: CLIP tokens, embeddings, logits and zero-shot probabilities as JSON"};
   app.option_defaults()->always_capture_default();

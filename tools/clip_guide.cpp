@@ -513,6 +513,7 @@ std::filesystem::path png_settings_file(const std::string& png) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  clipguide::keep_freed_memory();  // large CPU tensors reuse freed pages (core/memory.h)
   std::signal(SIGPIPE, SIG_IGN);  // a dead ffmpeg is reported by VideoWriter, not a silent death
   Options opt;
   CLI::App app{"clip-guide: render images steered towards text (and image) prompts by CLIP.\n"

@@ -9,6 +9,7 @@
 #include "clipnet/train/shapes_world.h"
 #include "clipnet/train/trainer.h"
 #include "core/error.h"
+#include "core/memory.h"
 
 #include <CLI/CLI.hpp>
 
@@ -126,6 +127,7 @@ int run(tr::TrainOptions options, const CliOptions& cli) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  clipguide::keep_freed_memory();  // large CPU tensors reuse freed pages (core/memory.h)
   tr::TrainOptions o;
   CliOptions cli;
   CLI::App app{"clip-train: CLIP pretraining (open_clip's flags; run under torchrun for several processes)"};

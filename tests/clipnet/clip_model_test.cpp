@@ -272,7 +272,9 @@ TEST(ClipModel, TextEmbeddingDoesNotDependOnPaddingOrBatchmates) {
   auto cut = model->token_embedding->weight.grad().clone();
   model->zero_grad();
   model->encode_text(at::cat({caption(3), caption(context - 2)})).narrow(0, 0, 1).sum().backward();
-  EXPECT_TENSOR_CLOSE(cut, model->token_embedding->weight.grad(), 1e-5, 1e-5);
+  // Float sums in another order through the text tower's backward: up to 3.4e-5 seen on gradients near 1;
+  // a batch-mate leaking into the caption would move them by far more.
+  EXPECT_TENSOR_CLOSE(cut, model->token_embedding->weight.grad(), 1e-4, 1e-4);
 }
 
 // encode_text runs the text tower on packed rows (each caption's positions up to its EOT). The embeddings and
