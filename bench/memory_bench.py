@@ -10,12 +10,19 @@ memory options (--cutn_batches, --checkpoint) and with --max_memory set to a fra
   python bench/memory_bench.py --build build [--dir /tmp/clipguide-startup] [--sizes 256 512] [--cutn 32]
                                [--budget 0.40] [--only NAME...] [--no-reference]
 Prints one table row per run: size, program and options, peak MiB, s/step, peak relative to the reference.
+
+  python bench/memory_bench.py --build build --ladder 8G [--ladder-range 128 1536]
+The largest square size (a multiple of 32) that each side completes within the budget: two steps (the
+reference: one after its warm-up) whose peak resident size stays under it; a run that goes over is stopped
+there. Sides: the Python reference; clip-guide --max_memory BUDGET (the plan it picks, or its refusal);
+clip-guide --cutn_batches 4 --checkpoint. Bisection, so about log2(range / 32) runs per side.
 """
 import argparse
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,6 +53,89 @@ def peak_of(cmd):
     return seconds, kb / 1024, out
 
 
+def parse_mib(text):
+    """MiB of a size such as 8G, 8GiB, 7600M (binary units, as clip-guide's --max_memory reads them)."""
+    units = {"": 2 ** -20, "b": 2 ** -20, "k": 2 ** -10, "kb": 2 ** -10, "kib": 2 ** -10, "m": 1, "mb": 1, "mib": 1,
+             "g": 1024, "gb": 1024, "gib": 1024}
+    number = text.rstrip("bBkKmMgGiI")
+    unit = text[len(number):].lower()
+    try:
+        return float(number) * units[unit]
+    except (ValueError, KeyError):
+        sys.exit(f"memory_bench: --ladder: expected a size such as 8G or 7600M, got '{text}'")
+
+
+def capped_peak(cmd, cap_mib):
+    """(outcome, peak RSS MiB, stderr) of cmd, stopped when its resident size passes cap_mib. outcome:
+    "ok", "over" (stopped, or finished above the cap), "refused" (a --max_memory refusal) or "failed"."""
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        stopped = False
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            try:
+                with open(f"/proc/{proc.pid}/status") as f:
+                    rss_kb = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+            except (OSError, StopIteration):
+                rss_kb = 0
+            if rss_kb / 1024 > cap_mib and not stopped:
+                proc.kill()
+                stopped = True
+            time.sleep(0.05)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        stderr = err.read()
+    peak = usage.ru_maxrss / 1024
+    if stopped or (proc.returncode == 0 and peak > cap_mib):
+        return "over", peak, stderr
+    if proc.returncode != 0:
+        return ("refused" if "error: --max_memory" in stderr else "failed"), peak, stderr
+    return "ok", peak, stderr
+
+
+def ladder(args, guide_base, ref_base):
+    """The largest size each side completes within args.ladder, by bisection over multiples of 32."""
+    budget = parse_mib(args.ladder)
+    sides = [("Python reference", lambda n: [*ref_base, "--iters", "1", "--warmup", "1", "--size", str(n)]),
+             (f"clip-guide --max_memory {args.ladder}", lambda n: [*guide_base(n), "-i", "2", "--max_memory", args.ladder]),
+             ("clip-guide --cutn_batches 4 --checkpoint",
+              lambda n: [*guide_base(n), "-i", "2", "--cutn_batches", "4", "--checkpoint"])]
+    if args.only:
+        sides = [(n, c) for n, c in sides if any(o in n for o in args.only)]
+    print(f"| budget | program | largest size | its peak MiB | runs (size: outcome, peak MiB) |")
+    print("| --- | --- | --- | --- | --- |")
+    lo_k, hi_k = args.ladder_range[0] // 32, args.ladder_range[1] // 32
+    for name, command in sides:
+        tried = []
+        best = None
+
+        def fits(k):
+            nonlocal best
+            outcome, peak, stderr = capped_peak(command(32 * k), budget)
+            tried.append(f"{32 * k}: {outcome} {peak:.0f}")
+            if outcome == "failed":
+                sys.exit(f"memory_bench: {name} at {32 * k} failed:\n{stderr[-2000:]}")
+            if outcome == "ok" and (best is None or k > best[0]):
+                best = (k, peak)
+            return outcome == "ok"
+
+        lo, hi = lo_k, hi_k  # invariant once checked: lo fits, hi does not
+        if fits(lo) and not fits(hi):
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if fits(mid):
+                    lo = mid
+                else:
+                    hi = mid
+        size = f"{32 * best[0]}x{32 * best[0]}" if best else f"below {32 * lo_k}"
+        if best and best[0] == hi_k:
+            size = f"at least {size}"
+        peak = f"{best[1]:.0f}" if best else "-"
+        print(f"| {args.ladder} | {name} | {size} | {peak} | {'; '.join(tried)} |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -56,6 +146,9 @@ def main():
     ap.add_argument("--only", nargs="*", default=[], help="run only the variants whose name contains one of these")
     ap.add_argument("--no-reference", action="store_true",
                     help="clip-guide only (sizes the reference cannot hold); the --max_memory variant is skipped")
+    ap.add_argument("--ladder", metavar="BUDGET", help="the largest size each side completes within BUDGET (8G)")
+    ap.add_argument("--ladder-range", type=int, nargs=2, default=[128, 1536], metavar=("LO", "HI"),
+                    help="--ladder: the sizes searched")
     args = ap.parse_args()
     files = [os.path.join(args.dir, n) for n in ("clip.pt", "vqgan.ckpt", "vqgan.yaml")]
     if not all(os.path.exists(f) for f in files):
@@ -73,6 +166,15 @@ def main():
         variants = [(n, e) for n, e in variants if e is not None]
     if args.only:
         variants = [(n, e) for n, e in variants if any(o in n for o in args.only)]
+    def guide_base(size):
+        return [guide, "-m", files[0], "--vocab", vocab, "--vqgan_checkpoint", files[1], "--vqgan_config", files[2],
+                "-s", str(size), str(size), "--num_cuts", str(args.cutn), "-p", "a painting of a lighthouse at dusk",
+                "-q", "--seed", "0", "--save_every", "0", "-o", os.path.join(args.dir, "memory.png")]
+
+    if args.ladder:
+        ref_base = [sys.executable, os.path.join(HERE, "reference", "guide_ref.py"), "--run", args.dir,
+                    "--cutn", str(args.cutn)]
+        return ladder(args, guide_base, ref_base)
     print("| size | program | peak MiB | s/step | peak vs reference |")
     print("| --- | --- | --- | --- | --- |")
     for size in args.sizes:
@@ -86,10 +188,7 @@ def main():
         for name, extra in variants:
             if extra is None:
                 extra = ["--max_memory", f"{int(args.budget * ref_peak)}M"]
-            base = [guide, "-m", files[0], "--vocab", vocab, "--vqgan_checkpoint", files[1], "--vqgan_config",
-                    files[2], "-s", str(size), str(size), "--num_cuts", str(args.cutn), "-p",
-                    "a painting of a lighthouse at dusk", "-q", "--seed", "0", "--save_every", "0",
-                    "-o", os.path.join(args.dir, "memory.png"), *extra]
+            base = [*guide_base(size), *extra]
             try:
                 one, _, _ = peak_of([*base, "-i", "1"])
             except Refused as refused:

@@ -48,5 +48,8 @@ int64_t peak_resident_bytes();
 // not raise the peak resident size (bench/diffusion_bench, bench/memory_bench.py). The tools call it first
 // thing; a program linking the library may call it too. False where it cannot (not glibc). Process-wide.
 bool keep_freed_memory();
+// Hands what is free in the C allocator back to the system (glibc's malloc_trim): after loading weights, whose
+// file buffers and conversions keep_freed_memory would otherwise keep resident for the whole run.
+void release_freed_memory();
 
 }  // namespace clipguide

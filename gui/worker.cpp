@@ -6,6 +6,7 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "core/memory.h"
 
 #include <c10/core/GradMode.h>
 
@@ -204,6 +205,7 @@ void Worker::build(const app::RunSettings& run, std::vector<guidance::GuidePromp
   if (app::generator_name(run) == app::kDiffusion) return build_diffusion(run, std::move(prompts), device, seed, members);
   set_status("building generator " + app::generator_name(run));
   std::shared_ptr<generators::Generator> generator = app::make_generator(run, device, seed);
+  clipguide::release_freed_memory();  // the weight files' buffers (core/memory.h)
 
   guidance::GuideOptions guide_options = options;
   guide_options.seed = seed;
@@ -237,6 +239,7 @@ void Worker::build_diffusion(const app::RunSettings& run, std::vector<guidance::
     set_status("loading diffusion model " + run.diffusion_model);
     diffusion_model_ = std::make_shared<generators::diffusion::DiffusionModel>(app::load_diffusion(run, device));
     diffusion_key_ = key;
+    clipguide::release_freed_memory();
   }
   diffusion_model_->unet->set_checkpointing(run.checkpoint);
   set_status("encoding prompts");

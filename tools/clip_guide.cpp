@@ -441,6 +441,7 @@ int run(Options opt) {
   } else {
     models = cg::app::load_models(opt, device, seed, note);
   }
+  cg::release_freed_memory();  // the weight files' buffers, before the planner measures and the steps begin
   // --max_memory: --cutn_batches and --checkpoint chosen to fit, before the first step.
   const auto plan = cg::app::apply_memory_plan(opt, models, device, seed, processes->world_size(), note);
   const auto& members = models.members;
