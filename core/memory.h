@@ -44,9 +44,10 @@ int64_t peak_resident_bytes();
 
 // Makes the C allocator keep freed tensor memory for reuse instead of handing it back to the system. With
 // glibc's defaults every large CPU tensor is a fresh mmap whose pages the kernel zero-fills on first touch,
-// and a guidance step allocates gigabytes that way: this made a CPU diffusion step about 10% faster and did
-// not raise the peak resident size (bench/diffusion_bench, bench/memory_bench.py). The tools call it first
-// thing; a program linking the library may call it too. False where it cannot (not glibc). Process-wide.
+// and a guidance step allocates gigabytes that way: this made a CPU diffusion step about 10% faster, and with
+// release_freed_memory after loading the peak resident size moved by 50 MiB at most (bench/diffusion_bench,
+// bench/memory_bench.py). The tools call it first thing; a program linking the library may call it too.
+// False where it cannot (not glibc). Process-wide.
 bool keep_freed_memory();
 // Hands what is free in the C allocator back to the system (glibc's malloc_trim): after loading weights, whose
 // file buffers and conversions keep_freed_memory would otherwise keep resident for the whole run.
