@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
         cg::bench::StepProfile profile(device.is_cuda(), profile_shapes);
         for (int64_t i = 0; i < profile_steps && !render.done(); ++i) render.step();
         profile.finish(profile_steps, "", 40);
-        profile_steps = 0;
+        profile_steps = 0;  // the first round only
       }
       std::vector<double> times;
       for (int64_t i = 0; i < steps && !render.done(); ++i) {

@@ -33,24 +33,55 @@ class Refused(Exception):
     """clip-guide --max_memory refused the budget: its one-line error."""
 
 
-def run(cmd):
-    """(wall seconds, stdout, stderr) of cmd; exits with its stderr when it fails (raises Refused when a
-    memory budget was refused)."""
-    start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    seconds = time.monotonic() - start
-    if proc.returncode != 0 and "--max_memory" in cmd and "error: --max_memory" in proc.stderr:
-        raise Refused(proc.stderr.split("error: ", 1)[1].strip().splitlines()[0])
-    if proc.returncode != 0:
-        sys.exit(f"memory_bench: {' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
-    return seconds, proc.stdout, proc.stderr
+def measure(cmd, cap_mib=float("inf")):
+    """(outcome, wall seconds, peak RSS MiB, stdout, stderr) of cmd, the peak as wait4 reports it; the run is
+    stopped when its resident size passes cap_mib. outcome: "ok", "over" (stopped, or finished above the
+    cap), "refused" (a --max_memory refusal) or "failed"."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        stopped = False
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if not stopped and resident_mib(proc.pid) > cap_mib:
+                proc.kill()
+                stopped = True
+            time.sleep(0.05)
+        seconds = time.monotonic() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    peak = usage.ru_maxrss / 1024
+    if stopped or (proc.returncode == 0 and peak > cap_mib):
+        outcome = "over"
+    elif proc.returncode != 0:
+        outcome = "refused" if "error: --max_memory" in stderr else "failed"
+    else:
+        outcome = "ok"
+    return outcome, seconds, peak, stdout, stderr
+
+
+def resident_mib(pid):
+    """The process's resident size now (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+    except (OSError, StopIteration):
+        return 0
 
 
 def peak_of(cmd):
-    """(wall seconds, peak RSS MiB, stdout) of cmd: the peak as /usr/bin/time reads it from wait4."""
-    seconds, out, err = run(["/usr/bin/time", "-f", "peak_rss_kb %M", *cmd])
-    kb = int(err.rsplit("peak_rss_kb ", 1)[1].split()[0])
-    return seconds, kb / 1024, out
+    """(wall seconds, peak RSS MiB, stdout, stderr) of cmd; exits with its stderr when it fails (raises Refused
+    when a memory budget was refused)."""
+    outcome, seconds, peak, out, err = measure(cmd)
+    if outcome == "refused":
+        raise Refused(err.split("error: ", 1)[1].strip().splitlines()[0])
+    if outcome != "ok":
+        sys.exit(f"memory_bench: {' '.join(cmd)} failed:\n{err[-2000:]}")
+    return seconds, peak, out, err
 
 
 def parse_mib(text):
@@ -65,36 +96,6 @@ def parse_mib(text):
         sys.exit(f"memory_bench: --ladder: expected a size such as 8G or 7600M, got '{text}'")
 
 
-def capped_peak(cmd, cap_mib):
-    """(outcome, peak RSS MiB, stderr) of cmd, stopped when its resident size passes cap_mib. outcome:
-    "ok", "over" (stopped, or finished above the cap), "refused" (a --max_memory refusal) or "failed"."""
-    with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
-        stopped = False
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            try:
-                with open(f"/proc/{proc.pid}/status") as f:
-                    rss_kb = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
-            except (OSError, StopIteration):
-                rss_kb = 0
-            if rss_kb / 1024 > cap_mib and not stopped:
-                proc.kill()
-                stopped = True
-            time.sleep(0.05)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        stderr = err.read()
-    peak = usage.ru_maxrss / 1024
-    if stopped or (proc.returncode == 0 and peak > cap_mib):
-        return "over", peak, stderr
-    if proc.returncode != 0:
-        return ("refused" if "error: --max_memory" in stderr else "failed"), peak, stderr
-    return "ok", peak, stderr
-
-
 def ladder(args, guide_base, ref_base):
     """The largest size each side completes within args.ladder, by bisection over multiples of 32."""
     budget = parse_mib(args.ladder)
@@ -104,24 +105,20 @@ def ladder(args, guide_base, ref_base):
               lambda n: [*guide_base(n), "-i", "2", "--cutn_batches", "4", "--checkpoint"])]
     if args.only:
         sides = [(n, c) for n, c in sides if any(o in n for o in args.only)]
-    print(f"| budget | program | largest size | its peak MiB | runs (size: outcome, peak MiB) |")
+    print("| budget | program | largest size | its peak MiB | runs (size: outcome, peak MiB) |")
     print("| --- | --- | --- | --- | --- |")
     lo_k, hi_k = args.ladder_range[0] // 32, args.ladder_range[1] // 32
     for name, command in sides:
-        tried = []
-        best = None
+        runs = {}  # k (size / 32) -> (outcome, peak MiB), in the order tried
 
         def fits(k):
-            nonlocal best
-            outcome, peak, stderr = capped_peak(command(32 * k), budget)
-            tried.append(f"{32 * k}: {outcome} {peak:.0f}")
+            outcome, _, peak, _, stderr = measure(command(32 * k), budget)
             if outcome == "failed":
                 sys.exit(f"memory_bench: {name} at {32 * k} failed:\n{stderr[-2000:]}")
-            if outcome == "ok" and (best is None or k > best[0]):
-                best = (k, peak)
+            runs[k] = (outcome, peak)
             return outcome == "ok"
 
-        lo, hi = lo_k, hi_k  # invariant once checked: lo fits, hi does not
+        lo, hi = lo_k, hi_k  # once checked: lo fits, hi does not
         if fits(lo) and not fits(hi):
             while hi - lo > 1:
                 mid = (lo + hi) // 2
@@ -129,11 +126,14 @@ def ladder(args, guide_base, ref_base):
                     lo = mid
                 else:
                     hi = mid
-        size = f"{32 * best[0]}x{32 * best[0]}" if best else f"below {32 * lo_k}"
-        if best and best[0] == hi_k:
-            size = f"at least {size}"
-        peak = f"{best[1]:.0f}" if best else "-"
-        print(f"| {args.ladder} | {name} | {size} | {peak} | {'; '.join(tried)} |", flush=True)
+        fitting = [k for k, (outcome, _) in runs.items() if outcome == "ok"]
+        best = max(fitting, default=None)
+        if best is None:
+            size, peak = f"below {32 * lo_k}", "-"
+        else:
+            size, peak = f"{'at least ' if best == hi_k else ''}{32 * best}x{32 * best}", f"{runs[best][1]:.0f}"
+        tried = "; ".join(f"{32 * k}: {outcome} {p:.0f}" for k, (outcome, p) in runs.items())
+        print(f"| {args.ladder} | {name} | {size} | {peak} | {tried} |", flush=True)
 
 
 def main():
@@ -182,7 +182,7 @@ def main():
                "--warmup", "1", "--size", str(size), "--cutn", str(args.cutn)]
         ref_peak = None
         if not args.no_reference:
-            _, ref_peak, out = peak_of(ref)
+            _, ref_peak, out, _ = peak_of(ref)
             ref_step = 1.0 / json.loads(out.strip().splitlines()[-1])["its_per_s"]
             print(f"| {size} | Python reference | {ref_peak:.0f} | {ref_step:.2f} | 1.00 |", flush=True)
         for name, extra in variants:
@@ -190,15 +190,15 @@ def main():
                 extra = ["--max_memory", f"{int(args.budget * ref_peak)}M"]
             base = [*guide_base(size), *extra]
             try:
-                one, _, _ = peak_of([*base, "-i", "1"])
+                one, _, _, _ = peak_of([*base, "-i", "1"])
             except Refused as refused:
                 print(f"| {size} | {name}: refused ({refused}) | - | - | - |", flush=True)
                 continue
-            three, peak, _ = peak_of([*base, "-i", "3"])
+            three, peak, _, _ = peak_of([*base, "-i", "3"])
             step = (three - one) / 2
             plan = ""
             if "--max_memory" in extra:  # the plan it chose, from a 0-step run's stderr
-                _, _, err = run([*base, "-i", "0"])
+                _, _, _, err = peak_of([*base, "-i", "0"])
                 plan = " → " + err.split("memory plan: ", 1)[1].split(":", 1)[0] if "memory plan: " in err else ""
             ratio = f"{peak / ref_peak:.2f}" if ref_peak else "-"
             print(f"| {size} | {name}{plan} | {peak:.0f} | {step:.2f} | {ratio} |", flush=True)

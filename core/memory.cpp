@@ -218,8 +218,10 @@ bool keep_freed_memory() {
   // glibc's defaults: blocks of 128 KiB and more (the threshold rising with what is freed) come from mmap and
   // go back to the system when freed, the heap's top is trimmed past 128 KiB. Its largest threshold, 32 MiB,
   // and a trim threshold of 2 GiB keep a step's tensors in pages that were used before.
-  const bool ok = mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1;
-  return mallopt(M_TRIM_THRESHOLD, 0x7fffffff) == 1 && mallopt(M_TOP_PAD, 64 << 20) == 1 && ok;
+  const bool mmap_set = mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1;
+  const bool trim_set = mallopt(M_TRIM_THRESHOLD, 0x7fffffff) == 1;
+  const bool pad_set = mallopt(M_TOP_PAD, 64 << 20) == 1;
+  return mmap_set && trim_set && pad_set;
 #else
   return false;
 #endif
